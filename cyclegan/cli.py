@@ -1,0 +1,214 @@
+"""The ``cyclegan`` command. Flags map one to one onto the config dataclasses; the values a user
+did not give come from those dataclasses (the paper's settings) or, with --resume, from the run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from . import __version__
+from .cyclegan import CycleGANConfig
+from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
+from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
+from .train import TrainConfig
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 4 or value % 4:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 4 and at least 4, got {text}")
+    return value
+
+
+def _defaults(dc) -> dict:
+    return {f.name: f.default for f in fields(dc) if f.default is not MISSING}
+
+
+# (flag, dataclass field, argparse kwargs). Defaults are None so we know what the user gave.
+_TRAIN_FLAGS = [
+    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout)")),
+    ("--domain-a", "domain_a", dict(help="folder of domain A images (instead of DATAROOT/trainA)")),
+    ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
+    ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
+    ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
+    ("--size", "size", dict(type=_size, help="crop size the networks train on (multiple of 4); "
+                                              "<= 128 picks resnet_6blocks unless --netG is given")),
+    ("--load-size", "load_size", dict(type=_positive_int, help="resize before cropping (default size*286/256)")),
+    ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
+    ("--batch-size", "batch_size", dict(type=_positive_int, help="images per step (per process)")),
+    ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
+    ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
+    ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast (fp16 with grad scaling)")),
+    ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
+    ("--max-iters", "max_iters", dict(type=_positive_int, help="stop after this many iterations")),
+    ("--save-every", "save_every", dict(type=_nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
+    ("--keep", "keep", dict(type=_nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
+    ("--preview-every", "preview_every", dict(type=_nonneg_int, help="iterations between preview grids (0: off)")),
+    ("--log-every", "log_every", dict(type=_positive_int, help="iterations between loss logs")),
+    ("--preview-count", "preview_count", dict(type=_positive_int, help="image pairs in each preview grid")),
+]
+_TRAIN_SWITCHES = [
+    ("--no-flip", "flip", False, "no random horizontal flips"),
+    ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
+    ("--channels-last", "channels_last", True, "channels_last memory format"),
+    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
+]
+_MODEL_FLAGS = [
+    ("--channels", "input_nc", dict(type=int, choices=(1, 3), help="1 for grayscale, 3 for RGB (both domains)")),
+    ("--netG", "netG", dict(choices=tuple(GENERATORS), help="generator architecture")),
+    ("--netD", "netD", dict(choices=tuple(DISCRIMINATORS), help="discriminator: basic = 70x70 PatchGAN")),
+    ("--n-layers-D", "n_layers_D", dict(type=_positive_int, help="layers of the n_layers discriminator")),
+    ("--ngf", "ngf", dict(type=_positive_int, help="generator filters in the first conv")),
+    ("--ndf", "ndf", dict(type=_positive_int, help="discriminator filters in the first conv")),
+    ("--norm", "norm", dict(choices=NORM_LAYERS, help="normalisation layers")),
+    ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
+    ("--init-gain", "init_gain", dict(type=_nonneg_float, help="scale of the initialisation")),
+    ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
+    ("--lambda-A", "lambda_A", dict(type=_nonneg_float, help="cycle loss weight A->B->A")),
+    ("--lambda-B", "lambda_B", dict(type=_nonneg_float, help="cycle loss weight B->A->B")),
+    ("--lambda-identity", "lambda_identity", dict(type=_nonneg_float, help="identity loss weight (x lambda); 0 disables")),
+    ("--gp-weight", "gp_weight", dict(type=_nonneg_float, help="gradient penalty weight for wgangp")),
+    ("--pool-size", "pool_size", dict(type=_nonneg_int, help="image history pool size; 0 disables")),
+    ("--lr", "lr", dict(type=_nonneg_float, help="Adam learning rate")),
+    ("--beta1", "beta1", dict(type=_nonneg_float, help="Adam beta1")),
+    ("--beta2", "beta2", dict(type=_nonneg_float, help="Adam beta2")),
+    ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule")),
+    ("--n-epochs", "n_epochs", dict(type=_nonneg_int, help="epochs at the initial learning rate")),
+    ("--n-epochs-decay", "n_epochs_decay", dict(type=_nonneg_int, help="epochs of linear decay to zero")),
+    ("--lr-decay-iters", "lr_decay_iters", dict(type=_positive_int, help="step policy: epochs per x0.1")),
+    ("--d-steps", "d_steps", dict(type=_positive_int, help="discriminator steps per generator step")),
+]
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a CycleGAN on two unpaired image folders",
+                       description="Train a CycleGAN on unpaired folders. Defaults reproduce the paper "
+                                   "(ResNet-9 at 256 px, 70x70 PatchGAN, LSGAN, batch 1, Adam 2e-4, "
+                                   "100 + 100 epochs, cycle 10, identity 0.5, pool 50).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tdef, mdef = _defaults(TrainConfig), _defaults(CycleGANConfig)
+    data = p.add_argument_group("data and run")
+    for flag, field, kw in _TRAIN_FLAGS:
+        data.add_argument(flag, dest=f"train.{field}", default=None, **{**kw, "help": f"{kw['help']} [{tdef[field]}]"})
+    for flag, field, value, text in _TRAIN_SWITCHES:
+        data.add_argument(flag, dest=f"train.{field}", action="store_const", const=value, default=None, help=text)
+    data.add_argument("--resume", action="store_true",
+                      help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
+                           "except max-iters, save/log/preview intervals, device and workers)")
+    model = p.add_argument_group("model and objective")
+    for flag, field, kw in _MODEL_FLAGS:
+        model.add_argument(flag, dest=f"model.{field}", default=None,
+                           **{**kw, "help": f"{kw['help']} [{mdef[field]}]"})
+    model.add_argument("--dropout", dest="model.dropout", action="store_const", const=True, default=None,
+                       help="dropout 0.5 in the generators")
+    p.set_defaults(func=_cmd_train)
+
+
+def _given(args: argparse.Namespace, prefix: str) -> dict:
+    return {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(prefix + ".") and v is not None}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_cyclegan
+
+    t, m = _given(args, "train"), _given(args, "model")
+    if "input_nc" in m:
+        m["output_nc"] = m["input_nc"]
+    if "netG" not in m and t.get("size", 256) <= 128:
+        m["netG"] = "resnet_6blocks"  # the paper's choice for 128x128 images
+    train_cfg = TrainConfig(**t)
+    model_cfg = CycleGANConfig(**m)
+    train_cyclegan(model_cfg, train_cfg, resume=args.resume, runtime_overrides=t)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .cyclegan import CycleGAN
+    from .train import export_cyclegan
+
+    run = Path(args.run)
+    ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
+    state = load_checkpoint(ckpt)
+    model = CycleGAN(CycleGANConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    train_cfg = TrainConfig.from_dict(state["train_config"])
+    out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"
+    export_cyclegan(model, train_cfg, out)
+    print(out)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
+    parser.add_argument("--version", action="version", version=f"cyclegan {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_train_parser(sub)
+
+    e = sub.add_parser("export", help="write a run's generators to one safetensors file (config inside)",
+                       description="Export G_A and G_B of a run (or one checkpoint file) for inference.")
+    e.add_argument("run", help="run folder (RUNS_DIR/NAME) or checkpoint .pt file")
+    e.add_argument("--output", "-o", help="output file [RUN/generators.safetensors]")
+    e.set_defaults(func=_cmd_export)
+
+    from .bench import add_bench_args
+
+    b = sub.add_parser("bench", help="measure training speed, memory and FLOPs on synthetic data",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_bench_args(b)
+    b.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainingDiverged
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:
+        # Problems with the user's input: one clear line, no traceback.
+        print(f"cyclegan {args.command}: error: {e}", file=sys.stderr)
+        return 2 if not isinstance(e, TrainingDiverged) else 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,632 @@
+"""Image loading, augmentation and the unpaired two-domain dataset.
+
+Data flows: folder of images on disk -> :class:`ImageFolder` (discovery and a cheap
+readability check) -> :class:`UnpairedImageDataset` (decode, augment, normalise) -> model.
+The on-disk layout follows the original CycleGAN release: ``DATAROOT/trainA`` and
+``DATAROOT/trainB`` hold the two domains, unpaired.
+
+Reproducibility: every random choice made for a sample (which B image, crop position,
+flip) comes from generators seeded by ``(seed, epoch, index)``, never from global RNG
+state, so the samples do not depend on the number of DataLoader workers and a resumed
+run sees exactly the samples the interrupted one would have. Use :class:`EpochSampler`
+to feed ``(epoch, index)`` keys to the dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# albumentations phones home for a version check on import unless told not to; a
+# training job (often offline, on a cluster) should not do that or wait for its timeout.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from albumentations.augmentations.geometric import functional as _fgeometric  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+from PIL import Image, ImageFile, ImageOps  # noqa: E402
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PREPROCESS_MODES",
+    "AugmentConfig",
+    "DataError",
+    "EpochSampler",
+    "ImageFolder",
+    "UnpairedImageDataset",
+    "UnreadableImageError",
+    "build_transform",
+    "find_images",
+    "load_image",
+]
+
+logger = logging.getLogger("cyclegan.data")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+_BICUBIC = 2  # cv2.INTER_CUBIC; albumentations takes OpenCV interpolation flags
+_SIZE_MULTIPLE = 4  # the ResNet generator downsamples twice by 2, so sides must divide by 4
+_EXIF_ORIENTATION = 0x0112
+_U64 = (1 << 64) - 1  # SeedSequence wants non-negative entropy words
+
+
+class DataError(Exception):
+    """A user-facing data problem; the message names the folder/file and says what to do."""
+
+
+class UnreadableImageError(DataError):
+    """An image file that cannot be decoded (corrupt, truncated, too large, ...)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How training images are resized, cropped and flipped (see ``build_transform``)."""
+
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    channels: int = 3  # 1 (grayscale) or 3 (RGB)
+
+    def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"preprocess must be one of {', '.join(PREPROCESS_MODES)}; got {self.preprocess!r}"
+            )
+        for field in ("load_size", "crop_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < _SIZE_MULTIPLE:
+                raise ValueError(f"{field} must be an integer >= {_SIZE_MULTIPLE}; got {value!r}")
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {self.channels!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"flip must be True or False; got {self.flip!r}")
+
+
+# ------------------------------------------------------------------ discovery + decode
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """All image files under ``folder`` (recursive, extension case-insensitive), sorted.
+
+    Hidden files and folders (name starting with ".", e.g. macOS "._x.jpg" resource
+    forks or ".ipynb_checkpoints") are ignored. Symlinked folders are followed once.
+    """
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise DataError(
+            f"image folder {root} does not exist; check the path "
+            "(the expected layout is DATAROOT/trainA and DATAROOT/trainB)"
+        )
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; pass the folder that contains the images")
+
+    found: list[Path] = []
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # symlink loop or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(Path(dirpath) / name)
+    # Sort on the path relative to root so order is stable whatever root is spelled as.
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+_truncation_lock = threading.Lock()
+
+
+def _decode_strictly(img: Image.Image) -> None:
+    """``img.load()`` that raises on truncated data even if someone enabled
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` (which would silently pad the image with grey)."""
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:  # the normal case: nothing to override
+        img.load()
+        return
+    with _truncation_lock:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            img.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # malformed EXIF: keep the pixels as stored rather than drop the image
+        return img
+
+
+def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale 0..65535 to 0..255 (rounded), so 16-bit images keep their contrast."""
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float images: 0..1 data is scaled by 255; anything else is taken as 0..255 and clipped."""
+    arr = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+        arr = arr * 255.0
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def _to_array(img: Image.Image, channels: int) -> np.ndarray:
+    """Convert any Pillow mode to an HxWxC uint8 array with ``channels`` channels."""
+    gray: np.ndarray | None = None
+    if img.mode.startswith("I;16") or img.mode == "I":
+        gray = _sixteen_bit_to_uint8(np.asarray(img))
+    elif img.mode == "F":
+        gray = _float_to_uint8(np.asarray(img))
+    if gray is not None:
+        if channels == 3:
+            return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return np.ascontiguousarray(gray[:, :, None])
+
+    target = "L" if channels == 1 else "RGB"
+    if _has_alpha(img):
+        # Composite onto white: transparent areas would otherwise come out black.
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    arr = np.asarray(img.convert(target))  # also covers 1, L, P, CMYK, YCbCr, LAB, ...
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr)
+
+
+def load_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+    """Decode an image file to an HxWxC uint8 array (C = ``channels``), EXIF-oriented.
+
+    Raises :class:`UnreadableImageError` for corrupt, truncated or oversized files.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}")
+    try:
+        with Image.open(path) as img:
+            _decode_strictly(img)  # Image.open is lazy: decode now so truncation shows up here
+            return _to_array(_exif_transpose(img), channels)
+    except UnreadableImageError:
+        raise
+    except Exception as exc:  # Pillow signals bad files with many exception types
+        raise UnreadableImageError(path, _describe(exc)) from exc
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation tag (1 = as stored) without decoding the pixels."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # PNG getexif() would decode the whole image to look for a late eXIf chunk
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF: load_image ignores it as well
+        return 1
+
+
+def _jpeg_looks_complete(path: Path) -> bool:
+    # Entropy-coded JPEG data byte-stuffs 0xFF, so an EOI marker (FF D9) near the end
+    # means the file was written out completely; truncated files lack it.
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64))
+        return b"\xff\xd9" in fh.read()
+
+
+def _probe_image(path: Path) -> tuple[int, int]:
+    """Cheap readability check; returns the EXIF-oriented (width, height).
+
+    Header parse + ``verify()`` (for PNG this checks every chunk's CRC). JPEG verify
+    checks nothing, so a JPEG without an end marker is decoded at 1/8 scale (draft
+    mode, fast) to catch truncation. Anything still missed is handled at load time.
+    """
+    try:
+        with Image.open(path) as img:
+            img.verify()  # must come straight after open; the object is unusable afterwards
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = _orientation(img)
+            if img.format == "JPEG" and not _jpeg_looks_complete(path):
+                img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+                _decode_strictly(img)
+    except Exception as exc:  # Pillow signals bad files with many exception types
+        raise UnreadableImageError(path, _describe(exc)) from exc
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: sides swap
+        width, height = height, width
+    return width, height
+
+
+# ---------------------------------------------------------------------- transforms
+
+
+def _round_to_multiple(value: int, multiple: int = _SIZE_MULTIPLE) -> int:
+    return max(multiple, int(value / multiple + 0.5) * multiple)
+
+
+class _ScaleWidth(A.ImageOnlyTransform):
+    """Resize so the width is ``width``, keeping aspect, but height at least ``min_height``
+    (the original release's ``__scale_width``)."""
+
+    def __init__(self, width: int, min_height: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.width = width
+        self.min_height = min_height
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        h, w = img.shape[:2]
+        new_h = int(max(self.width * h / w, self.min_height))
+        return _fgeometric.resize(img, (new_h, self.width), interpolation=_BICUBIC)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("width", "min_height")
+
+
+class _FitCrop(A.ImageOnlyTransform):
+    """Upscale (keeping aspect) an image whose shorter side is below ``size`` so a
+    ``size`` x ``size`` crop fits. Logs once per instance; the dataset pre-warns for
+    the whole dataset and sets ``warned`` so workers stay quiet."""
+
+    def __init__(self, size: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.warned = False
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        h, w = img.shape[:2]
+        if min(h, w) >= self.size:
+            return img
+        if not self.warned:
+            self.warned = True
+            logger.warning(
+                "image of %dx%d is smaller than crop_size %d; upscaling it (keeping aspect "
+                "ratio) so the crop fits. Further small images are upscaled silently.",
+                w, h, self.size,
+            )
+        scale = self.size / min(h, w)
+        new_h = max(self.size, math.ceil(h * scale - 1e-9))
+        new_w = max(self.size, math.ceil(w * scale - 1e-9))
+        return _fgeometric.resize(img, (new_h, new_w), interpolation=_BICUBIC)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size",)
+
+
+class _MultipleOf4(A.ImageOnlyTransform):
+    """Resize each side to the nearest multiple of 4 (min 4); a no-op when already so."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        h, w = img.shape[:2]
+        target = (_round_to_multiple(h), _round_to_multiple(w))
+        if target == (h, w):
+            return img
+        return _fgeometric.resize(img, target, interpolation=_BICUBIC)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+def build_transform(cfg: AugmentConfig) -> A.Compose:
+    """The augmentation pipeline: uint8 HxWxC image -> float32 CxHxW tensor in [-1, 1].
+
+    Mirrors the original release's ``get_transform`` (bicubic): resize/crop per
+    ``cfg.preprocess``, sides rounded to a multiple of 4, optional horizontal flip,
+    normalise with mean 0.5 / std 0.5. Randomness comes from the Compose's random
+    state; set it per sample (``Compose.set_random_state``) for reproducible output.
+    """
+    load, crop = cfg.load_size, cfg.crop_size
+    if cfg.preprocess in ("resize_and_crop", "scale_width_and_crop") and load < crop:
+        logger.warning(
+            "load_size %d is smaller than crop_size %d with preprocess %s; using load_size "
+            "%d so the crop fits (set load_size >= crop_size to silence this)",
+            load, crop, cfg.preprocess, crop,
+        )
+        load = crop
+
+    steps: list[A.BasicTransform] = []
+    if cfg.preprocess == "resize_and_crop":
+        steps += [A.Resize(load, load, interpolation=_BICUBIC), A.RandomCrop(crop, crop)]
+    elif cfg.preprocess == "crop":
+        steps += [_FitCrop(crop), A.RandomCrop(crop, crop)]
+    elif cfg.preprocess == "scale_width":
+        steps += [_ScaleWidth(load, min_height=crop)]
+    elif cfg.preprocess == "scale_width_and_crop":
+        steps += [_ScaleWidth(load, min_height=crop), A.RandomCrop(crop, crop)]
+    steps.append(_MultipleOf4())
+    if cfg.flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    steps += [
+        A.Normalize(mean=(0.5,) * cfg.channels, std=(0.5,) * cfg.channels, max_pixel_value=255.0),
+        ToTensorV2(),
+    ]
+    return A.Compose(steps)
+
+
+# ------------------------------------------------------------------------- domains
+
+
+class ImageFolder:
+    """One domain's images: discovered with :func:`find_images`, each checked cheaply.
+
+    ``paths`` are the readable files, ``sizes`` their EXIF-oriented (width, height),
+    ``skipped`` the ``(path, reason)`` of files that failed the check.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], channels: int = 3, name: str = "A") -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}")
+        self.folder = Path(folder)
+        self.channels = channels
+        self.name = name
+        self.paths: list[Path] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for path in find_images(self.folder):
+            try:
+                size = _probe_image(path)
+            except UnreadableImageError as exc:
+                self.skipped.append((path, exc.reason))
+                logger.warning("domain %s: skipping unreadable image %s (%s)", name, path, exc.reason)
+                continue
+            self.paths.append(path)
+            self.sizes.append(size)
+        if not self.paths:
+            failed = len(self.skipped)
+            detail = f"; first failure: {self.skipped[0][0]}: {self.skipped[0][1]}" if failed else ""
+            raise DataError(
+                f"domain {name}: no readable images in {self.folder} (looked for "
+                f"{', '.join(IMAGE_EXTENSIONS)}, case-insensitive, in subfolders too; "
+                f"{failed} file{'s' if failed != 1 else ''} failed to decode{detail}). "
+                "Put the images for this domain there or fix the path."
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        """Decode image ``index`` (may raise :class:`UnreadableImageError`)."""
+        return load_image(self.paths[index], self.channels)
+
+    def summary(self) -> str:
+        n = len(self.paths)
+        text = f"domain {self.name}: {n:,} image{'s' if n != 1 else ''} in {self.folder}"
+        if self.skipped:
+            text += f" ({len(self.skipped):,} unreadable skipped)"
+        return text
+
+
+# ------------------------------------------------------------------------- dataset
+
+
+def _seed_sequence(seed: int, epoch: int, index: int, stream: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed & _U64, epoch & _U64, index & _U64, stream])
+
+
+# Independent random streams of one sample.
+_STREAM_B_CHOICE, _STREAM_A_AUG, _STREAM_B_AUG = 0, 1, 2
+
+
+class UnpairedImageDataset(torch.utils.data.Dataset):
+    """Unpaired samples ``{"A", "B", "A_path", "B_path"}`` from two image folders.
+
+    Keys are ``index`` (epoch 0) or ``(epoch, index)`` as yielded by :class:`EpochSampler`.
+    The A image is ``index % len_A``; B is ``index % len_B`` when ``serial`` else drawn at
+    random (independent of A, as in the original release). All randomness is seeded by
+    ``(seed, epoch, index)``, so samples are identical across worker counts and resumes.
+    Not thread-safe (the transform's random state is set per call); DataLoader worker
+    processes are fine.
+    """
+
+    def __init__(
+        self,
+        folder_a: str | os.PathLike[str],
+        folder_b: str | os.PathLike[str],
+        cfg: AugmentConfig,
+        seed: int = 0,
+        serial: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.serial = serial
+        self.domain_a = ImageFolder(folder_a, cfg.channels, name="A")
+        self.domain_b = ImageFolder(folder_b, cfg.channels, name="B")
+        # One pipeline serves both domains: A and B differ only in the random state
+        # they are given, and config warnings are logged once per dataset.
+        self.transform = build_transform(cfg)
+        self._warn_small_images()
+        self._bad: dict[str, set[int]] = {"A": set(), "B": set()}  # failed at load time
+
+    def _warn_small_images(self) -> None:
+        """One warning for the whole dataset about images that must be upscaled to crop.
+
+        Done here from the probed sizes (not lazily in the transform) so it is logged
+        once, in the main process, rather than once per DataLoader worker and epoch.
+        """
+        fit = next((t for t in self.transform.transforms if isinstance(t, _FitCrop)), None)
+        if fit is None:
+            return
+        parts = []
+        for domain in (self.domain_a, self.domain_b):
+            small = [(w, h) for w, h in domain.sizes if min(w, h) < fit.size]
+            if small:
+                w, h = min(small, key=lambda s: min(s))
+                parts.append(f"{len(small):,} of {len(domain):,} in domain {domain.name} (smallest {w}x{h})")
+        if parts:
+            logger.warning(
+                "crop_size %d is larger than some images: %s; they are upscaled (keeping "
+                "aspect ratio) so the crop fits. Use a smaller crop_size or larger images "
+                "to avoid blurry training crops.",
+                fit.size, "; ".join(parts),
+            )
+        fit.warned = True
+
+    def __len__(self) -> int:
+        return max(len(self.domain_a), len(self.domain_b))
+
+    @staticmethod
+    def _parse_key(key: Any) -> tuple[int, int]:
+        if isinstance(key, tuple):
+            epoch, index = key
+            return int(epoch), int(index)
+        return 0, int(key)
+
+    def _load(self, domain: ImageFolder, index: int) -> tuple[Path, np.ndarray]:
+        """Decode ``domain.paths[index]``; on failure, deterministically the next readable one."""
+        bad = self._bad[domain.name]
+        n = len(domain)
+        for step in range(n):
+            i = (index + step) % n
+            if i in bad:
+                continue
+            path = domain.paths[i]
+            try:
+                return path, domain.load(i)
+            except UnreadableImageError as exc:
+                bad.add(i)  # warn once per file (per process) and never retry it
+                logger.warning(
+                    "domain %s: skipping unreadable image %s (%s); using the next image instead",
+                    domain.name, path, exc.reason,
+                )
+        raise DataError(
+            f"domain {domain.name}: none of the {n:,} images in {domain.folder} could be "
+            "decoded; check the files (e.g. re-export them as PNG or JPEG)"
+        )
+
+    def _augment(self, image: np.ndarray, seq: np.random.SeedSequence) -> torch.Tensor:
+        # Compose.set_random_state shares ONE numpy and ONE python stream across all
+        # steps. (Compose.set_random_seed would give every step its own identically
+        # seeded stream, making the flip decision equal to the crop's first draw.)
+        np_seq, py_seq = seq.spawn(2)
+        py_seed = int(py_seq.generate_state(1, np.uint64)[0])
+        self.transform.set_random_state(np.random.default_rng(np_seq), random.Random(py_seed))
+        return self.transform(image=image)["image"]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = self._parse_key(key)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for dataset of {len(self)} samples")
+        n_a, n_b = len(self.domain_a), len(self.domain_b)
+        if self.serial:
+            index_b = index % n_b
+        else:
+            rng = np.random.default_rng(_seed_sequence(self.seed, epoch, index, _STREAM_B_CHOICE))
+            index_b = int(rng.integers(n_b))
+        path_a, image_a = self._load(self.domain_a, index % n_a)
+        path_b, image_b = self._load(self.domain_b, index_b)
+        return {
+            "A": self._augment(image_a, _seed_sequence(self.seed, epoch, index, _STREAM_A_AUG)),
+            "B": self._augment(image_b, _seed_sequence(self.seed, epoch, index, _STREAM_B_AUG)),
+            "A_path": str(path_a),
+            "B_path": str(path_b),
+        }
+
+    def summary(self) -> str:
+        cfg = self.cfg
+        if cfg.preprocess == "none":
+            sizes = "original size"
+        elif cfg.preprocess == "crop":
+            sizes = f"crop {cfg.crop_size}"
+        elif cfg.preprocess == "scale_width":
+            sizes = f"load {cfg.load_size}"
+        else:
+            sizes = f"load {cfg.load_size}, crop {cfg.crop_size}"
+        return "\n".join(
+            [
+                self.domain_a.summary(),
+                self.domain_b.summary(),
+                f"{len(self):,} samples per epoch (max of A and B); B "
+                f"{'paired by index (serial)' if self.serial else 'drawn at random'}; "
+                f"preprocess {cfg.preprocess} ({sizes}), flip {'on' if cfg.flip else 'off'}, "
+                f"{'RGB' if cfg.channels == 3 else 'grayscale'}",
+            ]
+        )
+
+
+# ------------------------------------------------------------------------- sampler
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)`` keys: a per-epoch permutation, sharded across ranks.
+
+    Like ``DistributedSampler``: the permutation (seeded by ``(seed, epoch)``; identity
+    without shuffle) is padded by repetition to a multiple of ``world_size`` and rank r
+    takes ``r::world_size``. ``set_epoch(epoch, start)`` skips the first ``start`` of
+    this rank's samples, to resume mid-epoch.
+    """
+
+    def __init__(
+        self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if n < 0:
+            raise ValueError(f"n must be >= 0; got {n}")
+        if world_size < 1:
+            raise ValueError(f"world_size must be >= 1; got {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..{world_size - 1}; got {rank}")
+        self.n = n
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start = 0
+
+    @property
+    def per_rank(self) -> int:
+        """Samples per rank in a full epoch (after padding)."""
+        return math.ceil(self.n / self.world_size)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if not 0 <= start <= self.per_rank:
+            raise ValueError(f"start must be in 0..{self.per_rank} (samples per rank); got {start}")
+        self.epoch = int(epoch)
+        self.start = int(start)
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed & _U64, self.epoch & _U64])
+            order = rng.permutation(self.n).tolist()
+        else:
+            order = list(range(self.n))
+        total = self.per_rank * self.world_size
+        while order and len(order) < total:  # pad by repeating, as DistributedSampler does
+            order += order[: total - len(order)]
+        return order[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self._indices()[self.start :]:
+            yield self.epoch, index
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start

@@ -1,0 +1,427 @@
+"""The training loop, readable top to bottom: device, precision, data, steps, logging,
+previews, checkpoints, resume. Shared by every :class:`~cyclegan.gan.GANModel`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import yaml
+
+from .checkpoint import CheckpointError, export_generators, load_checkpoint, save_numbered
+from .cyclegan import CycleGAN, CycleGANConfig
+from .data import AugmentConfig, DataError, EpochSampler, UnpairedImageDataset
+from .gan import GANModel, Precision
+
+log = logging.getLogger("cyclegan.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainConfig:
+    """The run: data, loop, runtime. Stored beside the model config in every checkpoint."""
+
+    name: str = "experiment"
+    runs_dir: str = "runs"
+    dataroot: str | None = None
+    domain_a: str | None = None       # overrides dataroot/trainA
+    domain_b: str | None = None       # overrides dataroot/trainB
+    size: int = 256                   # crop size fed to the networks
+    load_size: int | None = None      # resize before cropping; default size * 286 / 256
+    preprocess: str = "resize_and_crop"
+    flip: bool = True
+    serial_batches: bool = False      # B[i] with A[i] instead of a random B (tests, debugging)
+    batch_size: int = 1
+    num_workers: int = -1             # -1: one per spare core, at most 4
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = 0
+    max_iters: int | None = None      # stop early after this many iterations
+    save_every: int = 5000            # iterations between checkpoints (also saved at each epoch end)
+    keep: int = 3                     # numbered checkpoints kept besides latest.pt
+    preview_every: int = 500
+    log_every: int = 50
+    preview_count: int = 4
+
+    #: fields that may differ when resuming (they do not change what is computed)
+    RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
+                      "device", "runs_dir", "compile")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def resolved_load_size(self) -> int:
+        return self.load_size if self.load_size else int(round(self.size * 286 / 256))
+
+    def domain_folders(self) -> tuple[Path, Path]:
+        if self.domain_a and self.domain_b:
+            return Path(self.domain_a), Path(self.domain_b)
+        if not self.dataroot:
+            raise DataError("no training data given: pass --dataroot DIR (with DIR/trainA and DIR/trainB) "
+                            "or both --domain-a and --domain-b")
+        root = Path(self.dataroot)
+        if not root.is_dir():
+            raise DataError(f"dataroot not found: {root} (expected {root}/trainA and {root}/trainB; "
+                            "`cyclegan download dataset NAME` fetches the standard ones)")
+        return (Path(self.domain_a) if self.domain_a else root / "trainA",
+                Path(self.domain_b) if self.domain_b else root / "trainB")
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime helpers
+# --------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(s):  # torch.load gives lists where random.getstate() had tuples
+    return tuple(_as_python_state(x) for x in s) if isinstance(s, (list, tuple)) else s
+
+
+class StopFlag:
+    """First SIGINT/SIGTERM asks the loop to save and stop after the current step; a second
+    SIGINT interrupts at once (the last checkpoint on disk stays valid either way)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, no graceful stop
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested} received: saving a checkpoint after this step "
+              "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    iteration: int = 0
+    epoch: int = 0
+    epoch_samples: int = 0   # samples of `epoch` this process has consumed
+
+
+class Trainer:
+    """Runs a GANModel over a dataset: the same code for CycleGAN and the MNIST GAN.
+
+    ``model_config`` is stored in checkpoints so the model can be rebuilt without flags;
+    ``export`` writes the inference artefact at the end.
+    """
+
+    def __init__(self, model: GANModel, model_config: dict, cfg: TrainConfig, dataset,
+                 total_epochs: int, export: Callable[[Path], None] | None = None):
+        self.model, self.model_config, self.cfg, self.dataset = model, model_config, cfg, dataset
+        self.total_epochs = total_epochs
+        self.export = export
+        self.device = pick_device(cfg.device)
+        self.counters = Counters()
+        self.run_dir = cfg.run_dir
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.preview_dir = self.run_dir / "previews"
+        self.writer = None
+
+        model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.precision = Precision(self.device.type, cfg.precision)
+        if cfg.precision == "fp16" and self.device.type == "cpu":
+            log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
+        self.sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=not cfg.serial_batches)
+        workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=2 if workers > 0 else None, drop_last=False)
+        self.preview_batch = self._collate([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))])
+
+    # -- state -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        m = self.model
+        return {
+            "model_config": self.model_config,
+            "train_config": asdict(self.cfg),
+            "model": m.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in m.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in m.schedulers.items()},
+            "scaler": m.precision.scaler.state_dict(),
+            "extra": m.extra_state(),
+            "counters": asdict(self.counters),
+            "rng": rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        m = self.model
+        m.load_state_dict(state["model"])
+        for k, o in m.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in m.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if state.get("scaler"):
+            m.precision.scaler.load_state_dict(state["scaler"])
+        m.load_extra_state(state["extra"])
+        self.counters = Counters(**state["counters"])
+        set_rng_state(state["rng"])
+
+    def save(self) -> Path:
+        path = save_numbered(self.state(), self.ckpt_dir, self.counters.iteration, self.cfg.keep)
+        log.info("checkpoint: %s (iteration %d)", path, self.counters.iteration)
+        return path
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _collate(self, items: list) -> dict:
+        return torch.utils.data.default_collate(items)
+
+    def _to_device(self, batch: dict) -> dict:
+        out = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device, non_blocking=True)
+                if self.cfg.channels_last and v.dim() == 4:
+                    v = v.contiguous(memory_format=torch.channels_last)
+            out[k] = v
+        return out
+
+    def _write_preview(self) -> None:
+        import torchvision.utils as vutils
+
+        grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
+        image = vutils.make_grid(grid, nrow=1, padding=2)
+        it = self.counters.iteration
+        path = self.preview_dir / f"iter_{it:08d}.png"
+        self.preview_dir.mkdir(parents=True, exist_ok=True)
+        vutils.save_image(image, path)
+        if self.writer:
+            self.writer.add_image("preview", image, it)
+
+    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {self.counters.iteration + 1}; "
+                f"stopped without saving it. The last good checkpoint is in {self.ckpt_dir} (try a lower "
+                "--lr or --precision fp32, then --resume)")
+
+    def _enable_compile(self) -> None:
+        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
+            net.compile()
+
+    def _disable_compile(self, err: Exception) -> None:
+        log.warning("torch.compile failed (%s: %s); continuing in eager mode", type(err).__name__, err)
+        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
+            net._compiled_call_impl = None
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint."""
+        cfg, model, c = self.cfg, self.model, self.counters
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None)
+        if cfg.compile:
+            self._enable_compile()
+        model.train()
+        last = None
+        start = time.time()
+        with StopFlag() as stop:
+            try:
+                while c.epoch < self.total_epochs:
+                    self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
+                    per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
+                    bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
+                               desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
+                               dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+                    for batch in self.loader:
+                        losses = self._step(self._to_device(batch), cfg)
+                        c.iteration += 1
+                        c.epoch_samples += batch["A"].shape[0] if "A" in batch else cfg.batch_size
+                        bar.update(1)
+                        if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                            values = {k: float(v) for k, v in losses.items()}
+                            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+                            for k, v in values.items():
+                                self.writer.add_scalar(f"loss/{k}", v, c.iteration)
+                            for k, opt in model.optimizers.items():
+                                self.writer.add_scalar(f"lr/{k}", opt.param_groups[0]["lr"], c.iteration)
+                        if cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
+                            self._write_preview()
+                        done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
+                        if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
+                            last = self.save()
+                        if stop.requested:
+                            bar.close()
+                            print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
+                                  f"(checkpoint {last})", file=sys.stderr)
+                            return last
+                        if done:
+                            break
+                    bar.close()
+                    if cfg.max_iters is not None and c.iteration >= cfg.max_iters:
+                        break
+                    # End of epoch: schedules step after the optimizer (never before the first step).
+                    c.epoch += 1
+                    c.epoch_samples = 0
+                    model.step_schedulers()
+                    last = self.save()
+            finally:
+                self.writer.close()
+        if self.export:
+            self.export(self.run_dir)
+        elapsed = time.time() - start
+        log.info("finished at iteration %d (epoch %d) in %.1f s", c.iteration, c.epoch, elapsed)
+        return last if last else self.save()
+
+    def _step(self, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+        try:
+            losses = self.model.train_step(batch)
+        except Exception as e:
+            if not (cfg.compile and self.counters.iteration == 0 and _is_compile_error(e)):
+                raise
+            self._disable_compile(e)
+            losses = self.model.train_step(batch)
+        self._check_finite(losses)
+        return losses
+
+
+def _is_compile_error(e: Exception) -> bool:
+    mod = type(e).__module__
+    return mod.startswith("torch._dynamo") or mod.startswith("torch._inductor")
+
+
+# --------------------------------------------------------------------------------------------
+# CycleGAN entry point
+# --------------------------------------------------------------------------------------------
+
+
+def export_cyclegan(model: CycleGAN, train_cfg: TrainConfig, path: Path) -> Path:
+    """Generators only, config inside: what translation and the app load."""
+    meta = {"size": train_cfg.size, "preprocess": train_cfg.preprocess, "name": train_cfg.name}
+    out = export_generators(dict(model.generators.items()), model.config_dict(), path, meta)
+    log.info("exported generators: %s", out)
+    return out
+
+
+def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageDataset:
+    if model_cfg.input_nc != model_cfg.output_nc:
+        raise DataError("unpaired folders are read with one channel count; --input-nc and --output-nc "
+                        "must be equal (1 or 3)")
+    folder_a, folder_b = cfg.domain_folders()
+    aug = AugmentConfig(preprocess=cfg.preprocess, load_size=cfg.resolved_load_size(), crop_size=cfg.size,
+                        flip=cfg.flip, channels=model_cfg.input_nc)
+    return UnpairedImageDataset(folder_a, folder_b, aug, seed=cfg.seed, serial=cfg.serial_batches)
+
+
+def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
+                   runtime_overrides: dict | None = None) -> Path:
+    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``. Returns the last checkpoint.
+
+    On resume the configs stored in the checkpoint win, except the runtime fields in
+    ``runtime_overrides`` (max_iters, save_every, device, ...)."""
+    latest = cfg.run_dir / "checkpoints" / "latest.pt"
+    state = None
+    if resume and latest.exists():
+        state = load_checkpoint(latest)
+        model_cfg = CycleGANConfig.from_dict(state["model_config"])
+        saved = TrainConfig.from_dict(state["train_config"])
+        for k, v in (runtime_overrides or {}).items():
+            if k in TrainConfig.RUNTIME_FIELDS:
+                setattr(saved, k, v)
+        saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
+        cfg = saved
+    elif resume:
+        log.info("no checkpoint at %s: starting a new run", latest)
+    elif latest.exists():
+        raise CheckpointError(f"{cfg.run_dir} already holds a run (checkpoint {latest}); pass --resume to "
+                              "continue it, or choose another --name")
+
+    seed_everything(cfg.seed)
+    dataset = build_dataset(cfg, model_cfg)
+    model = CycleGAN(model_cfg, seed=cfg.seed)
+    trainer = Trainer(model, asdict(model_cfg), cfg, dataset,
+                      total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
+                      export=lambda run_dir: export_cyclegan(model, cfg, run_dir / "generators.safetensors"))
+    if state is not None:
+        trainer.load_state(state)
+        log.info("resumed %s at iteration %d (epoch %d)", latest, trainer.counters.iteration,
+                 trainer.counters.epoch + 1)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "config.yaml").write_text(
+        yaml.safe_dump({"model": asdict(model_cfg), "train": asdict(cfg)}, sort_keys=False))
+    n_g = sum(p.numel() for p in model.generators.parameters())
+    n_d = sum(p.numel() for p in model.discriminators.parameters())
+    print(dataset.summary(), file=sys.stderr)
+    print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} "
+          f"({n_g / 1e6:.2f}M params, 2 generators) | {model_cfg.netD} D ({n_d / 1e6:.2f}M) | "
+          f"{cfg.size}px batch {cfg.batch_size} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
+          + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
+    return trainer.fit()

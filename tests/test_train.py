@@ -1,0 +1,286 @@
+"""Training end to end: checkpoints, bit-identical resume, the real command, SIGKILL/SIGINT,
+divergence and bad input. Images are real PNG files written by the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_export,
+                                 save_checkpoint, save_numbered)
+from cyclegan.cyclegan import CycleGANConfig
+from cyclegan.train import TrainConfig, TrainingDiverged, train_cyclegan
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ["--ngf", "4", "--ndf", "4"]
+
+
+def make_domain(folder: Path, n: int, seed: int, size=(36, 44)) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def dataroot(tmp_path):
+    root = tmp_path / "data"
+    make_domain(root / "trainA", 5, 0)
+    make_domain(root / "trainB", 4, 1)
+    return root
+
+
+def tiny_configs(dataroot: Path, runs: Path, **train) -> tuple[CycleGANConfig, TrainConfig]:
+    model = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, n_epochs=1, n_epochs_decay=1)
+    cfg = TrainConfig(name="t", runs_dir=str(runs), dataroot=str(dataroot), size=32, num_workers=0,
+                      preview_every=0, log_every=1, **train)
+    return model, cfg
+
+
+def cli(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "cyclegan", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240, **kw)
+
+
+# -- checkpoint files ------------------------------------------------------------------------
+
+
+def test_atomic_write_failure_keeps_previous(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"x": torch.ones(3)}, path)
+
+    def explode(f):
+        f.write(b"partial")
+        raise RuntimeError("crash during save")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, explode)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_load_rejects_garbage_and_foreign_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="not a cyclegan training checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_keep_n_numbered(tmp_path):
+    for it in range(1, 6):
+        save_numbered({"it": it}, tmp_path, it, keep=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["iter_00000004.pt", "iter_00000005.pt", "latest.pt"]
+    assert load_checkpoint(tmp_path / "iter_00000004.pt")["it"] == 4
+    assert load_checkpoint(tmp_path / "latest.pt")["it"] == 5
+
+
+# -- resume is exact ---------------------------------------------------------------------------
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(ckpt)["model"]
+
+
+def test_resume_is_bit_identical(dataroot, tmp_path):
+    model, cfg = tiny_configs(dataroot, tmp_path / "straight", max_iters=4, save_every=0)
+    straight = train_cyclegan(model, cfg)
+
+    model, cfg = tiny_configs(dataroot, tmp_path / "resumed", max_iters=2, save_every=0)
+    train_cyclegan(model, cfg)
+    model, cfg = tiny_configs(dataroot, tmp_path / "resumed", max_iters=4, save_every=0)
+    resumed = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 4})
+
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sa, sb = load_checkpoint(straight), load_checkpoint(resumed)
+    assert sa["counters"] == sb["counters"] == {"iteration": 4, "epoch": 0, "epoch_samples": 4}
+    assert torch.equal(sa["extra"]["pools"]["A"]["images"], sb["extra"]["pools"]["A"]["images"])
+
+
+def test_epochs_schedule_and_checkpoint_contents(dataroot, tmp_path):
+    # 5 images per epoch, 1 constant + 1 decay epoch: 10 iterations, lr halves for epoch 2.
+    model, cfg = tiny_configs(dataroot, tmp_path, save_every=0)
+    ckpt = train_cyclegan(model, cfg)
+    state = load_checkpoint(ckpt)
+    assert state["counters"]["iteration"] == 10 and state["counters"]["epoch"] == 2
+    assert set(state["model"]) >= {"generators.G_A.model.1.weight", "discriminators.D_B.model.0.weight"}
+    assert set(state["optimizers"]) == {"G", "D"}
+    assert state["schedulers"]["G"]["last_epoch"] == 2
+    assert state["model_config"]["netG"] == "resnet_6blocks"
+    assert state["train_config"]["size"] == 32
+    assert "torch" in state["rng"] and state["code_version"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ev = EventAccumulator(str(tmp_path / "t" / "tb"))
+    ev.Reload()
+    lrs = [s.value for s in ev.Scalars("lr/G")]
+    assert lrs[0] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(1e-4)
+    assert {"loss/G_A", "loss/cycle_A", "loss/idt_B", "loss/D_A"} <= set(ev.Tags()["scalars"])
+
+
+def test_existing_run_needs_resume(dataroot, tmp_path):
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=1)
+    train_cyclegan(model, cfg)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train_cyclegan(*tiny_configs(dataroot, tmp_path, max_iters=1))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monkeypatch):
+    from cyclegan.cyclegan import CycleGAN
+
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, save_every=1)
+    good = train_cyclegan(model, cfg)
+    before = _weights(good)
+
+    original = CycleGAN.generator_loss
+
+    def poisoned(self, batch, out):
+        loss, logs = original(self, batch, out)
+        logs["cycle_A"] = logs["cycle_A"] * float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(CycleGAN, "generator_loss", poisoned)
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=1)
+    with pytest.raises(TrainingDiverged, match=r"cycle_A.*iteration 3"):
+        train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 6})
+    after = load_checkpoint(good)
+    assert after["counters"]["iteration"] == 2
+    for k, v in before.items():
+        assert torch.equal(v, after["model"][k])
+
+
+def test_export_round_trip(dataroot, tmp_path):
+    from cyclegan.cyclegan import build_generators
+
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2)
+    ckpt = train_cyclegan(model, cfg)
+    states, config, meta = load_export(tmp_path / "t" / "generators.safetensors")
+    assert meta["size"] == 32 and config["ngf"] == 4
+    gens = build_generators(CycleGANConfig.from_dict(config))
+    for name, net in gens.items():
+        net.load_state_dict(states[name], strict=True)
+    saved = _weights(ckpt)
+    assert torch.equal(gens["G_A"].state_dict()["model.1.weight"], saved["generators.G_A.model.1.weight"])
+
+
+# -- the real command ------------------------------------------------------------------------------
+
+
+def test_cli_train_end_to_end(tmp_path):
+    make_domain(tmp_path / "photos", 4, 2, size=(40, 40))
+    make_domain(tmp_path / "paintings", 3, 3, size=(48, 40))
+    r = cli("train", "--domain-a", "photos", "--domain-b", "paintings", "--name", "p2p", "--size", "32",
+            "--max-iters", "4", "--save-every", "2", "--preview-every", "2", "--num-workers", "0", *TINY_MODEL,
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "runs" / "p2p"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "iter_00000002.pt", "iter_00000004.pt", "latest.pt"]
+    previews = sorted((run / "previews").iterdir())
+    assert [p.name for p in previews] == ["iter_00000001.png", "iter_00000002.png", "iter_00000004.png"]
+    with Image.open(previews[-1]) as im:  # 3 pairs (fewer than 4 images in B), 6 columns of 32 px
+        assert im.size[0] == 2 + 6 * 32 + 2 and im.size[1] > 32
+    assert (run / "generators.safetensors").is_file()
+    cfg = (run / "config.yaml").read_text()
+    assert "resnet_6blocks" in cfg and "lsgan" in cfg
+    assert list((run / "tb").iterdir())
+    assert "domain A: 4 images" in r.stderr and "domain B: 3 images" in r.stderr
+
+
+def test_cli_help_everywhere(tmp_path):
+    for args in ([], ["train"], ["export"], ["bench"]):
+        r = cli(*args, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "usage: cyclegan" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataroot", "nowhere"], "dataroot not found: nowhere"),
+    (["--dataroot", "data", "--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["--dataroot", "data", "--size", "30"], "multiple of 4"),
+    (["--dataroot", "data", "--netG", "resnet_12"], "resnet_9blocks"),
+    (["--dataroot", "empty"], "no readable images in empty/trainA"),
+])
+def test_cli_bad_input(tmp_path, args, message):
+    make_domain(tmp_path / "data" / "trainA", 1, 0)
+    make_domain(tmp_path / "data" / "trainB", 1, 1)
+    (tmp_path / "empty" / "trainA").mkdir(parents=True)
+    (tmp_path / "empty" / "trainA" / "notes.txt").write_text("not an image")
+    make_domain(tmp_path / "empty" / "trainB", 1, 1)
+    r = cli("train", *args, "--name", "x", "--size", "32", cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "runs" / "x" / "checkpoints").exists()
+
+
+def _start_training(tmp_path: Path, *extra) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cyclegan", "train", "--dataroot", "data", "--name", "k", "--size", "32",
+         "--num-workers", "0", "--preview-every", "0", *TINY_MODEL, *extra],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_sigkill_then_resume(tmp_path):
+    make_domain(tmp_path / "data" / "trainA", 4, 0)
+    make_domain(tmp_path / "data" / "trainB", 4, 1)
+    ckdir = tmp_path / "runs" / "k" / "checkpoints"
+    proc = _start_training(tmp_path, "--save-every", "2", "--max-iters", "100000")
+    try:
+        _wait_for(ckdir / "iter_00000004.pt", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    killed_at = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
+    assert killed_at >= 4 and killed_at % 2 == 0
+    r = cli("train", "--dataroot", "data", "--name", "k", "--resume", "--max-iters", str(killed_at + 2),
+            "--num-workers", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed {ckdir / 'latest.pt'} at iteration {killed_at}".replace(str(tmp_path) + "/", "") in r.stderr
+    assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] == killed_at + 2
+
+
+def test_sigint_saves_then_exits(tmp_path):
+    make_domain(tmp_path / "data" / "trainA", 4, 0)
+    make_domain(tmp_path / "data" / "trainB", 4, 1)
+    ckdir = tmp_path / "runs" / "k" / "checkpoints"
+    proc = _start_training(tmp_path, "--save-every", "3", "--max-iters", "100000")
+    try:
+        _wait_for(ckdir / "iter_00000003.pt", proc)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "SIGINT received" in out and "resume with --resume" in out
+    it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
+    assert it > 3 and (ckdir / f"iter_{it:08d}.pt").exists()
