@@ -13,9 +13,10 @@ from . import __version__
 from .cyclegan import CycleGANConfig
 from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
+from .data import PREPROCESS_MODES
 from .train import TrainConfig
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
 
 
 def _positive_int(text: str) -> int:

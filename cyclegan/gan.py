@@ -322,7 +322,8 @@ class GANModel(nn.Module):
 
     - ``generate(batch) -> dict``: the generator forward pass, run once per step;
     - ``generator_loss(batch, out) -> (loss, logs)``: G's objective (D is frozen meanwhile);
-    - ``discriminator_loss(batch, out) -> (loss, logs)``: D's objective (fakes must be detached).
+    - ``discriminator_loss(batch, out) -> (loss, logs)``: D's objective (fakes must be detached);
+    - ``preview(batch) -> Tensor``: images the training loop saves and logs every N iterations.
 
     One ``train_step`` updates D on every call and G on every ``d_steps``-th call (k D steps per
     G step, as in WGAN). ``g_first`` chooses the order within a step: CycleGAN updates G first
@@ -351,6 +352,10 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     def discriminator_loss(self, batch: dict, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def preview(self, batch: dict) -> Tensor:
+        """Images in [0, 1], (N, 3, H, W), that show training progress on a fixed batch."""
         raise NotImplementedError
 
     # -- shared machinery --------------------------------------------------------------------

@@ -30,19 +30,12 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
-    """The run: data, loop, runtime. Stored beside the model config in every checkpoint."""
+class LoopConfig:
+    """What every GAN's training loop needs: run folder, runtime, checkpoint and log cadence.
+    Model kinds extend it with their data fields; it is stored in every checkpoint."""
 
     name: str = "experiment"
     runs_dir: str = "runs"
-    dataroot: str | None = None
-    domain_a: str | None = None       # overrides dataroot/trainA
-    domain_b: str | None = None       # overrides dataroot/trainB
-    size: int = 256                   # crop size fed to the networks
-    load_size: int | None = None      # resize before cropping; default size * 286 / 256
-    preprocess: str = "resize_and_crop"
-    flip: bool = True
-    serial_batches: bool = False      # B[i] with A[i] instead of a random B (tests, debugging)
     batch_size: int = 1
     num_workers: int = -1             # -1: one per spare core, at most 4
     device: str = "auto"
@@ -50,6 +43,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
+    serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
     max_iters: int | None = None      # stop early after this many iterations
     save_every: int = 5000            # iterations between checkpoints (also saved at each epoch end)
     keep: int = 3                     # numbered checkpoints kept besides latest.pt
@@ -62,13 +56,26 @@ class TrainConfig:
                       "device", "runs_dir", "compile")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict):
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """A CycleGAN run: the loop plus its two image folders and augmentation."""
+
+    dataroot: str | None = None
+    domain_a: str | None = None       # overrides dataroot/trainA
+    domain_b: str | None = None       # overrides dataroot/trainB
+    size: int = 256                   # crop size fed to the networks
+    load_size: int | None = None      # resize before cropping; default size * 286 / 256
+    preprocess: str = "resize_and_crop"
+    flip: bool = True
 
     def resolved_load_size(self) -> int:
         return self.load_size if self.load_size else int(round(self.size * 286 / 256))
@@ -178,7 +185,7 @@ class Trainer:
     ``export`` writes the inference artefact at the end.
     """
 
-    def __init__(self, model: GANModel, model_config: dict, cfg: TrainConfig, dataset,
+    def __init__(self, model: GANModel, model_config: dict, cfg: LoopConfig, dataset,
                  total_epochs: int, export: Callable[[Path], None] | None = None):
         self.model, self.model_config, self.cfg, self.dataset = model, model_config, cfg, dataset
         self.total_epochs = total_epochs
@@ -231,6 +238,16 @@ class Trainer:
         m.load_extra_state(state["extra"])
         self.counters = Counters(**state["counters"])
         set_rng_state(state["rng"])
+
+    def start(self, state: dict | None) -> None:
+        """Load a resumed run's state (or keep the fresh one) and write the readable config."""
+        if state is not None:
+            self.load_state(state)
+            log.info("resumed %s at iteration %d (epoch %d)", self.ckpt_dir / "latest.pt",
+                     self.counters.iteration, self.counters.epoch + 1)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(
+            yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg)}, sort_keys=False))
 
     def save(self) -> Path:
         path = save_numbered(self.state(), self.ckpt_dir, self.counters.iteration, self.cfg.keep)
@@ -304,7 +321,7 @@ class Trainer:
                     for batch in self.loader:
                         losses = self._step(self._to_device(batch), cfg)
                         c.iteration += 1
-                        c.epoch_samples += batch["A"].shape[0] if "A" in batch else cfg.batch_size
+                        c.epoch_samples += _batch_len(batch)
                         bar.update(1)
                         if c.iteration % cfg.log_every == 0 or c.iteration == 1:
                             values = {k: float(v) for k, v in losses.items()}
@@ -341,7 +358,7 @@ class Trainer:
         log.info("finished at iteration %d (epoch %d) in %.1f s", c.iteration, c.epoch, elapsed)
         return last if last else self.save()
 
-    def _step(self, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    def _step(self, batch: dict, cfg: LoopConfig) -> dict[str, torch.Tensor]:
         try:
             losses = self.model.train_step(batch)
         except Exception as e:
@@ -353,9 +370,36 @@ class Trainer:
         return losses
 
 
+def _batch_len(batch: dict) -> int:
+    return next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
+
+
 def _is_compile_error(e: Exception) -> bool:
     mod = type(e).__module__
     return mod.startswith("torch._dynamo") or mod.startswith("torch._inductor")
+
+
+def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = None):
+    """Decide between a new run and a resumed one; returns (checkpoint state or None, config).
+
+    On resume the config stored in the checkpoint wins, except the runtime fields in
+    ``runtime_overrides`` (max_iters, save_every, device, ...). A new run never overwrites an
+    existing one."""
+    latest = cfg.run_dir / "checkpoints" / "latest.pt"
+    if resume and latest.exists():
+        state = load_checkpoint(latest)
+        saved = type(cfg).from_dict(state["train_config"])
+        for k, v in (runtime_overrides or {}).items():
+            if k in LoopConfig.RUNTIME_FIELDS:
+                setattr(saved, k, v)
+        saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
+        return state, saved
+    if resume:
+        log.info("no checkpoint at %s: starting a new run", latest)
+    elif latest.exists():
+        raise CheckpointError(f"{cfg.run_dir} already holds a run (checkpoint {latest}); pass --resume to "
+                              "continue it, or choose another --name")
+    return None, cfg
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,40 +427,18 @@ def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageD
 
 def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
                    runtime_overrides: dict | None = None) -> Path:
-    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``. Returns the last checkpoint.
-
-    On resume the configs stored in the checkpoint win, except the runtime fields in
-    ``runtime_overrides`` (max_iters, save_every, device, ...)."""
-    latest = cfg.run_dir / "checkpoints" / "latest.pt"
-    state = None
-    if resume and latest.exists():
-        state = load_checkpoint(latest)
+    """Train (or, with ``resume``, continue: see :func:`prepare_run`) the run ``cfg.run_dir``.
+    Returns the last checkpoint."""
+    state, cfg = prepare_run(cfg, resume, runtime_overrides)
+    if state is not None:
         model_cfg = CycleGANConfig.from_dict(state["model_config"])
-        saved = TrainConfig.from_dict(state["train_config"])
-        for k, v in (runtime_overrides or {}).items():
-            if k in TrainConfig.RUNTIME_FIELDS:
-                setattr(saved, k, v)
-        saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
-        cfg = saved
-    elif resume:
-        log.info("no checkpoint at %s: starting a new run", latest)
-    elif latest.exists():
-        raise CheckpointError(f"{cfg.run_dir} already holds a run (checkpoint {latest}); pass --resume to "
-                              "continue it, or choose another --name")
-
     seed_everything(cfg.seed)
     dataset = build_dataset(cfg, model_cfg)
     model = CycleGAN(model_cfg, seed=cfg.seed)
     trainer = Trainer(model, asdict(model_cfg), cfg, dataset,
                       total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
                       export=lambda run_dir: export_cyclegan(model, cfg, run_dir / "generators.safetensors"))
-    if state is not None:
-        trainer.load_state(state)
-        log.info("resumed %s at iteration %d (epoch %d)", latest, trainer.counters.iteration,
-                 trainer.counters.epoch + 1)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "config.yaml").write_text(
-        yaml.safe_dump({"model": asdict(model_cfg), "train": asdict(cfg)}, sort_keys=False))
+    trainer.start(state)
     n_g = sum(p.numel() for p in model.generators.parameters())
     n_d = sum(p.numel() for p in model.discriminators.parameters())
     print(dataset.summary(), file=sys.stderr)
