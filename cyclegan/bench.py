@@ -11,11 +11,12 @@ import resource
 import statistics
 import sys
 import time
+from typing import Callable
 
 import torch
 
 from .cyclegan import CycleGAN, CycleGANConfig
-from .gan import PRECISIONS, Precision
+from .gan import PRECISIONS, GANModel, Precision
 from .networks import GENERATORS
 
 
@@ -38,7 +39,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def flops_per_iteration(model: CycleGAN, batch: dict) -> int:
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int) -> float:
+    """Median seconds per call of ``step``: ``warmup`` untimed calls, then ``repeats`` timed runs
+    of ``iters`` calls each (synchronising CUDA around every run). Resets CUDA peak memory after
+    the warmup, so :func:`peak_memory` reports the steady state."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+        _sync(device)
+        times.append((time.perf_counter() - t0) / iters)
+    return statistics.median(times)
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """(bytes, what was measured): CUDA's max allocated, or the process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"  # KiB on Linux
+
+
+def flops_per_iteration(model: GANModel, batch: dict) -> int:
     """FLOPs of one full training step (forwards and backwards of G and D) by torch's counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -58,26 +86,8 @@ def bench_one(size: int, netG: str, precision: str, batch_size: int, channels_la
     batch = {k: torch.rand(batch_size, 3, size, size, device=device).mul(2).sub(1).contiguous(memory_format=mf)
              for k in ("A", "B")}
     flops = flops_per_iteration(model, batch)
-    for _ in range(warmup):
-        model.train_step(batch)
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            model.train_step(batch)
-        _sync(device)
-        times.append((time.perf_counter() - t0) / iters)
-    sec = statistics.median(times)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-        mem_kind = "cuda max allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        mem_kind = "process peak RSS"
+    sec = time_steps(lambda: model.train_step(batch), device, warmup, iters, repeats)
+    peak, mem_kind = peak_memory(device)
     return {"size": size, "netG": netG, "precision": precision, "batch_size": batch_size,
             "channels_last": channels_last, "device": str(device), "sec_per_iter": sec,
             "iters_per_sec": 1.0 / sec, "images_per_sec": batch_size / sec, "peak_memory_bytes": peak,

@@ -150,6 +150,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format != "safetensors":  # onnx / torchscript: any generator source, see cyclegan.export
+        from .export import run_export
+
+        return run_export(args)
     from .checkpoint import load_checkpoint
     from .cyclegan import CycleGAN
     from .train import export_cyclegan
@@ -180,10 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_train_parser(sub)
 
-    e = sub.add_parser("export", help="write a run's generators to one safetensors file (config inside)",
-                       description="Export G_A and G_B of a run (or one checkpoint file) for inference.")
-    e.add_argument("run", help="run folder (RUNS_DIR/NAME) or checkpoint .pt file")
-    e.add_argument("--output", "-o", help="output file [RUN/generators.safetensors]")
+    e = sub.add_parser("export", help="write a run's generators to safetensors (config inside), ONNX or TorchScript",
+                       description="Export G_A and G_B of a run (or one checkpoint file) for inference. "
+                                   "onnx and torchscript write one checked file per direction and also take a "
+                                   "safetensors export or an original-release .pth.")
+    e.add_argument("run", help="run folder (RUNS_DIR/NAME) or checkpoint .pt file (onnx/torchscript: also "
+                               "generators.safetensors or a .pth)")
+    e.add_argument("--output", "-o", help="output file [RUN/generators.safetensors; onnx/torchscript: "
+                                          "RUN/generator_AtoB.onnx and _BtoA, or a folder for both]")
+    e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), default="safetensors",
+                   help="safetensors: both generators + config for translate and the app; onnx: checked with "
+                        "onnxruntime, dynamic batch/height/width; torchscript: for torch.jit.load [safetensors]")
+    e.add_argument("--direction", choices=("AtoB", "BtoA"), help="onnx/torchscript: only this generator [both]")
+    e.add_argument("--opset", type=int, help="onnx: opset version [the exporter's default]")
+    e.add_argument("--static", action="store_true", help="onnx: fixed 1 x SIZE x SIZE input instead of dynamic axes")
+    e.add_argument("--size", type=_size, help="side of the example/check input [the training size]")
+    e.add_argument("--no-check", action="store_true", help="onnx/torchscript: skip the check against PyTorch")
+    from .translate import add_architecture_args
+
+    add_architecture_args(e)
     e.set_defaults(func=_cmd_export)
 
     from .bench import add_bench_args
@@ -192,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_bench_args(b)
     b.set_defaults(func=_cmd_bench)
+
+    from .translate import add_translate_commands
+
+    add_translate_commands(sub)
+
+    from .download import add_download_commands
+
+    add_download_commands(sub)
+
+    from .evaluate import add_eval_commands
+
+    add_eval_commands(sub)
+
+    from .mnist_cli import add_mnist_commands
+
+    add_mnist_commands(sub)
+
     return parser
 
 

@@ -139,9 +139,13 @@ def make_loss(name: str) -> AdversarialLoss:
 def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
                      generator: torch.Generator | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1)
-    per sample (Gulrajani et al. 2017, eq. 3). Not yet multiplied by lambda."""
+    per sample (Gulrajani et al. 2017, eq. 3). Not yet multiplied by lambda.
+
+    ``generator`` may live on another device than the images (e.g. a model's own CPU stream,
+    saved in its checkpoints): eps is drawn there and moved."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    device = generator.device if generator is not None else real.device
+    eps = torch.rand(shape, device=device, dtype=real.dtype, generator=generator).to(real.device)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     out = discriminator(x_hat)
     (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
@@ -332,6 +336,8 @@ class GANModel(nn.Module):
 
     generators: nn.ModuleDict
     discriminators: nn.ModuleDict
+    #: images per row of the preview grid (CycleGAN's previews are already one wide row per image)
+    preview_nrow: int = 1
 
     def __init__(self, d_steps: int = 1, g_first: bool = False):
         super().__init__()
@@ -355,7 +361,8 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     def preview(self, batch: dict) -> Tensor:
-        """Images in [0, 1], (N, 3, H, W), that show training progress on a fixed batch."""
+        """Images in [0, 1], (N, 3, H, W), that show training progress on a fixed batch (or, for a
+        noise -> image GAN, on fixed noise); laid out ``preview_nrow`` to a row."""
         raise NotImplementedError
 
     # -- shared machinery --------------------------------------------------------------------

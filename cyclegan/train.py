@@ -272,7 +272,7 @@ class Trainer:
         import torchvision.utils as vutils
 
         grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
-        image = vutils.make_grid(grid, nrow=1, padding=2)
+        image = vutils.make_grid(grid, nrow=self.model.preview_nrow, padding=2)
         it = self.counters.iteration
         path = self.preview_dir / f"iter_{it:08d}.png"
         self.preview_dir.mkdir(parents=True, exist_ok=True)
@@ -390,7 +390,7 @@ def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = 
         state = load_checkpoint(latest)
         saved = type(cfg).from_dict(state["train_config"])
         for k, v in (runtime_overrides or {}).items():
-            if k in LoopConfig.RUNTIME_FIELDS:
+            if k in type(cfg).RUNTIME_FIELDS:
                 setattr(saved, k, v)
         saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
         return state, saved
