@@ -208,7 +208,11 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            prefetch_factor=2 if workers > 0 else None, drop_last=False)
+            prefetch_factor=2 if workers > 0 else None, drop_last=False,
+            # Its own generator: otherwise every iter() draws a worker base seed from the global
+            # RNG, and a resumed run (which restores that RNG mid-epoch) would drift from a
+            # straight one wherever the global RNG matters (dropout, gradient-penalty eps).
+            generator=torch.Generator().manual_seed(cfg.seed))
         self.preview_batch = self._collate([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))])
 
     # -- state -------------------------------------------------------------------------------

@@ -1,0 +1,15 @@
+"""Suite-wide settings.
+
+Tests run tiny networks on a small shared CPU. There torch's default of one thread per core is a
+trap: when another process holds a core, every multi-threaded op waits for it (measured on the
+2-core CI machine: a tiny CycleGAN step took 2.7 s with 2 threads and 0.09 s with 1). So the test
+process and every subprocess it starts use one thread.
+"""
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the `python -m cyclegan ...` subprocesses
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
