@@ -137,21 +137,32 @@ def export_generators(generators: dict[str, torch.nn.Module], config: dict, path
     return atomic_write(path, lambda f: f.write(blob))
 
 
-def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
-    """Read an export: ({generator name: state_dict}, model config, other metadata)."""
+def read_safetensors(path: str | os.PathLike, expected_format: str, missing: str,
+                     wrong_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose metadata ``format`` is ``expected_format``;
+    otherwise CheckpointError with the message ``missing`` (no such file), ``wrong_format`` (a
+    foreign file) or one naming the file and the decoding error."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"export not found: {path}")
+        raise CheckpointError(missing)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"cannot read {path} as safetensors: {e}") from e
-    if metadata.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not a cyclegan generator export")
+    if metadata.get("format") != expected_format:
+        raise CheckpointError(wrong_format)
+    return tensors, metadata
+
+
+def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
+    """Read an export: ({generator name: state_dict}, model config, other metadata)."""
+    path = Path(path)
+    tensors, metadata = read_safetensors(path, EXPORT_FORMAT, f"export not found: {path}",
+                                         f"{path} is a safetensors file but not a cyclegan generator export")
     states: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         name, _, param = key.partition(".")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, atomic_write, code_version
+from .checkpoint import atomic_write, code_version, read_safetensors
 from .metrics import frechet_distance, kernel_distance
 
 log = logging.getLogger("cyclegan.classifier")
@@ -167,19 +167,10 @@ def save_classifier(model: SmallClassifier, path: str | os.PathLike, meta: dict 
 
 def load_classifier(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SmallClassifier, dict]:
     """(model in eval mode, metadata) from a file written by :func:`save_classifier`."""
-    from safetensors import safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"classifier not found: {path} (make one with `cyclegan mnist classifier`)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"cannot read {path} as safetensors: {e}") from e
-    if metadata.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(f"{path} is not a classifier written by `cyclegan mnist classifier`")
+    tensors, metadata = read_safetensors(
+        path, CLASSIFIER_FORMAT, f"classifier not found: {path} (make one with `cyclegan mnist classifier`)",
+        f"{path} is not a classifier written by `cyclegan mnist classifier`")
     model = SmallClassifier(ClassifierConfig.from_dict(json.loads(metadata["config"])))
     model.load_state_dict(tensors)
     meta = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}

@@ -293,8 +293,25 @@ def make_scheduler(optimizer: torch.optim.Optimizer, policy: str, n_epochs: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Mixed precision and the alternating update
+# Device, mixed precision and the alternating update
 # --------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device
+
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

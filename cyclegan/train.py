@@ -20,7 +20,7 @@ import yaml
 from .checkpoint import CheckpointError, export_generators, load_checkpoint, save_numbered
 from .cyclegan import CycleGAN, CycleGANConfig
 from .data import AugmentConfig, DataError, EpochSampler, UnpairedImageDataset
-from .gan import GANModel, Precision
+from .gan import GANModel, Precision, pick_device  # noqa: F401  (pick_device re-exported)
 
 log = logging.getLogger("cyclegan.train")
 
@@ -97,22 +97,6 @@ class TrainConfig(LoopConfig):
 # --------------------------------------------------------------------------------------------
 # Runtime helpers
 # --------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from . import networks
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, atomic_write, load_export
 from .cyclegan import CycleGANConfig
+from .gan import pick_device
 from .images import DataError, UnreadableImageError, find_images, load_image
 
 __all__ = [
@@ -357,21 +358,8 @@ def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direc
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error.
-    (The same rule as training; kept here so inference does not import the training loop.)"""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
-    return device
+#: Device choice is the same rule as training's; it lives in the GAN base, which imports no training code.
+resolve_device = pick_device
 
 
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
