@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mnist_commands(sub)
 
+    from .app_logic import add_app_command
+
+    add_app_command(sub)
     return parser
 
 

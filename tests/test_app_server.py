@@ -1,0 +1,201 @@
+"""The running web app: `cyclegan app` (which runs app.py) in a subprocess on a free loopback
+port, driven through gradio_client (translate, generate, bad uploads, what the server refuses to
+serve) and through a real browser (Debian's Chromium under Playwright). The logic: test_app.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from test_app import latent_export
+from tiny_models import ROOT, one_thread, tiny_export, write_image  # noqa: F401
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+START_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on tiny models, with a 300 KB upload limit; yields (url, folder)."""
+    tmp = tmp_path_factory.mktemp("app")
+    tiny_export(tmp / "runs" / "tiny")
+    latent_export(tmp / "runs" / "digits" / "generators.safetensors")
+    (tmp / "checkpoints").mkdir()
+    (tmp / "checkpoints" / "broken.pth").write_bytes(b"not weights")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "GRADIO_SERVER_PORT": "1"}  # --port wins over the variable
+    log = tmp / "server.log"
+    with open(log, "w") as out:
+        # `cyclegan app` execs `python app.py` with the same flags: both entry points are exercised
+        proc = subprocess.Popen([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled",
+                                 "--runs-dir", "runs", "--checkpoints-dir", "checkpoints", "--model", "runs/tiny",
+                                 "--max-file-size", "300kb", "--threads", "1"],
+                                cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(proc, url, log)
+        yield url, tmp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False, download_files=str(server[1] / "downloads"))
+
+
+def test_translate_through_the_api(client, server, tmp_path):
+    from gradio_client import handle_file
+
+    src = write_image(tmp_path / "photo.png", 40, 56)
+    shown, recon, info, download = client.predict(handle_file(str(src)), "model|AtoB", "train", True,
+                                                  api_name="/translate")
+    with Image.open(shown) as img:
+        assert img.size == (512, 512)
+    with Image.open(download) as img:
+        assert img.size == (32, 32) and img.format == "PNG"
+    assert recon["visible"] is True and Path(recon["value"]).is_file()
+    assert "runs/tiny (--model): A \u2192 B" in info and Path(download).name == "photo_tiny_AtoB.png"
+
+
+def test_generate_through_the_api(client):
+    grid, info, download = client.predict("runs/digits", 7, 4, api_name="/generate")
+    with Image.open(download) as img:
+        assert img.size == (2 * 30 + 2, 2 * 30 + 2)
+    assert "4 samples of 28x28 from seed 7" in info
+    strip, info, download = client.predict("runs/digits", 1, 2, 3, api_name="/interpolate")
+    with Image.open(download) as img:
+        assert img.size == (3 * 30 + 2, 32)
+
+
+def test_bad_requests_get_readable_messages_and_the_server_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    cases = [((handle_file(str(text)), "model|AtoB"), "notes.txt is not an image this app can read"),
+             ((None, "model|AtoB"), "No image yet"),
+             ((handle_file(str(write_image(tmp_path / "a.png", 8, 8))), "checkpoints/broken.pth"),
+              "Cannot load the model 'checkpoints/broken.pth'"),
+             ((handle_file(str(tmp_path / "a.png")), "/etc/passwd"), "Pick a model from the list")]
+    for (upload, model), message in cases:
+        with pytest.raises(AppError, match=message) as info:
+            client.predict(upload, model, "train", False, api_name="/translate")
+        assert "Traceback" not in str(info.value)
+    big = tmp_path / "big.png"
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(big)  # ~480 KB, over the 300 KB limit
+    with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):
+        client.predict(handle_file(str(big)), "model|AtoB", "train", False, api_name="/translate")
+    out = client.predict(handle_file(str(tmp_path / "a.png")), "model|BtoA", "full", False, api_name="/translate")
+    assert Path(out[3]).is_file()
+
+
+def test_the_server_serves_no_model_or_source_files(server):
+    url, tmp = server
+    refused = [tmp / "runs" / "tiny" / "generators.safetensors", ROOT / "app.py", Path("/etc/passwd")]
+    for path in refused:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10)
+        assert info.value.code in (403, 404), path
+    example = sorted((ROOT / "cyclegan" / "assets" / "examples").glob("*.png"))[0]
+    with urllib.request.urlopen(f"{url}gradio_api/file={example}", timeout=10) as r:
+        assert r.status == 200
+    # a file record naming a path the browser never uploaded is refused before the app sees it
+    import json
+
+    forged = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    req = urllib.request.Request(f"{url}gradio_api/call/translate", method="POST",
+                                 headers={"Content-Type": "application/json"},
+                                 data=json.dumps({"data": [forged, "model|AtoB", "train", False]}).encode())
+    with urllib.request.urlopen(req, timeout=10) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/translate/{event}", timeout=30) as r:
+        stream = r.read().decode()
+    assert "event: error" in stream and "root:" not in stream
+
+
+def _browser():
+    """Playwright driving Debian's Chromium, or a skip saying what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium; .ci/run does it)")
+    return sync_playwright
+
+
+def test_browser_uploads_translates_and_shows_the_result(server):
+    sync_playwright = _browser()
+    url, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    example = ROOT / "cyclegan" / "assets" / "examples" / "pullover_1.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)  # generous: the CI machine is shared
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.click("#translate-button")  # nothing uploaded yet: a readable pop-up, no stack trace
+            page.wait_for_selector(".toast-body :text('No image yet')")
+            page.locator("#input-image input[type=file]").set_input_files(str(example))
+            page.wait_for_selector("#input-image img")
+            page.click("#translate-button")
+            output = page.wait_for_selector("#output-image img")
+            page.wait_for_function("() => { const i = document.querySelector('#output-image img');"
+                                   " return i && i.complete && i.naturalWidth > 0; }")
+            assert output.evaluate("img => img.naturalWidth") == 512
+            page.wait_for_selector("#translate-info :text('translated at training size')")
+            page.screenshot(path=str(ARTIFACTS / "app_translate.png"), full_page=True)
+            # an example image, clicked, is translated like an upload
+            page.locator("button.gallery-item").filter(has=page.locator("img[src*='tshirt_1']")).click()
+            page.wait_for_selector("#input-image img[src*='tshirt_1']")  # loading an example is a round trip
+            page.click("#translate-button")
+            page.wait_for_selector("#download :text('tshirt_1_tiny_AtoB')")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "app_translate_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
