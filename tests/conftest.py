@@ -13,3 +13,21 @@ os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the `python -m cyclegan ...`
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    skips = []
+    if not config.getoption("--runslow"):
+        skips.append(("slow", pytest.mark.skip(reason="slow: run with --runslow")))
+    if not torch.cuda.is_available():
+        skips.append(("gpu", pytest.mark.skip(reason="needs a CUDA device")))
+    for item in items:
+        for keyword, mark in skips:
+            if keyword in item.keywords:
+                item.add_marker(mark)

@@ -297,3 +297,44 @@ def test_sigint_saves_then_exits(tmp_path):
     assert "SIGINT received" in out and "resume with --resume" in out
     it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
     assert it > 3 and (ckdir / f"iter_{it:08d}.pt").exists()
+
+
+def test_bf16_channels_last_losses_and_gradients_follow_fp32(dataroot):
+    from cyclegan.cyclegan import CycleGAN
+    from cyclegan.gan import Precision
+
+    def grads(precision: str, channels_last: bool):
+        torch.manual_seed(0)
+        model = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=8, ndf=8))
+        model.precision = Precision("cpu", precision)
+        g = torch.Generator().manual_seed(1)
+        batch = {k: torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for k in "AB"}
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        with model.precision.autocast():
+            loss, logs = model.generator_loss(batch, model.generate(batch))
+        loss.backward()
+        return logs, torch.cat([p.grad.flatten() for p in model.generators.parameters()])
+
+    ref_logs, ref = grads("fp32", False)
+    logs, got = grads("bf16", True)
+    for k, v in ref_logs.items():
+        assert logs[k].item() == pytest.approx(v.item(), rel=0.05, abs=0.02), k
+    # bf16 keeps 8 mantissa bits: measured cosine 0.93 here; a broken path gives about 0.
+    assert torch.nn.functional.cosine_similarity(ref, got, dim=0) > 0.85
+
+
+def test_bf16_channels_last_training_end_to_end(dataroot, tmp_path):
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, precision="bf16", channels_last=True)
+    state = load_checkpoint(train_cyclegan(model, cfg))
+    assert state["train_config"]["precision"] == "bf16" and state["counters"]["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_compile_trains(dataroot, tmp_path):
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, compile=True)
+    state = load_checkpoint(train_cyclegan(model, cfg))
+    assert state["counters"]["iteration"] == 2
+    assert not any(k.startswith("_orig_mod") or "._orig_mod." in k for k in state["model"])
