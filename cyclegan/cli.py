@@ -10,6 +10,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__
+from .argtypes import image_size, nonneg_float, nonneg_int, positive_int
 from .cyclegan import CycleGANConfig
 from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
@@ -17,34 +18,6 @@ from .data import PREPROCESS_MODES
 from .train import TrainConfig
 
 
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _size(text: str) -> int:
-    value = int(text)
-    if value < 4 or value % 4:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 4 and at least 4, got {text}")
-    return value
 
 
 def _defaults(dc) -> dict:
@@ -58,52 +31,55 @@ _TRAIN_FLAGS = [
     ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
     ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
     ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
-    ("--size", "size", dict(type=_size, help="crop size the networks train on (multiple of 4); "
+    ("--size", "size", dict(type=image_size, help="crop size the networks train on (multiple of 4); "
                                               "<= 128 picks resnet_6blocks unless --netG is given")),
-    ("--load-size", "load_size", dict(type=_positive_int, help="resize before cropping (default size*286/256)")),
+    ("--load-size", "load_size", dict(type=positive_int, help="resize before cropping (default size*286/256)")),
     ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
-    ("--batch-size", "batch_size", dict(type=_positive_int, help="images per step (per process)")),
+    ("--batch-size", "batch_size", dict(type=positive_int, help="images per step per process; under torchrun "
+                                                                 "the global batch is this x world size")),
     ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
     ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
     ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast (fp16 with grad scaling)")),
     ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
-    ("--max-iters", "max_iters", dict(type=_positive_int, help="stop after this many iterations")),
-    ("--save-every", "save_every", dict(type=_nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
-    ("--keep", "keep", dict(type=_nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
-    ("--preview-every", "preview_every", dict(type=_nonneg_int, help="iterations between preview grids (0: off)")),
-    ("--log-every", "log_every", dict(type=_positive_int, help="iterations between loss logs")),
-    ("--preview-count", "preview_count", dict(type=_positive_int, help="image pairs in each preview grid")),
+    ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
+    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
+    ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
+    ("--preview-every", "preview_every", dict(type=nonneg_int, help="iterations between preview grids (0: off)")),
+    ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),
+    ("--preview-count", "preview_count", dict(type=positive_int, help="image pairs in each preview grid")),
 ]
 _TRAIN_SWITCHES = [
     ("--no-flip", "flip", False, "no random horizontal flips"),
     ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
     ("--channels-last", "channels_last", True, "channels_last memory format"),
     ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
+    ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size "
+                                     "(linear scaling rule; see docs/distributed.md)"),
 ]
 _MODEL_FLAGS = [
     ("--channels", "input_nc", dict(type=int, choices=(1, 3), help="1 for grayscale, 3 for RGB (both domains)")),
     ("--netG", "netG", dict(choices=tuple(GENERATORS), help="generator architecture")),
     ("--netD", "netD", dict(choices=tuple(DISCRIMINATORS), help="discriminator: basic = 70x70 PatchGAN")),
-    ("--n-layers-D", "n_layers_D", dict(type=_positive_int, help="layers of the n_layers discriminator")),
-    ("--ngf", "ngf", dict(type=_positive_int, help="generator filters in the first conv")),
-    ("--ndf", "ndf", dict(type=_positive_int, help="discriminator filters in the first conv")),
+    ("--n-layers-D", "n_layers_D", dict(type=positive_int, help="layers of the n_layers discriminator")),
+    ("--ngf", "ngf", dict(type=positive_int, help="generator filters in the first conv")),
+    ("--ndf", "ndf", dict(type=positive_int, help="discriminator filters in the first conv")),
     ("--norm", "norm", dict(choices=NORM_LAYERS, help="normalisation layers")),
     ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
-    ("--init-gain", "init_gain", dict(type=_nonneg_float, help="scale of the initialisation")),
+    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
     ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
-    ("--lambda-A", "lambda_A", dict(type=_nonneg_float, help="cycle loss weight A->B->A")),
-    ("--lambda-B", "lambda_B", dict(type=_nonneg_float, help="cycle loss weight B->A->B")),
-    ("--lambda-identity", "lambda_identity", dict(type=_nonneg_float, help="identity loss weight (x lambda); 0 disables")),
-    ("--gp-weight", "gp_weight", dict(type=_nonneg_float, help="gradient penalty weight for wgangp")),
-    ("--pool-size", "pool_size", dict(type=_nonneg_int, help="image history pool size; 0 disables")),
-    ("--lr", "lr", dict(type=_nonneg_float, help="Adam learning rate")),
-    ("--beta1", "beta1", dict(type=_nonneg_float, help="Adam beta1")),
-    ("--beta2", "beta2", dict(type=_nonneg_float, help="Adam beta2")),
+    ("--lambda-A", "lambda_A", dict(type=nonneg_float, help="cycle loss weight A->B->A")),
+    ("--lambda-B", "lambda_B", dict(type=nonneg_float, help="cycle loss weight B->A->B")),
+    ("--lambda-identity", "lambda_identity", dict(type=nonneg_float, help="identity loss weight (x lambda); 0 disables")),
+    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
+    ("--pool-size", "pool_size", dict(type=nonneg_int, help="image history pool size; 0 disables")),
+    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
+    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
+    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
     ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule")),
-    ("--n-epochs", "n_epochs", dict(type=_nonneg_int, help="epochs at the initial learning rate")),
-    ("--n-epochs-decay", "n_epochs_decay", dict(type=_nonneg_int, help="epochs of linear decay to zero")),
-    ("--lr-decay-iters", "lr_decay_iters", dict(type=_positive_int, help="step policy: epochs per x0.1")),
-    ("--d-steps", "d_steps", dict(type=_positive_int, help="discriminator steps per generator step")),
+    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
+    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
+    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
+    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
 ]
 
 
@@ -198,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--direction", choices=("AtoB", "BtoA"), help="onnx/torchscript: only this generator [both]")
     e.add_argument("--opset", type=int, help="onnx: opset version [the exporter's default]")
     e.add_argument("--static", action="store_true", help="onnx: fixed 1 x SIZE x SIZE input instead of dynamic axes")
-    e.add_argument("--size", type=_size, help="side of the example/check input [the training size]")
+    e.add_argument("--size", type=image_size, help="side of the example/check input [the training size]")
     e.add_argument("--no-check", action="store_true", help="onnx/torchscript: skip the check against PyTorch")
     from .translate import add_architecture_args
 

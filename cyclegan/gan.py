@@ -366,6 +366,9 @@ class GANModel(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.step_count = 0
+        #: processes training together (set by the Trainer under torchrun): gradients are
+        #: averaged over them before every optimizer step
+        self.world_size = 1
 
     # -- to implement ------------------------------------------------------------------------
     def generate(self, batch: dict) -> dict:
@@ -398,6 +401,13 @@ class GANModel(nn.Module):
         opt.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()
+        if self.world_size > 1:
+            # Data parallel: average over the ranks, like DDP, but explicit, so freezing D during
+            # G's step and the G-first order need no find_unused_parameters or re-wrapping.
+            # (Scaled fp16 gradients average fine; an inf on one rank reaches all, so all skip.)
+            from .distributed import all_reduce_grads
+
+            all_reduce_grads((p for g in opt.param_groups for p in g["params"]), self.world_size)
         scaler.step(opt)
 
     def _d_update(self, batch: dict, out: dict, logs: dict) -> None:
@@ -435,6 +445,16 @@ class GANModel(nn.Module):
     def step_schedulers(self) -> None:
         for s in self.schedulers.values():
             s.step()
+
+    def rank_generators(self) -> list[torch.Generator]:
+        """The model's own random streams (image pools, noise) that must differ between ranks."""
+        return [pool.rng for pool in getattr(self, "pools", {}).values()]
+
+    def reseed_for_rank(self, rank: int) -> None:
+        """Give rank ``rank`` its own pool/noise streams (rank 0 keeps the single-process ones)."""
+        if rank:
+            for g in self.rank_generators():
+                g.manual_seed(g.initial_seed() + 1_000_003 * rank)
 
     def extra_state(self) -> dict:
         """Training state outside parameters (pools, counters); saved in checkpoints."""

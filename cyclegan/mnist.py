@@ -182,6 +182,9 @@ class MnistGAN(GANModel):
             images = images.expand(-1, 3, -1, -1)
         return (images.clamp(-1, 1) + 1) / 2
 
+    def rank_generators(self) -> list[torch.Generator]:
+        return [*super().rank_generators(), self.rng]  # each rank draws its own z
+
     def extra_state(self) -> dict:
         return {**super().extra_state(), "rng": self.rng.get_state()}
 

@@ -15,7 +15,8 @@ import platform
 import sys
 from pathlib import Path
 
-from .cli import _defaults, _given, _nonneg_float, _nonneg_int, _positive_int, _size
+from .argtypes import image_size, nonneg_float, nonneg_int, positive_int
+from .cli import _defaults, _given
 from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
 from .mnist_data import TORCHVISION_DATASETS
@@ -33,19 +34,20 @@ _DATA_FLAGS = [
 _RUN_FLAGS = [
     ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
     ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
-    ("--batch-size", "batch_size", dict(type=_positive_int, help="images per step")),
+    ("--batch-size", "batch_size", dict(type=positive_int, help="images per step per process (under torchrun "
+                                                                 "the global batch is this x world size)")),
     ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers (the images are in memory)")),
     ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
     ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast")),
     ("--seed", "seed", dict(type=int, help="seed for init, data order, noise")),
-    ("--max-iters", "max_iters", dict(type=_positive_int, help="stop after this many iterations")),
-    ("--save-every", "save_every", dict(type=_nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
-    ("--keep", "keep", dict(type=_nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
-    ("--preview-every", "preview_every", dict(type=_nonneg_int,
+    ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
+    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
+    ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
+    ("--preview-every", "preview_every", dict(type=nonneg_int,
                                               help="iterations between fixed-noise sample grids (0: off)")),
-    ("--log-every", "log_every", dict(type=_positive_int, help="iterations between loss logs")),
-    ("--preview-count", "preview_count", dict(type=_positive_int, help="samples in each preview grid")),
-    ("--eval-samples", "eval_samples", dict(type=_nonneg_int,
+    ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),
+    ("--preview-count", "preview_count", dict(type=positive_int, help="samples in each preview grid")),
+    ("--eval-samples", "eval_samples", dict(type=nonneg_int,
                                             help="generated images for FID/KID at the end (0: no evaluation)")),
     ("--classifier", "classifier", dict(help="classifier for the evaluation (default: the run's, the bundled "
                                              "one for the same data, or one trained at the end)")),
@@ -53,30 +55,31 @@ _RUN_FLAGS = [
 _RUN_SWITCHES = [
     ("--channels-last", "channels_last", True, "channels_last memory format"),
     ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
+    ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size"),
 ]
 _MODEL_FLAGS = [
     ("--netG", "netG", dict(choices=tuple(LATENT_GENERATORS), help="generator: dcgan, or mlp (Goodfellow et al. 2014)")),
     ("--netD", "netD", dict(choices=tuple(LATENT_DISCRIMINATORS), help="discriminator")),
-    ("--z-dim", "z_dim", dict(type=_positive_int, help="latent dimensions")),
+    ("--z-dim", "z_dim", dict(type=positive_int, help="latent dimensions")),
     ("--noise", "noise", dict(choices=NOISE_DISTRIBUTIONS, help="z ~ N(0, 1) or U(-1, 1)")),
     ("--channels", "channels", dict(type=int, choices=(1, 3), help="image channels (IDX data is grayscale)")),
-    ("--image-size", "image_size", dict(type=_size, help="image side (multiple of 4); data is resized to it")),
-    ("--ngf", "ngf", dict(type=_positive_int, help="generator width")),
-    ("--ndf", "ndf", dict(type=_positive_int, help="discriminator width")),
+    ("--image-size", "image_size", dict(type=image_size, help="image side (multiple of 4); data is resized to it")),
+    ("--ngf", "ngf", dict(type=positive_int, help="generator width")),
+    ("--ndf", "ndf", dict(type=positive_int, help="discriminator width")),
     ("--d-norm", "d_norm", dict(choices=("auto",) + NORM_LAYERS, help="D normalisation; auto: none for wgangp "
                                                                        "and the mlp D, else batch")),
     ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
-    ("--init-gain", "init_gain", dict(type=_nonneg_float, help="scale of the initialisation")),
+    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
     ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
-    ("--gp-weight", "gp_weight", dict(type=_nonneg_float, help="gradient penalty weight for wgangp")),
-    ("--d-steps", "d_steps", dict(type=_positive_int, help="discriminator steps per generator step")),
-    ("--lr", "lr", dict(type=_nonneg_float, help="Adam learning rate")),
-    ("--beta1", "beta1", dict(type=_nonneg_float, help="Adam beta1")),
-    ("--beta2", "beta2", dict(type=_nonneg_float, help="Adam beta2")),
+    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
+    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
+    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
+    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
+    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
     ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule (per epoch)")),
-    ("--n-epochs", "n_epochs", dict(type=_nonneg_int, help="epochs at the initial learning rate")),
-    ("--n-epochs-decay", "n_epochs_decay", dict(type=_nonneg_int, help="epochs of linear decay to zero")),
-    ("--lr-decay-iters", "lr_decay_iters", dict(type=_positive_int, help="step policy: epochs per x0.1")),
+    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
+    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
+    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
 ]
 #: WGAN-GP's published settings (Gulrajani et al. 2017, Algorithm 1), used unless given
 _WGANGP_DEFAULTS = {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5}
@@ -286,25 +289,25 @@ def add_mnist_commands(sub) -> None:
 
     p = msub.add_parser("sample", help="write a grid of samples", formatter_class=fmt)
     _model_arg(p)
-    p.add_argument("--n", type=_positive_int, default=64, help="number of samples")
+    p.add_argument("--n", type=positive_int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
-    p.add_argument("--nrow", type=_positive_int, default=None, help="images per row [ceil(sqrt(n))]")
-    p.add_argument("--scale", type=_positive_int, default=1, help="enlarge pixels by this factor")
+    p.add_argument("--nrow", type=positive_int, default=None, help="images per row [ceil(sqrt(n))]")
+    p.add_argument("--scale", type=positive_int, default=1, help="enlarge pixels by this factor")
     p.add_argument("--out", "-o", required=True, help="output image (.png)")
     p.set_defaults(func=_cmd_sample)
 
     p = msub.add_parser("interpolate", help="walk between two seeds, or along one latent dimension",
                         formatter_class=fmt)
     _model_arg(p)
-    p.add_argument("--steps", type=_positive_int, default=10, help="images per walk (one row)")
+    p.add_argument("--steps", type=positive_int, default=10, help="images per walk (one row)")
     p.add_argument("--seeds", type=int, nargs=2, default=[0, 1], metavar=("A", "B"), help="walk from seed A's z to seed B's")
-    p.add_argument("--rows", type=_positive_int, default=1, help="walks, one per row (the i-th z of each seed)")
+    p.add_argument("--rows", type=positive_int, default=1, help="walks, one per row (the i-th z of each seed)")
     p.add_argument("--mode", choices=("auto", "slerp", "linear"), default="auto",
                    help="path between seeds (auto: slerp for normal noise, linear for uniform)")
-    p.add_argument("--dim", type=_nonneg_int, default=None,
+    p.add_argument("--dim", type=nonneg_int, default=None,
                    help="instead: vary this latent dimension of seed A's z from -span to +span")
-    p.add_argument("--span", type=_nonneg_float, default=None, help="range of --dim [3 for normal noise, 1 for uniform]")
-    p.add_argument("--scale", type=_positive_int, default=1, help="enlarge pixels by this factor")
+    p.add_argument("--span", type=nonneg_float, default=None, help="range of --dim [3 for normal noise, 1 for uniform]")
+    p.add_argument("--scale", type=positive_int, default=1, help="enlarge pixels by this factor")
     p.add_argument("--out", "-o", required=True, help="output image (.png)")
     p.set_defaults(func=_cmd_interpolate)
 
@@ -316,7 +319,7 @@ def add_mnist_commands(sub) -> None:
     _add_data_flags(p.add_argument_group("data (default: what the model was trained on)"), tdef)
     p.add_argument("--classifier", help="classifier file (default: the run's, the bundled one for the same data, "
                                         "or one trained now)")
-    p.add_argument("--samples", type=_positive_int, default=10000, help="generated images")
+    p.add_argument("--samples", type=positive_int, default=10000, help="generated images")
     p.add_argument("--seed", type=int, default=0, help="noise seed of the generated images")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_eval)
@@ -326,12 +329,12 @@ def add_mnist_commands(sub) -> None:
                                     "reported) on a dataset's training split; prints its held-out accuracy.")
     _add_data_flags(p.add_argument_group("data"), tdef)
     p.add_argument("--out", "-o", required=True, help="output .safetensors file")
-    p.add_argument("--epochs", type=_positive_int, default=3, help="passes over the training images")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="images per step")
-    p.add_argument("--lr", type=_nonneg_float, default=1e-3, help="Adam peak learning rate (one-cycle schedule)")
-    p.add_argument("--width", type=_positive_int, default=32, help="channels of the first conv")
+    p.add_argument("--epochs", type=positive_int, default=3, help="passes over the training images")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
+    p.add_argument("--lr", type=nonneg_float, default=1e-3, help="Adam peak learning rate (one-cycle schedule)")
+    p.add_argument("--width", type=positive_int, default=32, help="channels of the first conv")
     p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels")
-    p.add_argument("--image-size", type=_size, default=28, help="image side")
+    p.add_argument("--image-size", type=image_size, default=28, help="image side")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.set_defaults(func=_cmd_classifier)
@@ -339,13 +342,13 @@ def add_mnist_commands(sub) -> None:
     p = msub.add_parser("bench", help="training speed on synthetic images", formatter_class=fmt,
                         description="Iterations and images per second of the real training step on synthetic "
                                     "data; record the figures, command and machine in docs/benchmarks.md.")
-    p.add_argument("--batch-size", type=_positive_int, nargs="+", default=[64, 128], help="one or more batch sizes")
+    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[64, 128], help="one or more batch sizes")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--warmup", type=_nonneg_int, default=3, help="untimed steps first")
-    p.add_argument("--iters", type=_positive_int, default=20, help="timed steps per repeat")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="repeats; the median is reported")
-    p.add_argument("--threads", type=_nonneg_int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--warmup", type=nonneg_int, default=3, help="untimed steps first")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed steps per repeat")
+    p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median is reported")
+    p.add_argument("--threads", type=nonneg_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--json", help="also write the results to this JSON file")
     _add_model_flags(p.add_argument_group("model (as for train)"))
     p.set_defaults(func=_cmd_bench)

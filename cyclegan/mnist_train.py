@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .checkpoint import export_generators
 from .classifier import (ClassifierConfig, SmallClassifier, format_report, load_classifier, quality_report,
                          save_classifier, train_classifier)
@@ -157,7 +158,14 @@ def export_mnist(model: MnistGAN, cfg: MnistTrainConfig, data: MnistData, iterat
 def train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool = False,
                 runtime_overrides: dict | None = None) -> Path:
     """Train (or, with ``resume``, continue) the run ``cfg.run_dir``; at the end, export the
-    generator and print its evaluation (``cfg.eval_samples`` > 0). Returns the last checkpoint."""
+    generator and print its evaluation (``cfg.eval_samples`` > 0). Returns the last checkpoint.
+    Under torchrun, one data-parallel rank; rank 0 alone exports and evaluates."""
+    with distributed.process_group(cfg.device):
+        return _train_mnist(model_cfg, cfg, resume, runtime_overrides)
+
+
+def _train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool,
+                 runtime_overrides: dict | None) -> Path:
     state, cfg = prepare_run(cfg, resume, runtime_overrides)
     if state is not None:
         model_cfg = MnistGANConfig.from_dict(state["model_config"])
@@ -173,12 +181,14 @@ def train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool =
     trainer.start(state)
     n_g = sum(p.numel() for p in model.generators.parameters())
     n_d = sum(p.numel() for p in model.discriminators.parameters())
-    print(data.summary(), file=sys.stderr)
-    print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} G "
-          f"({n_g / 1e6:.2f}M params, z {model_cfg.z_dim} {model_cfg.noise}) | {model_cfg.netD} D "
-          f"({n_d / 1e6:.2f}M, norm {model_cfg.d_norm}) | {model_cfg.gan_mode}, {model_cfg.d_steps} D step(s) per G step "
-          f"| batch {cfg.batch_size} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
-          + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
+    if trainer.dist.is_main:
+        print(data.summary(), file=sys.stderr)
+        print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} G "
+              f"({n_g / 1e6:.2f}M params, z {model_cfg.z_dim} {model_cfg.noise}) | {model_cfg.netD} D "
+              f"({n_d / 1e6:.2f}M, norm {model_cfg.d_norm}) | {model_cfg.gan_mode}, {model_cfg.d_steps} D step(s) "
+              f"per G step | batch {cfg.batch_size} x {trainer.dist.world_size} rank(s) | "
+              f"{model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
+              + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
     start = time.time()
     last = trainer.fit()
     if exported:  # the run ended normally (not stopped by a signal)

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import torch
 import yaml
 
+from . import distributed
 from .checkpoint import CheckpointError, export_generators, load_checkpoint, save_numbered
 from .cyclegan import CycleGAN, CycleGANConfig
 from .data import AugmentConfig, DataError, EpochSampler, UnpairedImageDataset
@@ -36,7 +37,8 @@ class LoopConfig:
 
     name: str = "experiment"
     runs_dir: str = "runs"
-    batch_size: int = 1
+    batch_size: int = 1               # per process: under torchrun the global batch is batch_size * world size
+    scale_lr: bool = False            # under torchrun: learning rates x world size (linear scaling rule)
     num_workers: int = -1             # -1: one per spare core, at most 4
     device: str = "auto"
     precision: str = "fp32"
@@ -174,7 +176,9 @@ class Trainer:
         self.model, self.model_config, self.cfg, self.dataset = model, model_config, cfg, dataset
         self.total_epochs = total_epochs
         self.export = export
-        self.device = pick_device(cfg.device)
+        self.dist = distributed.info()
+        rank, world = self.dist.rank, self.dist.world_size
+        self.device = pick_device(distributed.device_for(cfg.device, self.dist.local_rank) if world > 1 else cfg.device)
         self.counters = Counters()
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -187,7 +191,16 @@ class Trainer:
         model.precision = Precision(self.device.type, cfg.precision)
         if cfg.precision == "fp16" and self.device.type == "cpu":
             log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
-        self.sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=not cfg.serial_batches)
+        if world > 1:
+            model.world_size = world                # gradients averaged over ranks in every update
+            model.reseed_for_rank(rank)             # own image pools / noise per rank
+            if rank:                                # own dropout masks; weights come from rank 0
+                seed_everything(cfg.seed + 1_000_003 * rank)
+            distributed.convert_sync_batchnorm(model, self.device)
+            if cfg.scale_lr:
+                scale_learning_rates(model, world)
+        self.sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=not cfg.serial_batches,
+                                    rank=rank, world_size=world)
         workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=workers,
@@ -202,7 +215,7 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
         m = self.model
-        return {
+        state = {
             "model_config": self.model_config,
             "train_config": asdict(self.cfg),
             "model": m.state_dict(),
@@ -213,6 +226,12 @@ class Trainer:
             "counters": asdict(self.counters),
             "rng": rng_state(),
         }
+        if self.dist.enabled:
+            # Each rank's own random streams and pools (rank 0's are also the ones above). A
+            # collective: every rank calls state() at the same iterations.
+            state["per_rank"] = distributed.gather_objects({"rng": rng_state(), "extra": m.extra_state()},
+                                                           self.dist.world_size)
+        return state
 
     def load_state(self, state: dict) -> None:
         m = self.model
@@ -226,6 +245,20 @@ class Trainer:
         m.load_extra_state(state["extra"])
         self.counters = Counters(**state["counters"])
         set_rng_state(state["rng"])
+        rank, world = self.dist.rank, self.dist.world_size
+        per_rank = state.get("per_rank")
+        saved_world = len(per_rank) if per_rank else 1
+        if saved_world != world:  # same place in the epoch, in this run's per-rank samples
+            if self.dist.is_main:
+                log.warning("checkpoint written by %d rank(s), resuming on %d", saved_world, world)
+            seen = self.counters.epoch_samples * saved_world
+            self.counters.epoch_samples = min(self.sampler.per_rank, seen // world)
+        if rank and per_rank and len(per_rank) == world:
+            set_rng_state(per_rank[rank]["rng"])
+            m.load_extra_state(per_rank[rank]["extra"])
+        elif rank:  # saved by a run with another world size: rank 0's streams, re-mixed per rank
+            m.reseed_for_rank(rank)
+            seed_everything(self.cfg.seed + 1_000_003 * rank + self.counters.iteration)
 
     def start(self, state: dict | None) -> None:
         """Load a resumed run's state (or keep the fresh one) and write the readable config."""
@@ -233,12 +266,18 @@ class Trainer:
             self.load_state(state)
             log.info("resumed %s at iteration %d (epoch %d)", self.ckpt_dir / "latest.pt",
                      self.counters.iteration, self.counters.epoch + 1)
+        distributed.broadcast_module(self.model, self.dist.world_size)  # every rank starts from rank 0's weights
+        if not self.dist.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg)}, sort_keys=False))
 
     def save(self) -> Path:
-        path = save_numbered(self.state(), self.ckpt_dir, self.counters.iteration, self.cfg.keep)
+        state = self.state()  # on every rank: it gathers the per-rank streams
+        if not self.dist.is_main:
+            return self.ckpt_dir / "latest.pt"
+        path = save_numbered(state, self.ckpt_dir, self.counters.iteration, self.cfg.keep)
         log.info("checkpoint: %s (iteration %d)", path, self.counters.iteration)
         return path
 
@@ -292,7 +331,8 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None)
+        main = self.dist.is_main  # rank 0 alone logs and writes files
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None) if main else None
         if cfg.compile:
             self._enable_compile()
         model.train()
@@ -302,31 +342,34 @@ class Trainer:
             try:
                 while c.epoch < self.total_epochs:
                     self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
-                    per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
+                    per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
                     bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
                                desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
-                               dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+                               dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=not main)
                     for batch in self.loader:
                         losses = self._step(self._to_device(batch), cfg)
                         c.iteration += 1
                         c.epoch_samples += _batch_len(batch)
                         bar.update(1)
-                        if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                        if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
                             values = {k: float(v) for k, v in losses.items()}
                             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                             for k, v in values.items():
                                 self.writer.add_scalar(f"loss/{k}", v, c.iteration)
                             for k, opt in model.optimizers.items():
                                 self.writer.add_scalar(f"lr/{k}", opt.param_groups[0]["lr"], c.iteration)
-                        if cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
+                        if main and cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
                             self._write_preview()
                         done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
+                        if self.dist.enabled and distributed.any_rank(bool(stop.requested), self.dist.world_size):
+                            stop.requested = stop.requested or "a stop request on another rank"
                         if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
                             last = self.save()
                         if stop.requested:
                             bar.close()
-                            print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
-                                  f"(checkpoint {last})", file=sys.stderr)
+                            if main:
+                                print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
+                                      f"(checkpoint {last})", file=sys.stderr)
                             return last
                         if done:
                             break
@@ -339,8 +382,9 @@ class Trainer:
                     model.step_schedulers()
                     last = self.save()
             finally:
-                self.writer.close()
-        if self.export:
+                if self.writer:
+                    self.writer.close()
+        if self.export and main:
             self.export(self.run_dir)
         elapsed = time.time() - start
         log.info("finished at iteration %d (epoch %d) in %.1f s", c.iteration, c.epoch, elapsed)
@@ -356,6 +400,20 @@ class Trainer:
             losses = self.model.train_step(batch)
         self._check_finite(losses)
         return losses
+
+
+def scale_learning_rates(model: GANModel, factor: float) -> None:
+    """Multiply every optimizer's learning rate, and its schedule's base, by ``factor`` (the
+    linear scaling rule for a ``factor`` times larger global batch). A resumed run then loads
+    the scaled rates stored in its checkpoint."""
+    for opt in model.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    for sched in model.schedulers.values():
+        sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
 
 def _batch_len(batch: dict) -> int:
@@ -416,7 +474,13 @@ def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageD
 def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
                    runtime_overrides: dict | None = None) -> Path:
     """Train (or, with ``resume``, continue: see :func:`prepare_run`) the run ``cfg.run_dir``.
-    Returns the last checkpoint."""
+    Returns the last checkpoint. Under torchrun, one data-parallel rank (see cyclegan.distributed)."""
+    with distributed.process_group(cfg.device):
+        return _train_cyclegan(model_cfg, cfg, resume, runtime_overrides)
+
+
+def _train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool,
+                    runtime_overrides: dict | None) -> Path:
     state, cfg = prepare_run(cfg, resume, runtime_overrides)
     if state is not None:
         model_cfg = CycleGANConfig.from_dict(state["model_config"])
@@ -427,11 +491,18 @@ def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = F
                       total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
                       export=lambda run_dir: export_cyclegan(model, cfg, run_dir / "generators.safetensors"))
     trainer.start(state)
+    if trainer.dist.is_main:
+        _print_summary(trainer, model, model_cfg, cfg, dataset)
+    return trainer.fit()
+
+
+def _print_summary(trainer: Trainer, model: CycleGAN, model_cfg: CycleGANConfig, cfg: TrainConfig, dataset) -> None:
     n_g = sum(p.numel() for p in model.generators.parameters())
     n_d = sum(p.numel() for p in model.discriminators.parameters())
+    world = trainer.dist.world_size
+    ranks = f" x {world} ranks (global batch {cfg.batch_size * world})" if world > 1 else ""
     print(dataset.summary(), file=sys.stderr)
     print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} "
           f"({n_g / 1e6:.2f}M params, 2 generators) | {model_cfg.netD} D ({n_d / 1e6:.2f}M) | "
-          f"{cfg.size}px batch {cfg.batch_size} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
+          f"{cfg.size}px batch {cfg.batch_size}{ranks} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
           + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
-    return trainer.fit()

@@ -1,0 +1,48 @@
+"""argparse value types shared by every command (and the app's flags): each rejects a bad value
+with a message that says what is expected. Imports only argparse, so inference code can use it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def image_size(text: str) -> int:
+    """A side the ResNet generator accepts: a multiple of 4, at least 4."""
+    value = int(text)
+    if value < 4 or value % 4:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 4 and at least 4, got {text}")
+    return value
+
+
+def int_between(low: int, high: int, what: str = "a number"):
+    """A type accepting integers low..high inclusive, e.g. JPEG quality or a port."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {what} {low}..{high}, got {text}")
+        return value
+
+    parse.__name__ = f"int_{low}_{high}"
+    return parse

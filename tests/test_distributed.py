@@ -1,0 +1,179 @@
+"""Data-parallel training under torchrun, on two CPU processes (gloo) on 127.0.0.1: two ranks
+with batch 1 step exactly as one process with batch 2, a killed rank ends the job quickly, and
+the run resumes from rank 0's last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cyclegan.checkpoint import load_checkpoint
+from cyclegan.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.distributed import info
+from cyclegan.train import TrainConfig, train_cyclegan
+
+from test_train import make_domain
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+
+# Tiny and deterministic: file order, no pool, no flips, so one process with batch 2 sees exactly
+# the images the two ranks see with batch 1 each.
+TINY = ["--ngf", "4", "--ndf", "4", "--size", "32", "--netG", "resnet_6blocks", "--serial-batches",
+        "--pool-size", "0", "--no-flip", "--num-workers", "0", "--preview-every", "0", "--log-every", "1",
+        "--n-epochs", "1", "--n-epochs-decay", "1"]
+
+
+@pytest.fixture
+def dataroot(tmp_path):
+    root = tmp_path / "data"
+    make_domain(root / "trainA", 4, 0)  # even: no padding, so both ranks' shards are the whole epoch
+    make_domain(root / "trainB", 4, 1)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_cmd(*args: str, nproc: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "cyclegan", *args]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+            "CYCLEGAN_DIST_TIMEOUT": "30"}
+
+
+def torchrun(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(torchrun_cmd(*args), cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def nets_outputs(state: dict) -> dict[str, torch.Tensor]:
+    model = CycleGAN(CycleGANConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
+    with torch.no_grad():
+        return {name: net(x) for name, net in (*model.generators.items(), *model.discriminators.items())}
+
+
+def test_without_torchrun_nothing_is_distributed():
+    assert not info().enabled and info().is_main
+
+
+def test_two_ranks_batch_1_match_one_process_batch_2(dataroot, tmp_path):
+    runs = tmp_path / "runs"
+    r = torchrun("train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "ddp",
+                 "--batch-size", "1", "--max-iters", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "x 2 ranks (global batch 2)" in r.stderr
+
+    model_cfg = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, pool_size=0, n_epochs=1, n_epochs_decay=1)
+    cfg = TrainConfig(name="single", runs_dir=str(runs), dataroot=str(dataroot), size=32, num_workers=0,
+                      serial_batches=True, flip=False, preview_every=0, log_every=1, batch_size=2, max_iters=3)
+    train_cyclegan(model_cfg, cfg)
+
+    two = load_checkpoint(runs / "ddp" / "checkpoints" / "latest.pt")
+    one = load_checkpoint(runs / "single" / "checkpoints" / "latest.pt")
+    # 3 iterations of 2 images: one full epoch (and a learning-rate step) plus one more.
+    assert two["counters"]["iteration"] == one["counters"]["iteration"] == 3
+    assert two["counters"]["epoch"] == one["counters"]["epoch"] == 1
+    assert two["counters"]["epoch_samples"] == 1 and one["counters"]["epoch_samples"] == 2  # per rank
+    assert len(two["per_rank"]) == 2
+    for k, v in one["model"].items():
+        if k.endswith("weight"):  # conv biases before instance norm get zero gradient (rounding
+            torch.testing.assert_close(two["model"][k], v, atol=1e-6, rtol=1e-5, msg=k)  # noise, Adam-amplified)
+    out_one, out_two = nets_outputs(one), nets_outputs(two)
+    for name in out_one:
+        torch.testing.assert_close(out_two[name], out_one[name], atol=1e-4, rtol=1e-4, msg=name)  # through instance norms
+    for k in ("G", "D"):
+        assert two["optimizers"][k]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed once, unscaled
+    # rank 0 alone writes: one TensorBoard event file, one export
+    assert len(list((runs / "ddp" / "tb").glob("events.*"))) == 1
+    assert (runs / "ddp" / "generators.safetensors").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RANK="):
+            return int(item[5:])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_killed_rank_ends_the_job_and_the_run_resumes(dataroot, tmp_path):
+    runs = tmp_path / "runs"
+    common = ["train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "k", "--batch-size", "1",
+              "--save-every", "1", "--keep", "1"]
+    proc = subprocess.Popen(torchrun_cmd(*common, "--max-iters", "100000"), cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latest = runs / "k" / "checkpoints" / "latest.pt"
+    try:
+        deadline = time.time() + 90
+        while not latest.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < deadline, "no checkpoint within 90 s"
+            time.sleep(0.2)
+        victim = next(p for p in _children(proc.pid) if _rank_of(p) == 1)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.time()
+        _, stderr = proc.communicate(timeout=60)
+        assert time.time() - killed < 60
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "SIGKILL" in stderr or "Signal 9" in stderr, stderr[-3000:]
+
+    saved = load_checkpoint(latest)["counters"]["iteration"]
+    assert saved >= 1
+    r = torchrun(*common, "--resume", "--max-iters", str(saved + 2), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed {latest} at iteration {saved}" in r.stderr
+    assert load_checkpoint(latest)["counters"]["iteration"] == saved + 2
+
+
+def test_mnist_gan_scales_through_the_shared_loop(tmp_path):
+    from test_mnist import TINY_FLAGS, write_mnist_files
+
+    write_mnist_files(tmp_path / "data", n_train=16, n_test=8)
+    r = torchrun("mnist", "train", "--idx-dir", "data", "--out", "runs/m", "--max-iters", "2", "--batch-size", "4",
+                 "--preview-every", "0", "--eval-samples", "0", "--scale-lr", *TINY_FLAGS, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "batch 4 x 2 rank(s)" in r.stderr
+    state = load_checkpoint(tmp_path / "runs" / "m" / "checkpoints" / "latest.pt")
+    lr = state["model_config"]["lr"]
+    for opt in state["optimizers"].values():  # --scale-lr: linear in the world size
+        assert opt["param_groups"][0]["lr"] == pytest.approx(2 * lr)
+    ranks = state["per_rank"]
+    assert len(ranks) == 2 and state["counters"]["epoch_samples"] == 8  # 2 steps x 4 images, per rank
+    assert not torch.equal(ranks[0]["extra"]["rng"], ranks[1]["extra"]["rng"])  # each rank its own z
