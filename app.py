@@ -120,19 +120,26 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             strip_file = gr.File(label="Download (PNG, true size)", interactive=False)
 
         # -- events -------------------------------------------------------------------------------
+        def shown(image):
+            # Hand gradio a file, not a PIL image: gradio writes PIL results into its content-hashed
+            # cache in place (Path.write_bytes), so two requests with the same result (the same
+            # upload twice at once) truncate the file while the other is being served, and that
+            # client gets 0 bytes. Files are copied into the cache atomically.
+            return None if image is None else str(backend.image_file(image, "shown.png"))
+
         def on_translate(payload, choice_id, size_mode, want_cycle):
             r = _call(backend.translate, _upload_path(payload), choice_id, full_res=size_mode == "full",
                       cycle=bool(want_cycle))
-            return (r.display, gr.update(value=r.reconstruction, visible=r.reconstruction is not None),
+            return (shown(r.display), gr.update(value=shown(r.reconstruction), visible=r.reconstruction is not None),
                     r.info, str(r.download))
 
         def on_generate(key, seed_value, n):
             r = _call(backend.generate, key, seed_value, n)
-            return r.image, r.info, str(r.download)
+            return shown(r.image), r.info, str(r.download)
 
         def on_interpolate(key, a, b, n):
             r = _call(backend.interpolate, key, a, b, n)
-            return r.image, r.info, str(r.download)
+            return shown(r.image), r.info, str(r.download)
 
         def on_rescan(current, current_latent):
             cat = backend.catalog(refresh=True)

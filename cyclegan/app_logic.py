@@ -755,6 +755,12 @@ class AppBackend:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
+    def image_file(self, image: Image.Image, name: str) -> Path:
+        """Save ``image`` as PNG under a fresh per-request folder of the output folder."""
+        path = self._output_path(name)
+        image.save(path, format="PNG")
+        return path
+
     def _prune(self, max_age_s: float = 3600.0) -> None:
         """Drop downloads older than an hour (gradio keeps its own copy for the page)."""
         now = time.time()

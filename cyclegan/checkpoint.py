@@ -7,6 +7,7 @@ Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` or 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -51,15 +52,37 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _WriteErrors:
+    """File proxy that remembers the OSError a ``write`` raised. torch.save turns a failed write
+    (a full disk) into a RuntimeError about zip positions; this keeps the real cause."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path``. On any error the temporary file is removed and ``path`` is untouched."""
+    ``path``. On any error the temporary file is removed and ``path`` is untouched; a failed
+    write to the disk (full, read-only, ...) is a CheckpointError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    proxy: _WriteErrors | None = None
     try:
         with os.fdopen(fd, mode) as f:
-            write(f)
+            proxy = _WriteErrors(f)
+            write(proxy)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,8 +91,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise CheckpointError(f"could not write {path}: {e.strerror or e}; the previous file, "
+        cause = e if isinstance(e, OSError) else (proxy.error if proxy is not None else None)
+        if cause is not None:
+            if cause.errno == errno.ENOSPC:
+                reason = "no space left on device"
+            else:
+                reason = cause.strerror or str(cause)
+            raise CheckpointError(f"could not write {path}: {reason}; the previous file, "
                                   "if any, is intact") from e
         raise
     _fsync_dir(path.parent)
@@ -112,6 +140,13 @@ def save_numbered(state: dict, folder: str | os.PathLike, iteration: int, keep: 
         except OSError:
             save_checkpoint(state, numbered)
         _fsync_dir(folder)
+    # A SIGKILL during an earlier save leaves its temp file behind: this folder has one writer (the
+    # training process), so whatever is left now is stale and only fills the disk.
+    for p in folder.iterdir():
+        name = p.name
+        if (name.startswith(".latest.pt.") and name.endswith(".tmp")) or (
+                name.startswith(".iter_") and (name.endswith(".tmp") or name.endswith(".link"))):
+            p.unlink(missing_ok=True)
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED.match(p.name)))
     for _, old in found[: max(0, len(found) - keep)]:
         old.unlink(missing_ok=True)

@@ -733,6 +733,26 @@ def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iter
         yield pending.popleft().result()
 
 
+def _remove_stale_temps(jobs: list[TranslateJob]) -> None:
+    """Delete the ``.NAME.*.tmp`` files a killed run left beside the outputs still to do (one
+    listing per folder; assumes no other process is writing the same outputs)."""
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        by_folder.setdefault(job.output.parent, set()).add(job.output.name)
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            n = entry.name
+            if n.startswith(".") and n.endswith(".tmp") and n[1:].rsplit(".", 2)[0] in names:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+
 def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_size: int = 4, workers: int = 4,
                    fmt: str | None = None, quality: int = 95, side_by_side: bool = False,
                    overwrite: bool = False, progress: bool = True) -> TranslateSummary:
@@ -744,6 +764,7 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
 
     summary = TranslateSummary()
     todo = [j for j in jobs if overwrite or not j.output.exists()]
+    _remove_stale_temps(todo)
     summary.skipped = len(jobs) - len(todo)
     channels = translator.input_channels
     start = time.perf_counter()
