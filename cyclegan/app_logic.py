@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .argtypes import positive_int as _positive
 from .checkpoint import EXPORT_FORMAT, CheckpointError
 from .images import DataError, UnreadableImageError, load_image
 from .mnist_infer import BUNDLED_GENERATOR, EXPORT_KIND, LatentSampler, to_pil
@@ -105,13 +106,6 @@ class AppSettings:
     output_dir: Path | None = None            # where downloads are written [a temporary folder]
     bundled: bool = True                      # offer the bundled models (tests turn this off)
     threads: int | None = None                # torch intra-op threads [torch's default]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _port(text: str) -> int:

@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from .argtypes import nonneg_int as _nonneg
+from .argtypes import positive_int as _positive
 from . import networks
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, atomic_write, load_export
 from .cyclegan import CycleGANConfig
@@ -854,20 +856,6 @@ def write_index_html(path: str | os.PathLike, jobs: list[TranslateJob], title: s
 # --------------------------------------------------------------------------------------------
 # The `cyclegan translate` command
 # --------------------------------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _nonneg(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def _quality(text: str) -> int:
