@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from test_app_server import free_port, wait_until_serving
+from test_app_server import free_port, running_app
 from tiny_models import ROOT, one_thread, tiny_export, write_image  # noqa: F401
 
 
@@ -35,22 +33,8 @@ def app_server(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled",
-                                 "--runs-dir", "runs", "--checkpoints-dir", "checkpoints", "--model", "runs/tiny",
-                                 "--threads", "1"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(proc, url, log)
+    with running_app(tmp_path, env, port) as (url, proc):
         yield url, proc.pid, tmp_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def run_load(url: str, pid: int, folder: Path, clients: int, requests: int | None, seconds: float | None,

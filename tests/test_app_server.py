@@ -4,6 +4,7 @@ serve) and through a real browser (Debian's Chromium under Playwright). The logi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -46,6 +47,28 @@ def wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def running_app(folder: Path, env: dict, port: int, *extra: str):
+    """`cyclegan app` on runs/tiny in ``folder``, serving on ``port``; yields (url, process), then
+    stops it (terminate, then kill). Its output goes to folder/server.log."""
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled",
+                                 "--runs-dir", "runs", "--checkpoints-dir", "checkpoints", "--model", "runs/tiny",
+                                 *extra, "--threads", "1"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(proc, url, log)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app on tiny models, with a 300 KB upload limit; yields (url, folder)."""
@@ -57,24 +80,9 @@ def server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(tmp / "gradio"), "GRADIO_SERVER_PORT": "1"}  # --port wins over the variable
-    log = tmp / "server.log"
-    with open(log, "w") as out:
-        # `cyclegan app` execs `python app.py` with the same flags: both entry points are exercised
-        proc = subprocess.Popen([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled",
-                                 "--runs-dir", "runs", "--checkpoints-dir", "checkpoints", "--model", "runs/tiny",
-                                 "--max-file-size", "300kb", "--threads", "1"],
-                                cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(proc, url, log)
+    # `cyclegan app` execs `python app.py` with the same flags: both entry points are exercised
+    with running_app(tmp, env, port, "--max-file-size", "300kb") as (url, _):
         yield url, tmp
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
