@@ -46,3 +46,11 @@ def int_between(low: int, high: int, what: str = "a number"):
 
     parse.__name__ = f"int_{low}_{high}"
     return parse
+
+
+def ema_decay(text: str) -> float:
+    """An EMA decay: 0 (off) or a number in (0, 1), typically 0.99..0.9999."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or between 0 and 1, e.g. 0.999, got {text}")
+    return value

@@ -10,8 +10,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__
-from .argtypes import image_size, nonneg_float, nonneg_int, positive_int
-from .cyclegan import CycleGANConfig
+from .argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
+from .cyclegan import PRESETS, CycleGANConfig, resolve_preset
 from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from .data import PREPROCESS_MODES
@@ -80,6 +80,13 @@ _MODEL_FLAGS = [
     ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
     ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
     ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
+    ("--lr-d", "lr_d", dict(type=nonneg_float, help="discriminator learning rate (two time-scale rule); "
+                                                   "None: --lr")),
+    ("--ema", "ema_decay", dict(type=ema_decay, help="decay of the generators' weight average used for "
+                                                     "inference and export, e.g. 0.999; 0 = off")),
+    ("--diffaug", "diffaug", dict(help='DiffAugment of every discriminator input: comma-separated subset '
+                                       'of color,translation,cutout; "" = off')),
+    ("--r1-gamma", "r1_gamma", dict(type=nonneg_float, help="R1 penalty weight on real images; 0 = off")),
 ]
 
 
@@ -104,6 +111,11 @@ def _add_train_parser(sub) -> None:
                            **{**kw, "help": f"{kw['help']} [{mdef[field]}]"})
     model.add_argument("--dropout", dest="model.dropout", action="store_const", const=True, default=None,
                        help="dropout 0.5 in the generators")
+    model.add_argument("--spectral-norm", dest="model.spectral_norm", action=argparse.BooleanOptionalAction,
+                       default=None, help=f"spectral normalisation in the discriminators [{mdef['spectral_norm']}]")
+    model.add_argument("--preset", choices=tuple(PRESETS),
+                       help="start from a named recipe (paper: the original release's, exactly; see "
+                            "docs/quality.md); flags given explicitly still win [our defaults]")
     p.set_defaults(func=_cmd_train)
 
 
@@ -111,17 +123,21 @@ def _given(args: argparse.Namespace, prefix: str) -> dict:
     return {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(prefix + ".") and v is not None}
 
 
+def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig, TrainConfig]:
+    """The configs a ``train`` command line resolves to: preset, then the flags given."""
+    m, t = resolve_preset(args.preset, _given(args, "model"), _given(args, "train"))
+    if "input_nc" in m:
+        m["output_nc"] = m["input_nc"]
+    if "netG" not in _given(args, "model") and (t.get("size") or 256) <= 128:
+        m["netG"] = "resnet_6blocks"  # the paper's choice for 128x128 images
+    return CycleGANConfig(**m), TrainConfig(**t)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train_cyclegan
 
-    t, m = _given(args, "train"), _given(args, "model")
-    if "input_nc" in m:
-        m["output_nc"] = m["input_nc"]
-    if "netG" not in m and t.get("size", 256) <= 128:
-        m["netG"] = "resnet_6blocks"  # the paper's choice for 128x128 images
-    train_cfg = TrainConfig(**t)
-    model_cfg = CycleGANConfig(**m)
-    train_cyclegan(model_cfg, train_cfg, resume=args.resume, runtime_overrides=t)
+    model_cfg, train_cfg = train_configs(args)
+    train_cyclegan(model_cfg, train_cfg, resume=args.resume, runtime_overrides=_given(args, "train"))
     return 0
 
 

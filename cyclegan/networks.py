@@ -444,6 +444,19 @@ def build_discriminator(
     return DISCRIMINATORS[name](input_nc, ndf=ndf, n_layers=n_layers, norm=norm)
 
 
+def add_spectral_norm(net: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every conv and linear layer of ``net``, in
+    place: each weight is divided by its largest singular value (one power iteration per forward),
+    bounding D's Lipschitz constant. Call after weight init; state dicts then hold
+    ``parametrizations.weight.original`` and the power-iteration vectors."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            spectral_norm(module)
+    return net
+
+
 # --------------------------------------------------------------------------- #
 # Checkpoint compatibility
 # --------------------------------------------------------------------------- #

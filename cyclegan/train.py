@@ -454,9 +454,12 @@ def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = 
 
 
 def export_cyclegan(model: CycleGAN, train_cfg: TrainConfig, path: Path) -> Path:
-    """Generators only, config inside: what translation and the app load."""
-    meta = {"size": train_cfg.size, "preprocess": train_cfg.preprocess, "name": train_cfg.name}
-    out = export_generators(dict(model.generators.items()), model.config_dict(), path, meta)
+    """Generators only, config inside: what translation and the app load. With an EMA, its
+    averaged weights are the ones written (``weights: ema`` in the metadata)."""
+    nets = model.inference_generators()
+    meta = {"size": train_cfg.size, "preprocess": train_cfg.preprocess, "name": train_cfg.name,
+            "weights": "ema" if nets is model.ema_generators else "last"}
+    out = export_generators(dict(nets.items()), model.config_dict(), path, meta)
     log.info("exported generators: %s", out)
     return out
 

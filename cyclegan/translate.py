@@ -267,8 +267,12 @@ def _from_export(path: Path, direction: str) -> LoadedGenerator:
 
 def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str) -> LoadedGenerator:
     config = state.get("model_config") or {}
-    prefix = f"generators.{_direction_key(direction)}."
-    weights = {k[len(prefix):]: v for k, v in state.get("model", {}).items() if k.startswith(prefix)}
+    model = state.get("model", {})
+    # The generators' moving average when the run kept one: what inference should use.
+    key = _direction_key(direction)
+    prefix = next((p for p in (f"ema_generators.{key}.", f"generators.{key}.") if any(k.startswith(p) for k in model)),
+                  f"generators.{key}.")
+    weights = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
     if "netG" not in config or not weights:
         raise CheckpointError(f"{path} is a training checkpoint but not of a CycleGAN (no {prefix}* weights)")
     spec = GeneratorSpec.from_config(config, direction)
