@@ -169,8 +169,9 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
     """(model in eval mode, metadata) from a file written by :func:`save_classifier`."""
     path = Path(path)
     tensors, metadata = read_safetensors(
-        path, CLASSIFIER_FORMAT, f"classifier not found: {path} (make one with `cyclegan mnist classifier`)",
-        f"{path} is not a classifier written by `cyclegan mnist classifier`")
+        path, CLASSIFIER_FORMAT, f"classifier not found: {path} (make one with `cyclegan mnist classifier`, or "
+                                 "`cyclegan eval domain-classifier` for a CycleGAN data set)",
+        f"{path} is not a classifier written by `cyclegan mnist classifier` or `cyclegan eval domain-classifier`")
     model = SmallClassifier(ClassifierConfig.from_dict(json.loads(metadata["config"])))
     model.load_state_dict(tensors)
     meta = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}

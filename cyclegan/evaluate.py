@@ -368,13 +368,67 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
+def _cmd_domains(args: argparse.Namespace) -> int:
+    from .domains import format_table, evaluate_domains, write_json
+
+    result = evaluate_domains(
+        args.model, args.dataroot, classifier=args.classifier, classifier_size=args.classifier_size, seed=args.seed,
+        size=args.size, limit=args.limit, batch_size=args.batch_size, device=args.device, precision=args.precision,
+        subset_size=args.subset_size, kid_subsets=args.kid_subsets, max_train=args.max_train, epochs=args.epochs,
+        strip=args.strip, runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir, workers=args.workers)
+    acc = ", ".join(f"test{d} {v:.1%}" for d, v in result["test_accuracy"].items())
+    print(f"model {result['model']} at {result['size']} px; domain classifier {result['classifier'] or '(not saved)'} "
+          f"({'trained now' if result['classifier_trained_now'] else 'cached'}, {result['classifier_size']} px, "
+          f"accuracy {acc}); {result['n_test']['A']} testA and {result['n_test']['B']} testB images")
+    print(format_table(result))
+    print("untranslated: the input images judged as if translated. real target: hit rate of the real target test "
+          "images; FID/KID of as many real target training images vs the test set (the floor).")
+    if args.json:
+        write_json(args.json, result)
+    if "strip" in result:
+        print(f"wrote {result['strip']}")
+    if result["unreadable"]:
+        print(f"{len(result['unreadable'])} unreadable image(s) skipped", file=sys.stderr)
+    return 0 if not result["unreadable"] else 1
+
+
+def _cmd_domain_classifier(args: argparse.Namespace) -> int:
+    from .classifier import extract
+    from .domains import DOMAINS, detect_channels, domain_classifier, read_images, _stack
+
+    device = resolve_device(args.device)
+    channels = args.channels or detect_channels(args.dataroot)
+    model, info = domain_classifier(args.dataroot, channels, size=args.classifier_size, seed=args.seed,
+                                    max_train=args.max_train, epochs=args.epochs, force=args.force, device=device,
+                                    workers=args.workers)
+    print(f"domain classifier {info.path or '(not saved)'}: {'trained now' if info.trained_now else 'cached'}, "
+          f"{channels} channel(s), {args.classifier_size} px, seed {args.seed}"
+          + ("" if info.trained_now or args.force else " (--force retrains)"))
+    for label, domain in enumerate(DOMAINS):
+        folder = Path(args.dataroot) / f"test{domain}"
+        if not folder.is_dir():
+            print(f"test{domain}: no {folder}, accuracy not measured")
+            continue
+        images, _, _ = read_images(find_images(folder), channels, args.classifier_size, args.workers)
+        if not images:
+            print(f"test{domain}: no readable images in {folder}")
+            continue
+        probs = extract(model, _stack(images), device=device)[1]
+        print(f"test{domain}: accuracy {float((probs.argmax(1) == label).float().mean()):.2%} "
+              f"({len(images)} images)")
+    return 0
+
+
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``cyclegan eval {fid,cycle}``."""
+    """Register ``cyclegan eval {fid,cycle,domains,domain-classifier}``."""
     from .translate import add_runtime_args
 
-    p = sub.add_parser("eval", help="FID/KID between two folders, or a model's cycle-reconstruction error",
+    p = sub.add_parser("eval", help="FID/KID between two folders, a model's cycle-reconstruction error, or a "
+                                    "domain-classifier judgement of a model",
                        description="Evaluate translations: `eval fid` compares two image folders, "
-                                   "`eval cycle` measures how well a model's two generators undo each other.")
+                                   "`eval cycle` measures how well a model's two generators undo each other, "
+                                   "`eval domains` judges both directions with a classifier trained on the data set "
+                                   "(`eval domain-classifier` trains it explicitly).")
     kinds = p.add_subparsers(dest="eval_kind", metavar="KIND")
     kinds.required = True
 
@@ -409,3 +463,51 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     add_runtime_args(cyc)
     add_architecture_args(cyc)
     cyc.set_defaults(func=_cmd_cycle)
+
+    from .argtypes import positive_int
+    from .domains import __doc__ as domains_doc
+
+    def classifier_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dataroot", required=True, help="data set with trainA, trainB, testA, testB")
+        q.add_argument("--classifier-size", type=positive_int, default=32,
+                       help="side the classifier sees; images are resized to it [32]")
+        q.add_argument("--seed", type=int, default=0, help="seed of the classifier's training [0]")
+        q.add_argument("--epochs", type=positive_int,
+                       help="classifier training epochs [3; up to 30 for small data sets, to reach about 120 steps]")
+        q.add_argument("--max-train", type=positive_int,
+                       help="train the classifier on at most N images per domain (spread evenly) [all]")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [auto]")
+        q.add_argument("--workers", type=int, default=4, help="decoding threads [4]")
+
+    dom = kinds.add_parser("domains", help="hit rate, FID/KID and cycle L1 of both directions, judged by a domain "
+                                           "classifier trained on the data set",
+                           description=domains_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dom.add_argument("--model", "-m", required=True, help="run folder, checkpoint or generators.safetensors")
+    classifier_args(dom)
+    dom.add_argument("--classifier", help="a domain classifier file instead of the cached one "
+                                          "(`cyclegan eval domain-classifier`)")
+    dom.add_argument("--size", type=positive_int, help="translate at SIZE x SIZE [the size the model was trained at]")
+    dom.add_argument("--limit", type=positive_int, help="only the first N test images per domain [all]")
+    dom.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass [32]")
+    dom.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="fp32",
+                     help="generator autocast dtype [fp32]")
+    dom.add_argument("--subset-size", type=positive_int, default=1000,
+                     help="KID: images per subset (clamped to the number of images) [1000]")
+    dom.add_argument("--kid-subsets", type=positive_int, default=100, help="KID: random subsets averaged [100]")
+    dom.add_argument("--json", help="also write every figure to this JSON file")
+    dom.add_argument("--strip", help="also save a PNG: per direction 8 test images, their translations and "
+                                     "reconstructions")
+    dom.add_argument("--runs-dir", default="runs", help="where bare --model names are looked up [runs]")
+    dom.add_argument("--checkpoints-dir", default="checkpoints", help="where published weights live [checkpoints]")
+    dom.set_defaults(func=_cmd_domains)
+
+    dc = kinds.add_parser("domain-classifier", help="train (or show) the cached A-vs-B classifier of a data set",
+                          description="Train the classifier `eval domains` judges with on DATAROOT/trainA (0) and "
+                                      "trainB (1), cache it in DATAROOT/.cyclegan and print its accuracy on testA "
+                                      "and testB. A cached one for the same settings and files is reused unless "
+                                      "--force.")
+    classifier_args(dc)
+    dc.add_argument("--channels", type=int, choices=(1, 3),
+                    help="1 for grayscale, 3 for RGB: the model's channel count [1 if the data is grayscale]")
+    dc.add_argument("--force", action="store_true", help="retrain even if a cached classifier fits")
+    dc.set_defaults(func=_cmd_domain_classifier)
