@@ -417,16 +417,15 @@ class GANModel(nn.Module):
         }
 
     def use_fused_optimizers(self) -> bool:
-        """Switch Adam to its single-kernel implementation where torch has one for the
-        parameters' device (CUDA); same arithmetic, fewer launches. Returns whether it did."""
+        """Adam's single-kernel implementation on CUDA (same arithmetic, fewer launches), torch's
+        default elsewhere; called after loading optimizer state, which brings the saving run's
+        choice along. Returns whether Adam is fused now."""
         params = [p for opt in self.optimizers.values() for g in opt.param_groups for p in g["params"]]
-        if not params or params[0].device.type != "cuda":
-            return False
+        fused = bool(params) and params[0].device.type == "cuda"
         for opt in self.optimizers.values():
-            opt.defaults.update(fused=True, foreach=False)
-            for group in opt.param_groups:
-                group.update(fused=True, foreach=False)
-        return True
+            for group in (opt.defaults, *opt.param_groups):
+                group.update(fused=fused or None, foreach=False if fused else None)
+        return fused
 
     # -- exponential moving average of the generators ----------------------------------------
     def enable_ema(self, decay: float) -> None:

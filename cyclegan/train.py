@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import yaml
@@ -180,12 +180,16 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         self.device = pick_device(distributed.device_for(cfg.device, self.dist.local_rank) if world > 1 else cfg.device)
         self.counters = Counters()
+        self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet checked for NaN
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.preview_dir = self.run_dir / "previews"
         self.writer = None
 
         model.to(self.device)
+        if self.device.type == "cuda":
+            # Training shapes are fixed: let cuDNN time its algorithms once and keep the fastest.
+            torch.backends.cudnn.benchmark = True
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         model.precision = Precision(self.device.type, cfg.precision)
@@ -267,6 +271,8 @@ class Trainer:
             log.info("resumed %s at iteration %d (epoch %d)", self.ckpt_dir / "latest.pt",
                      self.counters.iteration, self.counters.epoch + 1)
         distributed.broadcast_module(self.model, self.dist.world_size)  # every rank starts from rank 0's weights
+        if self.model.use_fused_optimizers():
+            log.debug("fused Adam")
         if not self.dist.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +280,7 @@ class Trainer:
             yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg)}, sort_keys=False))
 
     def save(self) -> Path:
+        self._check_finite()  # never save a diverged model
         state = self.state()  # on every rank: it gathers the per-rank streams
         if not self.dist.is_main:
             return self.ckpt_dir / "latest.pt"
@@ -307,13 +314,22 @@ class Trainer:
         if self.writer:
             self.writer.add_image("preview", image, it)
 
-    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-        if bad:
-            raise TrainingDiverged(
-                f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {self.counters.iteration + 1}; "
-                f"stopped without saving it. The last good checkpoint is in {self.ckpt_dir} (try a lower "
-                "--lr or --precision fp32, then --resume)")
+    def _check_finite(self) -> None:
+        """Raise TrainingDiverged if any loss since the last check was NaN or infinite. Losses
+        stay on the device between checks (at log steps and before every save), so the loop does
+        not wait for the GPU after every step; a bad iteration is still named exactly and never
+        saved."""
+        pending, self._pending = self._pending, []
+        if not pending or bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float()
+                                                          for _, l in pending])).all()):
+            return
+        for it, losses in pending:
+            bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+            if bad:
+                raise TrainingDiverged(
+                    f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}; stopped "
+                    f"without saving it. The last good checkpoint is in {self.ckpt_dir} (try a lower "
+                    "--lr or --precision fp32, then --resume)")
 
     def _enable_compile(self) -> None:
         for net in (*self.model.generators.values(), *self.model.discriminators.values()):
@@ -350,7 +366,10 @@ class Trainer:
                         losses = self._step(self._to_device(batch), cfg)
                         c.iteration += 1
                         c.epoch_samples += _batch_len(batch)
+                        self._pending.append((c.iteration, losses))
                         bar.update(1)
+                        if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                            self._check_finite()
                         if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
                             values = {k: float(v) for k, v in losses.items()}
                             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
@@ -398,7 +417,6 @@ class Trainer:
                 raise
             self._disable_compile(e)
             losses = self.model.train_step(batch)
-        self._check_finite(losses)
         return losses
 
 
