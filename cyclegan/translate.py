@@ -511,11 +511,23 @@ class Translator:
 
     ``translate(uint8 HxWxC array) -> uint8 array`` is the whole API for a single image (the app
     uses it); :meth:`prepare` + :meth:`forward` split it for batched folder translation.
+
+    Speed options (``cyclegan bench --mode translate`` measures them): ``channels_last`` runs the
+    network in the channels-last memory format (faster convolutions on tensor-core GPUs and
+    oneDNN CPUs); ``compile`` runs it through ``torch.compile`` (``compile_backend``: a backend
+    name or callable, inductor by default). A compilation failure, when ``torch.compile`` is
+    called or on the first forward pass (no C compiler, no Triton), is logged and the translator
+    carries on in eager mode; :attr:`compile_error` then says why. Tiled forward passes always run
+    eagerly. ``channels_last`` converts the generator's weights in place (as moving them to the
+    device does), so translators sharing one generator share its format; the compiled wrapper is
+    this translator's own.
     """
 
     def __init__(self, generator: LoadedGenerator, *, device: str | torch.device = "auto",
                  precision: str = "auto", full_res: bool = False, size: int | None = None,
-                 tile: int = 1024, tile_overlap: int = 64) -> None:
+                 tile: int = 1024, tile_overlap: int = 64, channels_last: bool = False,
+                 compile: bool = False, compile_backend: str | Callable[..., Any] = "inductor",
+                 compile_mode: str | None = None) -> None:
         self.generator = generator
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = _autocast_dtype(self.device, precision)
@@ -533,6 +545,16 @@ class Translator:
                              f"(= {2 * self.tile_overlap + m}) so every tile keeps a core")
         self._ctx = _TileContext()
         self._tiled: tuple[nn.Module, list[_WholeImageInstanceNorm]] | None = None
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.compile_error: str | None = None
+        self._compiled: Callable[[Tensor], Tensor] | None = None
+        if compile:
+            try:
+                self._compiled = torch.compile(self.net, backend=compile_backend, mode=compile_mode)
+            except Exception as e:  # an unknown backend, a platform torch.compile does not support
+                self._compile_failed(e)
 
     @property
     def input_channels(self) -> int:
@@ -565,6 +587,36 @@ class Translator:
         return self.to_uint8(self.forward(self.prepare(image)[None])[0])
 
     # -- the network -----------------------------------------------------------------------------
+    @property
+    def compiled(self) -> bool:
+        """Whether forward passes go through ``torch.compile`` (False after a compile failure)."""
+        return self._compiled is not None
+
+    def _compile_failed(self, err: Exception) -> None:
+        text = " ".join(str(err).split())  # dynamo's messages span lines: "backend='x' raised:\nTheError: ..."
+        self.compile_error = f"{type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+        self._compiled = None
+        log.warning("torch.compile failed (%s); translating in eager mode", self.compile_error)
+
+    @staticmethod
+    def _is_compile_error(err: Exception) -> bool:
+        return any(t.__module__.startswith(("torch._dynamo", "torch._inductor")) for t in type(err).__mro__)
+
+    def _to_input(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _run(self, x: Tensor) -> Tensor:
+        """The generator on one device batch: compiled when it can be, else eager."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(x)
+            except Exception as e:
+                if not self._is_compile_error(e):
+                    raise
+                self._compile_failed(e)
+        return self.net(x)
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
 
@@ -582,8 +634,10 @@ class Translator:
             outs = []
             for chunk in x.split(per_pass):
                 with self._autocast():
-                    outs.append(self.net(chunk.to(self.device, non_blocking=True)).float().cpu())
+                    outs.append(self._run(self._to_input(chunk)).float().cpu())
             out = torch.cat(outs)
+            if self.channels_last:
+                out = out.contiguous()
         return _crop(out, pad)
 
     def _forward_tiled(self, x: Tensor) -> Tensor:
@@ -613,7 +667,7 @@ class Translator:
                 self._ctx.core = (cy0 - y0, cy1 - y0, cx0 - x0, cx1 - x0)
                 try:
                     with self._autocast():
-                        y = net(x[..., y0:y1, x0:x1].to(self.device)).float().cpu()
+                        y = net(self._to_input(x[..., y0:y1, x0:x1])).float().cpu().contiguous()
                 except _StopForward:
                     continue
                 if out is None:

@@ -1,0 +1,143 @@
+"""``cyclegan bench``: the sweep, its JSON and table, and compile failures reported per row; plus
+the Translator speed options the translate rows exercise. Tiny models (ResNet-6, ngf/ndf 4, 32 px)
+on the CPU, one or two iterations: these check the machinery, not the figures."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cyclegan.bench import add_bench_args, markdown_table, run_bench
+from cyclegan.translate import GeneratorSpec, LoadedGenerator, Translator
+from tiny_models import one_thread, tiny_generators  # noqa: F401
+
+TINY = ["--size", "32", "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--device", "cpu",
+        "--warmup", "1", "--iters", "1", "--repeats", "2", "--threads", "1"]
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cyclegan bench")
+    add_bench_args(p)
+    return p.parse_args([*TINY, *argv])
+
+
+def test_sweep_writes_one_row_per_combination(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = _args("--mode", "train", "translate", "--channels-last", "on", "off", "--batch-size", "1", "2",
+                 "--json", str(out), "--markdown")
+    assert run_bench(args) == 0
+    doc = json.loads(out.read_text())
+    rows = doc["rows"]
+    want = set(itertools.product(("train", "translate"), (1, 2), (False, True)))
+    assert len(rows) == len(want) == 8
+    assert {(r["mode"], r["batch_size"], r["channels_last"]) for r in rows} == want
+    for r in rows:
+        assert r["error"] is None, r["error"]
+        assert r["iters_per_sec"] > 0 and r["images_per_sec"] == pytest.approx(r["iters_per_sec"] * r["batch_size"])
+        assert r["iters_per_sec_min"] <= r["iters_per_sec"] <= r["iters_per_sec_max"]
+        assert len(r["sec_per_iter_runs"]) == 2
+        assert r["flops_per_iter"] > 0 and r["achieved_flops_per_sec"] > 0
+        assert r["peak_memory_bytes"] > 0
+        assert r["speedup_vs_baseline"] > 0
+        assert r["fraction_of_peak"] is None  # no peak known for a CPU unless --peak-tflops
+    # the baseline (contiguous) comes first in every (mode, size, batch) group, whatever the flag order
+    for group in (rows[i: i + 2] for i in range(0, 8, 2)):
+        base, other = group
+        assert base["baseline"] and not base["channels_last"] and base["speedup_vs_baseline"] == 1.0
+        assert not other["baseline"] and other["channels_last"]
+        assert other["speedup_vs_baseline"] == pytest.approx(base["sec_per_iter"] / other["sec_per_iter"])
+        assert other["flops_per_iter"] == base["flops_per_iter"]
+    flops = {(r["mode"], r["batch_size"]): r["flops_per_iter"] for r in rows}
+    assert flops["train", 2] == pytest.approx(2 * flops["train", 1], rel=0.01)  # FLOPs scale with the batch
+    assert flops["translate", 1] < flops["train", 1]
+    assert doc["machine"]["torch"] == torch.__version__ and doc["machine"]["cpu"]
+    assert "RSS" in doc["memory_measured"] or "ru_maxrss" in doc["memory_measured"]
+
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:3] == ["mode", "size", "batch"]
+    assert sum(line.lstrip().startswith(("train", "translate")) for line in printed) == 8
+    md = [line for line in printed if line.startswith("|")]
+    assert len(md) == 2 + 8 and md[0].startswith("| mode | size | batch |")
+    assert md == markdown_table(rows).splitlines()
+
+
+def test_peak_tflops_gives_the_fraction_of_peak(tmp_path):
+    out = tmp_path / "bench.json"
+    assert run_bench(_args("--mode", "translate", "--channels-last", "off", "--peak-tflops", "1",
+                           "--json", str(out))) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["fraction_of_peak"] == pytest.approx(row["achieved_flops_per_sec"] / 1e12)
+
+
+def test_a_compile_failure_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    # an unknown backend fails in torch.compile itself, as a missing compiler would: a real failure
+    args = _args("--mode", "train", "translate", "--channels-last", "off", "--compile", "on", "off",
+                 "--compile-backend", "no_such_backend", "--json", str(out))
+    assert run_bench(args) == 1
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["compile"]) for r in rows] == [("train", False), ("train", True),
+                                                         ("translate", False), ("translate", True)]
+    for eager, compiled in (rows[:2], rows[2:]):
+        assert eager["error"] is None and eager["iters_per_sec"] > 0 and eager["speedup_vs_baseline"] == 1.0
+        assert compiled["error"].startswith("torch.compile failed") and "no_such_backend" in compiled["error"]
+        assert "iters_per_sec" not in compiled
+    table = capsys.readouterr()
+    assert table.out.count("error: torch.compile failed") == 2
+    assert "2 of 4 rows failed" in table.err
+
+
+def test_compile_with_a_working_backend_times_the_compiled_translator(tmp_path):
+    out = tmp_path / "bench.json"
+    # "eager" runs dynamo's graph capture without code generation: a real compile, in seconds
+    assert run_bench(_args("--mode", "translate", "--channels-last", "off", "--compile", "on", "off",
+                           "--compile-backend", "eager", "--json", str(out))) == 0
+    (base, compiled) = json.loads(out.read_text())["rows"]
+    assert compiled["compile"] and compiled["error"] is None and compiled["warmup_iters"] == 2
+    assert compiled["speedup_vs_baseline"] > 0 and base["speedup_vs_baseline"] == 1.0
+
+
+# -- the Translator speed options ----------------------------------------------------------------
+
+
+def _gen() -> LoadedGenerator:
+    g = tiny_generators()["G_A"]
+    return LoadedGenerator(g.eval().requires_grad_(False), GeneratorSpec("resnet_6blocks", 4), "AtoB", 32,
+                           Path("<tiny>"), "tiny")
+
+
+X = torch.rand(2, 3, 32, 40, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def test_translator_channels_last_and_compile_give_the_eager_output():
+    want = Translator(_gen(), device="cpu", full_res=True).forward(X)
+    fast = Translator(_gen(), device="cpu", full_res=True, channels_last=True, compile=True, compile_backend="eager")
+    assert fast.compiled and fast.compile_error is None
+    got = fast.forward(X)
+    assert fast.compiled and got.is_contiguous() and torch.allclose(got, want, atol=1e-5)
+    # tiles run eagerly, channels_last included
+    tiled = Translator(_gen(), device="cpu", full_res=True, tile=16, tile_overlap=4, channels_last=True)
+    assert tiled.forward(X).shape == want.shape
+
+
+def test_translator_falls_back_to_eager_when_compilation_fails(caplog):
+    want = Translator(_gen(), device="cpu", full_res=True).forward(X)
+    # an unknown backend: torch.compile itself raises
+    t = Translator(_gen(), device="cpu", full_res=True, compile=True, compile_backend="no_such_backend")
+    assert not t.compiled and "no_such_backend" in t.compile_error
+    assert torch.equal(t.forward(X), want)
+
+    def broken_backend(gm, example_inputs):  # like a missing C compiler: fails on the first call
+        raise RuntimeError("no compiler here")
+
+    t = Translator(_gen(), device="cpu", full_res=True, compile=True, compile_backend=broken_backend)
+    assert t.compiled
+    with caplog.at_level("WARNING", logger="cyclegan.translate"):
+        got = t.forward(X)
+    assert not t.compiled and "no compiler here" in t.compile_error and torch.equal(got, want)
+    assert "translating in eager mode" in caplog.text
