@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
 from .cyclegan import PRESETS, CycleGANConfig, resolve_preset
-from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
+from .gan import COMPILE_MODES, INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from .data import PREPROCESS_MODES
 from .train import TrainConfig
@@ -46,6 +46,8 @@ _TRAIN_FLAGS = [
     ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
     ("--preview-every", "preview_every", dict(type=nonneg_int, help="iterations between preview grids (0: off)")),
     ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),
+    ("--compile-mode", "compile_mode", dict(choices=COMPILE_MODES, help="with --compile: inductor mode; "
+                                             "reduce-overhead replays CUDA graphs (fewer launches at batch 1)")),
     ("--preview-count", "preview_count", dict(type=positive_int, help="image pairs in each preview grid")),
 ]
 _TRAIN_SWITCHES = [

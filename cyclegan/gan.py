@@ -330,6 +330,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: torch.compile modes (inductor); reduce-overhead replays CUDA graphs, cutting launch overhead
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass

@@ -3,6 +3,7 @@ previews, checkpoints, resume. Shared by every :class:`~cyclegan.gan.GANModel`."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from . import distributed
 from .checkpoint import CheckpointError, export_generators, load_checkpoint, save_numbered
 from .cyclegan import CycleGAN, CycleGANConfig
 from .data import AugmentConfig, DataError, EpochSampler, UnpairedImageDataset
-from .gan import GANModel, Precision, pick_device  # noqa: F401  (pick_device re-exported)
+from .gan import COMPILE_MODES, GANModel, Precision, pick_device  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cyclegan.train")
 
@@ -44,6 +45,7 @@ class LoopConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str | None = None   # torch.compile mode: None (default), reduce-overhead (CUDA graphs), max-autotune
     seed: int = 0
     serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
     max_iters: int | None = None      # stop early after this many iterations
@@ -55,7 +57,7 @@ class LoopConfig:
 
     #: fields that may differ when resuming (they do not change what is computed)
     RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
-                      "device", "runs_dir", "compile")
+                      "device", "runs_dir", "compile", "compile_mode")
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -305,7 +307,8 @@ class Trainer:
     def _write_preview(self) -> None:
         import torchvision.utils as vutils
 
-        grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
+        with self._eager():  # rare, and CUDA-graph replays would overwrite G_B's first output with its second
+            grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
         image = vutils.make_grid(grid, nrow=self.model.preview_nrow, padding=2)
         it = self.counters.iteration
         path = self.preview_dir / f"iter_{it:08d}.png"
@@ -333,7 +336,20 @@ class Trainer:
 
     def _enable_compile(self) -> None:
         for net in (*self.model.generators.values(), *self.model.discriminators.values()):
-            net.compile()
+            net.compile(mode=self.cfg.compile_mode)
+
+    @contextlib.contextmanager
+    def _eager(self):
+        nets = [n for n in (*self.model.generators.values(), *self.model.discriminators.values())
+                if getattr(n, "_compiled_call_impl", None) is not None]
+        saved = [n._compiled_call_impl for n in nets]
+        for n in nets:
+            n._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            for n, impl in zip(nets, saved):
+                n._compiled_call_impl = impl
 
     def _disable_compile(self, err: Exception) -> None:
         log.warning("torch.compile failed (%s: %s); continuing in eager mode", type(err).__name__, err)

@@ -52,7 +52,8 @@ def torchrun_cmd(*args: str, nproc: int = 2) -> list[str]:
 
 
 def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
             "CYCLEGAN_DIST_TIMEOUT": "30"}
 
 

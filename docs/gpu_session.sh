@@ -1,0 +1,48 @@
+#!/bin/bash
+# What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
+# torch but not albumentations, whose wheels travel in .whl/). From the repository root:
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves
+set -u
+OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
+PARTS=${*:-info tests eager compile scaling curves}
+mkdir -p "$OUTDIR"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD || exit 1
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+PEAK=989   # dense bf16 TFLOP/s of an H100/H200 SXM by the datasheet
+bench() { python3 -m cyclegan bench --device cuda --peak-tflops $PEAK --warmup 5 --iters 10 --repeats 5 "$@"; }
+
+for part in $PARTS; do
+  echo "=== $part $(date -u +%H:%M:%S)"
+  case $part in
+    info)
+      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+      python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cudnn', torch.backends.cudnn.version())"
+      ;;
+    tests)
+      python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15
+      ;;
+    eager)   # every precision x memory format, training and translation, 256 px, batch 1 and 8
+      bench --mode train translate --size 256 --batch-size 1 8 --precision fp32 bf16 fp16 \
+        --channels-last off on --compile off --json "$OUTDIR/bench_eager.json" --markdown
+      ;;
+    compile)
+      bench --mode train translate --size 256 --batch-size 1 8 --precision bf16 --channels-last on \
+        --compile on --json "$OUTDIR/bench_compile.json" --markdown
+      bench --mode train translate --size 256 --batch-size 1 8 --precision bf16 --channels-last on \
+        --compile on --compile-mode reduce-overhead --json "$OUTDIR/bench_compile_ro.json" --markdown
+      ;;
+    scaling) # cost against image size and batch
+      bench --mode train --size 128 256 512 --batch-size 1 4 8 --precision bf16 --channels-last on \
+        --compile off --warmup 3 --iters 5 --repeats 3 --json "$OUTDIR/bench_scaling.json" --markdown
+      ;;
+    curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
+      python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"
+      ;;
+  esac
+done
+echo "=== done $(date -u +%H:%M:%S)"

@@ -1,0 +1,101 @@
+"""The CUDA path: mixed precision, channels_last, fused Adam, compile, NCCL under torchrun, and
+checkpoints moving between GPU and CPU. Skipped where there is no GPU (the CI machine); run on a
+GPU machine with `python -m pytest -m gpu`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+
+from cyclegan.checkpoint import load_checkpoint
+from cyclegan.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.gan import Precision
+from cyclegan.train import train_cyclegan
+from cyclegan.translate import Translator, load_generator
+
+from test_distributed import TINY as TINY_FLAGS, env, torchrun_cmd
+from test_train import dataroot, tiny_configs  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.gpu
+SMALL = dict(netG="resnet_6blocks", ngf=8, ndf=8)
+
+
+def _batch(size=64, device="cuda", memory_format=torch.contiguous_format):
+    g = torch.Generator().manual_seed(0)
+    return {k: (torch.rand(2, 3, size, size, generator=g) * 2 - 1).to(device).contiguous(memory_format=memory_format)
+            for k in "AB"}
+
+
+def _first_step_losses(device, precision="fp32", channels_last=False):
+    torch.manual_seed(0)
+    model = CycleGAN(CycleGANConfig(**SMALL)).to(device)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=mf)
+    model.precision = Precision(torch.device(device).type, precision)
+    return {k: float(v) for k, v in model.train_step(_batch(device=device, memory_format=mf)).items()}
+
+
+@pytest.mark.parametrize("precision,channels_last,tol", [("fp32", False, 2e-3), ("fp32", True, 2e-3),
+                                                         ("bf16", True, 5e-2), ("fp16", True, 2e-2)])
+def test_cuda_step_follows_cpu_fp32(precision, channels_last, tol):
+    cpu = _first_step_losses("cpu")
+    gpu = _first_step_losses("cuda", precision, channels_last)
+    for k, v in cpu.items():
+        assert gpu[k] == pytest.approx(v, rel=tol, abs=tol), k
+
+
+def test_fused_adam_and_cudnn_benchmark_in_training(dataroot, tmp_path):  # noqa: F811
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=3, device="cuda", precision="bf16", channels_last=True)
+    ckpt = train_cyclegan(model, cfg)
+    assert torch.backends.cudnn.benchmark
+    state = load_checkpoint(ckpt)
+    assert all(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
+    # a GPU run resumes on the CPU: Adam falls back from the fused CUDA kernel
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=5, device="cpu")
+    ckpt = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 5, "device": "cpu"})
+    state = load_checkpoint(ckpt)
+    assert state["counters"]["iteration"] == 5
+    assert not any(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
+
+
+def test_compile_trains_on_cuda(dataroot, tmp_path):  # noqa: F811
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=3, device="cuda", compile=True, channels_last=True)
+    state = load_checkpoint(train_cyclegan(model, cfg))
+    assert state["counters"]["iteration"] == 3
+
+
+def test_translation_on_cuda_matches_cpu(dataroot, tmp_path):  # noqa: F811
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2)
+    train_cyclegan(model, cfg)
+    run = tmp_path / "t"
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    cpu = Translator(load_generator(run, "AtoB"), device="cpu", precision="fp32").forward(x)
+    for precision, tol in (("fp32", 1e-3), ("bf16", 5e-2)):
+        gpu = Translator(load_generator(run, "AtoB"), device="cuda", precision=precision).forward(x.cuda())
+        assert (gpu.float().cpu() - cpu).abs().max() < tol, precision
+
+
+def test_torchrun_nccl_one_gpu(dataroot, tmp_path):  # noqa: F811
+    cmd = torchrun_cmd("train", "--dataroot", str(dataroot), "--name", "nccl", "--runs-dir", str(tmp_path),
+                       "--max-iters", "3", "--device", "cuda", *TINY_FLAGS, nproc=1)
+    r = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "nccl" / "checkpoints" / "latest.pt")["counters"]["iteration"] == 3
+
+
+def test_cuda_graphs_through_the_training_loop(dataroot, tmp_path):  # noqa: F811
+    """--compile --compile-mode reduce-overhead (CUDA graph replays) with previews, saves and resume."""
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=4, device="cuda", compile=True,
+                              compile_mode="reduce-overhead", precision="bf16", channels_last=True,
+                              save_every=2)
+    cfg.preview_every = 2
+    ckpt = train_cyclegan(model, cfg)
+    assert len(list((tmp_path / "t" / "previews").glob("*.png"))) == 3  # iterations 1, 2, 4
+    state = load_checkpoint(ckpt)
+    assert state["counters"]["iteration"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, device="cuda")
+    ckpt = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 6})
+    assert load_checkpoint(ckpt)["counters"]["iteration"] == 6
