@@ -183,8 +183,9 @@ def test_export_round_trip(dataroot, tmp_path):
     gens = build_generators(CycleGANConfig.from_dict(config))
     for name, net in gens.items():
         net.load_state_dict(states[name], strict=True)
-    saved = _weights(ckpt)
-    assert torch.equal(gens["G_A"].state_dict()["model.1.weight"], saved["generators.G_A.model.1.weight"])
+    saved = _weights(ckpt)  # the export holds the generators' moving average (on by default)
+    assert meta["weights"] == "ema"
+    assert torch.equal(gens["G_A"].state_dict()["model.1.weight"], saved["ema_generators.G_A.model.1.weight"])
 
 
 # -- the real command ------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def test_cli_train_end_to_end(tmp_path):
         assert im.size[0] == 2 + 6 * 32 + 2 and im.size[1] > 32
     assert (run / "generators.safetensors").is_file()
     cfg = (run / "config.yaml").read_text()
-    assert "resnet_6blocks" in cfg and "lsgan" in cfg
+    assert "resnet_6blocks" in cfg and "gan_mode: hinge" in cfg and "ema_decay: 0.999" in cfg
     assert list((run / "tb").iterdir())
     assert "domain A: 4 images" in r.stderr and "domain B: 3 images" in r.stderr
 

@@ -66,6 +66,8 @@ def tiny_checkpoint(run_dir: Path, seed: int = 0) -> Path:
     model = CycleGAN(TINY)
     gens = tiny_generators(seed)
     model.generators.load_state_dict(gens.state_dict())
+    if model.ema_generators is not None:  # what inference loads from a checkpoint
+        model.ema_generators.load_state_dict(gens.state_dict())
     return save_checkpoint({"model_config": asdict(TINY), "train_config": {"size": SIZE, "name": run_dir.name},
                             "model": model.state_dict()}, run_dir / "checkpoints" / "latest.pt")
 
