@@ -552,7 +552,11 @@ class Translator:
         self._compiled: Callable[[Tensor], Tensor] | None = None
         if compile:
             try:
-                self._compiled = torch.compile(self.net, backend=compile_backend, mode=compile_mode)
+                # Inference weights never change: let inductor fold them into the graph
+                # ("freezing"; on CPUs it also prepacks oneDNN convolution weights, 1.2x here).
+                options = {"freezing": True} if compile_backend == "inductor" and compile_mode is None else None
+                self._compiled = torch.compile(self.net, backend=compile_backend, mode=compile_mode,
+                                               options=options)
             except Exception as e:  # an unknown backend, a platform torch.compile does not support
                 self._compile_failed(e)
 
