@@ -142,7 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     wall = {(s, seed): json.loads((Path(args.runs) / run_name(s, seed) / "wall.json").read_text())["seconds"]
             for s in args.settings for seed in args.seeds}
     cost = json.loads(Path(args.cost).read_text())["sec_per_step"]
-    rows = []
+    rows, done = [], {}
     for setting in args.settings:
         for seed in args.seeds:
             run = Path(args.runs) / run_name(setting, seed)
@@ -152,7 +152,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for budget, source in sources.items():
                 strip = (ROOT / "docs" / "images" / f"quality_{setting}.png"
                          if budget == "iterations" and seed == args.seeds[0] else None)
-                result = judge.evaluate(str(source), strip=strip)
+                if source not in done:  # equal time is often the same checkpoint as equal iterations
+                    done[source] = judge.evaluate(str(source), strip=strip)
+                result = done[source]
                 row = {"setting": setting, "seed": seed, "budget": budget,
                        "iteration": args.iters if budget == "iterations" else eq,
                        "sec_per_iter": wall[(setting, seed)] / args.iters, "sec_per_step": cost[setting],
