@@ -198,11 +198,29 @@ def verdicts(result: dict, budget: str) -> dict[str, str]:
     return out
 
 
+def summary(result: dict, budget: str) -> list[str]:
+    """One line per setting: mean (and seed spread) of each direction's FID and hit rate."""
+    by: dict[str, list[dict]] = {}
+    for r in result["rows"]:
+        if r["budget"] == budget:
+            by.setdefault(r["setting"], []).append(r)
+    verdict = verdicts(result, budget)
+    lines = ["| setting | mean FID A→B (spread) | mean FID B→A (spread) | mean hit A→B | mean hit B→A | verdict |",
+             "|---|---|---|---|---|---|"]
+    for setting, rows in by.items():
+        (fa, sa), (fb, sb) = _stats(rows, ("AtoB", "fid")), _stats(rows, ("BtoA", "fid"))
+        ha, hb = _stats(rows, ("AtoB", "hit_rate"))[0], _stats(rows, ("BtoA", "hit_rate"))[0]
+        lines.append(f"| {setting} | {fa:.2f} ({sa:.2f}) | {fb:.2f} ({sb:.2f}) | {ha:.3f} | {hb:.3f} | "
+                     f"{verdict.get(setting, 'baseline')} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = []
     for budget, title in (("iterations", "equal iterations"), ("time", "equal wall-clock time")):
         verdict = verdicts(result, budget)
-        lines += [f"\n### {title}\n",
+        lines += [f"\n### {title}: summary\n", *summary(result, budget)]
+        lines += [f"\n### {title}: every run\n",
                   "| setting | seed | iteration | ms/step | FID A→B | FID B→A | hit A→B | hit B→A | KID A→B | KID B→A "
                   "| cycle L1 A | cycle L1 B | verdict |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
