@@ -250,3 +250,10 @@ def test_our_defaults_are_the_measured_winner():
     paper = dict(PAPER_MODEL)
     changed = {k: v for k, v in asdict(model).items() if k in paper and paper[k] != v}
     assert changed == {"gan_mode": "hinge", "ema_decay": 0.999}
+
+
+def test_compile_mode_flag_reaches_the_loop_config():
+    _, train = _resolved("--compile", "--compile-mode", "reduce-overhead")
+    assert train.compile and train.compile_mode == "reduce-overhead"
+    _, train = _resolved()
+    assert not train.compile and train.compile_mode is None
