@@ -24,7 +24,6 @@ import argparse
 import ctypes
 import datetime as _dt
 import gc
-import inspect
 import json
 import os
 import platform
@@ -317,10 +316,6 @@ class CompileFailed(Exception):
     """torch.compile could not compile the row's networks."""
 
 
-def _supports_fused(model: GANModel) -> bool:
-    return "fused" in inspect.signature(model.make_optimizers).parameters
-
-
 def _train_config(args: argparse.Namespace) -> CycleGANConfig:
     return CycleGANConfig(netG=args.netG, ngf=args.ngf, ndf=args.ndf)
 
@@ -337,11 +332,7 @@ def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision
     torch.manual_seed(0)
     cfg = _train_config(args)
     model = CycleGAN(cfg).to(device)
-    fused = device.type == "cuda" and _supports_fused(model)
-    if fused:  # the single-kernel Adam, as training on CUDA can use
-        model.make_optimizers(cfg.lr, cfg.lr, (cfg.beta1, cfg.beta2), fused=True)
-        model.make_schedulers()
-    info["fused_adam"] = fused
+    info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does on CUDA
     model.precision = Precision(device.type, precision)
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=mf)

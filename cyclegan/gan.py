@@ -408,14 +408,12 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     # -- shared machinery --------------------------------------------------------------------
-    def make_optimizers(self, lr_g: float, lr_d: float, betas: tuple[float, float],
-                        fused: bool = False) -> None:
-        """Adam for all generators together and all discriminators together. ``fused`` picks the
-        single-kernel implementation (CUDA); otherwise torch's default (foreach where possible)."""
-        kw = {"fused": True} if fused else {}
+    def make_optimizers(self, lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
+        """Adam for all generators together and all discriminators together (torch's default
+        implementation; :meth:`use_fused_optimizers` switches to the fused one on CUDA)."""
         self.optimizers = {
-            "G": torch.optim.Adam(self.generators.parameters(), lr=lr_g, betas=betas, **kw),
-            "D": torch.optim.Adam(self.discriminators.parameters(), lr=lr_d, betas=betas, **kw),
+            "G": torch.optim.Adam(self.generators.parameters(), lr=lr_g, betas=betas),
+            "D": torch.optim.Adam(self.discriminators.parameters(), lr=lr_d, betas=betas),
         }
 
     def use_fused_optimizers(self) -> bool:
