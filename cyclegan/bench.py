@@ -77,6 +77,10 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="channels_last memory format for weights and batches")
     s.add_argument("--compile", choices=SWITCH, nargs="+", default=["off"],
                    help="torch.compile the networks (compilation happens in the warm-up)")
+    s.add_argument("--winograd", choices=SWITCH, nargs="+", default=["off"],
+                   help="translate rows: Winograd F(4x4,3x3) for the wide 3x3 convolutions (CPU fp32 inference; "
+                        "cyclegan translate's default there). FLOP/s columns count the direct convolution's FLOPs, "
+                        "so Winograd rows show effective FLOP/s")
     s.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
     s.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
                    help="inductor mode; reduce-overhead replays CUDA graphs (fewer launches at batch 1)")
@@ -328,7 +332,7 @@ def _train_batch(batch_size: int, size: int, device: torch.device,
 
 
 def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
-                 compile: bool, device: torch.device, info: dict) -> Callable[[], object]:
+                 compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
     torch.manual_seed(0)
     cfg = _train_config(args)
     model = CycleGAN(cfg).to(device)
@@ -363,12 +367,14 @@ def _translate_batch(batch_size: int, size: int) -> torch.Tensor:
 
 
 def _setup_translate(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
-                     compile: bool, device: torch.device, info: dict) -> Callable[[], object]:
+                     compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
     from .translate import Translator
 
     translator = Translator(_generator(args, size), device=device, precision=precision, full_res=True, size=size,
                             tile=0, channels_last=channels_last, compile=compile,
-                            compile_backend=args.compile_backend, compile_mode=args.compile_mode)
+                            compile_backend=args.compile_backend, compile_mode=args.compile_mode, winograd=winograd)
+    if winograd and not translator.winograd:
+        raise ValueError("Winograd does not apply here (CPU fp32 inference, layers with >= 128 input channels)")
     if compile and translator.compile_error:
         raise CompileFailed(translator.compile_error)
     x = _translate_batch(batch_size, size)
@@ -397,10 +403,10 @@ def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int,
 
 
 def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, precision: str,
-              channels_last: bool, compile: bool, device: torch.device) -> dict:
+              channels_last: bool, compile: bool, device: torch.device, winograd: bool = False) -> dict:
     """One row: set up, warm up, time, measure memory. Errors are returned in the row."""
     row: dict[str, Any] = {"mode": mode, "size": size, "batch_size": batch_size, "precision": precision,
-                           "channels_last": channels_last, "compile": compile,
+                           "channels_last": channels_last, "compile": compile, "winograd": winograd,
                            "compile_backend": args.compile_backend if compile else None,
                            "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode == "train" else None,
                            "device": str(device), "error": None}
@@ -414,7 +420,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
     mem.start()
     try:
         setup = _setup_train if mode == "train" else _setup_translate
-        step = setup(args, size, batch_size, precision, channels_last, compile, device, info)
+        step = setup(args, size, batch_size, precision, channels_last, compile, device, info, winograd)
         warm, times = time_runs(step, device, warmup, args.iters, args.repeats, on_timed=mem.timed)
     except CompileFailed as e:
         row["error"] = f"torch.compile failed: {e}"
@@ -441,7 +447,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
 # The table
 # --------------------------------------------------------------------------------------------
 
-_COLUMNS = (("mode", 9), ("size", 5), ("batch", 5), ("precision", 9), ("ch-last", 7), ("compile", 7),
+_COLUMNS = (("mode", 9), ("size", 5), ("batch", 5), ("precision", 9), ("ch-last", 7), ("compile", 7), ("wino", 4),
             ("ms/iter", 9), ("it/s", 8), ("img/s", 8), ("x base", 6), ("peak MiB", 8), ("+MiB", 6), ("GFLOP/iter", 10),
             ("GFLOP/s", 9), ("% peak", 6))
 
@@ -456,7 +462,8 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 def _cells(row: dict) -> list[str]:
     cells = [row["mode"], str(row["size"]), str(row["batch_size"]), row["precision"],
-             "on" if row["channels_last"] else "off", "on" if row["compile"] else "off"]
+             "on" if row["channels_last"] else "off", "on" if row["compile"] else "off",
+             "-" if row["mode"] == "train" else "on" if row.get("winograd") else "off"]
     if row.get("error"):
         return cells + [f"error: {row['error']}"]
     speedup = row.get("speedup_vs_baseline")
@@ -558,6 +565,7 @@ def run_bench(args: argparse.Namespace) -> int:
     precisions = _ordered(args.precision, "fp32")
     layouts = [v == "on" for v in _ordered(args.channels_last, "off")]
     compiles = [v == "on" for v in _ordered(args.compile, "off")]
+    winograds = [v == "on" for v in _ordered(args.winograd, "off")]
     rows: list[dict] = []
     with _cudnn_benchmark(device):
         machine = machine_info(device)
@@ -567,7 +575,8 @@ def run_bench(args: argparse.Namespace) -> int:
             "settings": {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)},
             "memory_measured": RowMemory(device).kind,
             "translate_path": "Translator.forward on a host (CPU) batch, result back on the host; tile 0 (one pass)",
-            "baseline": "first row of each (mode, size, batch_size) group: fp32, eager, contiguous, when swept",
+            "baseline": "first row of each (mode, size, batch_size) group: fp32, eager, contiguous, direct "
+                        "convolutions, when swept",
             "rows": rows,
         }
         print(f"cyclegan bench: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf}) on "
@@ -587,10 +596,11 @@ def run_bench(args: argparse.Namespace) -> int:
                     base: dict | None = None
                     for precision in precisions:
                         for channels_last in layouts:
-                            for compile in compiles:
+                            for compile, winograd in [(c, w) for c in compiles
+                                                      for w in (winograds if mode == "translate" else [False])]:
                                 row = bench_row(mode, args, size, batch_size, precision, channels_last, compile,
-                                                device)
-                                is_base = precision == "fp32" and not channels_last and not compile
+                                                device, winograd)
+                                is_base = precision == "fp32" and not channels_last and not compile and not winograd
                                 row["baseline"] = is_base
                                 if is_base and row["error"] is None:
                                     base = row

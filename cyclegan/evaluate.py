@@ -349,7 +349,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
     else:
         f = load_generator(args.model, reverse_direction, runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     kw = dict(device=args.device, precision=args.precision, full_res=args.full_res, size=args.size, tile=args.tile,
-              tile_overlap=args.tile_overlap)
+              tile_overlap=args.tile_overlap, winograd=args.winograd)
     forward = Translator(g, **kw)
     backward = Translator(f, **{**kw, "device": forward.device, "full_res": True})  # already at the right size
     errors, failed = cycle_errors(forward, backward, args.input, batch_size=args.batch_size, workers=args.workers,

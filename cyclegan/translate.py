@@ -52,6 +52,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, atomic_write, load_e
 from .cyclegan import CycleGANConfig
 from .gan import pick_device
 from .images import DataError, UnreadableImageError, find_images, load_image
+from .winograd import use_winograd
 
 __all__ = [
     "DIRECTIONS",
@@ -518,16 +519,18 @@ class Translator:
     name or callable, inductor by default). A compilation failure, when ``torch.compile`` is
     called or on the first forward pass (no C compiler, no Triton), is logged and the translator
     carries on in eager mode; :attr:`compile_error` then says why. Tiled forward passes always run
-    eagerly. ``channels_last`` converts the generator's weights in place (as moving them to the
-    device does), so translators sharing one generator share its format; the compiled wrapper is
-    this translator's own.
+    eagerly. ``winograd`` computes the wide 3x3 convolutions (the residual blocks') by Winograd
+    F(4x4, 3x3) (:mod:`cyclegan.winograd`: CPU fp32 only, 1.4-1.6x for a ResNet-9 at 256 px here, a
+    ~1e-6 relative difference); ``None`` turns it on exactly there. ``channels_last`` and
+    ``winograd`` convert the generator in place (as moving it to the device does), so translators
+    sharing one generator share them; the compiled wrapper is this translator's own.
     """
 
     def __init__(self, generator: LoadedGenerator, *, device: str | torch.device = "auto",
                  precision: str = "auto", full_res: bool = False, size: int | None = None,
                  tile: int = 1024, tile_overlap: int = 64, channels_last: bool = False,
                  compile: bool = False, compile_backend: str | Callable[..., Any] = "inductor",
-                 compile_mode: str | None = None) -> None:
+                 compile_mode: str | None = None, winograd: bool | None = None) -> None:
         self.generator = generator
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = _autocast_dtype(self.device, precision)
@@ -548,6 +551,10 @@ class Translator:
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        if winograd is None:
+            winograd = self.device.type == "cpu" and self.dtype is None
+        #: whether any convolution runs by Winograd (False where none qualifies, or on a GPU)
+        self.winograd = use_winograd(self.net, winograd) > 0 and winograd and self.device.type == "cpu"
         self.compile_error: str | None = None
         self._compiled: Callable[[Tensor], Tensor] | None = None
         if compile:
@@ -972,6 +979,9 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [auto]")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="autocast dtype; auto = bf16 (or fp16) on CUDA, fp32 elsewhere [auto]")
+    g.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
+                   help="Winograd F(4x4,3x3) for the residual blocks' convolutions: about 1.4x faster on a CPU "
+                        "in fp32, results equal to ~1e-6 [on for CPU fp32, off elsewhere]")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -979,7 +989,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     generator = load_generator(args.model, args.direction, arch=architecture_overrides(args),
                                runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     translator = Translator(generator, device=args.device, precision=args.precision, full_res=args.full_res,
-                            size=args.size, tile=args.tile, tile_overlap=args.tile_overlap)
+                            size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd)
     jobs = plan_jobs(args.input, args.output, args.format)
     mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
     print(f"{generator.describe()}\non {translator.device}, {mode}: {len(jobs)} image(s) -> {args.output}",
