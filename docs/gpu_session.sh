@@ -1,7 +1,7 @@
 #!/bin/bash
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
 # torch but not albumentations, whose wheels travel in .whl/). From the repository root:
-#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
 PARTS=${*:-info tests eager compile scaling curves}
@@ -39,6 +39,18 @@ for part in $PARTS; do
     scaling) # cost against image size and batch
       bench --mode train --size 128 256 512 --batch-size 1 4 8 --precision bf16 --channels-last on \
         --compile off --warmup 3 --iters 5 --repeats 3 --json "$OUTDIR/bench_scaling.json" --markdown
+      ;;
+    profile) # kernel time by kind at batch 8 (docs/gpu_profile.py)
+      python3 docs/gpu_profile.py --size 256 --batch-size 8 --precision bf16 --channels-last off --compile off \
+        --json "$OUTDIR/profile_eager.json"
+      for cl in off on; do
+        python3 docs/gpu_profile.py --size 256 --batch-size 8 --precision bf16 --channels-last $cl --compile on \
+          --json "$OUTDIR/profile_compile_cl$cl.json"
+      done
+      ;;
+    batch8)  # the fraction-of-peak row: batch 8, bf16, CUDA graphs, both memory formats
+      bench --mode train --size 256 --batch-size 8 --precision bf16 --channels-last off on --compile on \
+        --compile-mode reduce-overhead --json "$OUTDIR/bench_batch8.json" --markdown
       ;;
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"
