@@ -520,7 +520,7 @@ class Translator:
     called or on the first forward pass (no C compiler, no Triton), is logged and the translator
     carries on in eager mode; :attr:`compile_error` then says why. Tiled forward passes always run
     eagerly. ``winograd`` computes the wide 3x3 convolutions (the residual blocks') by Winograd
-    F(4x4, 3x3) (:mod:`cyclegan.winograd`: CPU fp32 only, 1.4-1.6x for a ResNet-9 at 256 px here, a
+    F(4x4, 3x3) (:mod:`cyclegan.winograd`: CPU fp32 only, 1.2-1.5x for a ResNet-9 at 256 px here, a
     ~1e-6 relative difference); ``None`` turns it on exactly there. ``channels_last`` and
     ``winograd`` convert the generator in place (as moving it to the device does), so translators
     sharing one generator share them; the compiled wrapper is this translator's own.
@@ -980,7 +980,7 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="autocast dtype; auto = bf16 (or fp16) on CUDA, fp32 elsewhere [auto]")
     g.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
-                   help="Winograd F(4x4,3x3) for the residual blocks' convolutions: about 1.4x faster on a CPU "
+                   help="Winograd F(4x4,3x3) for the residual blocks' convolutions: 1.2-1.5x faster on a CPU "
                         "in fp32, results equal to ~1e-6 [on for CPU fp32, off elsewhere]")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 

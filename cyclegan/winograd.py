@@ -11,16 +11,16 @@ convolutions, and on a CPU without bf16 hardware the direct convolution already 
 core's FMA peak (docs/benchmarks.md), so cutting multiplications is what is left. Here the
 element-wise product becomes one batched matrix product per tile position (36 of them), the
 transforms become small matrix products, and the output is computed in bands of tile rows so
-the intermediates stay in cache. Measured on this project's 2-core AVX2 CPU: 1.4-2x per
-convolution for 128-256 channels on 16x16 to 128x128 maps (``python docs/winograd_probe.py``),
-1.4-1.6x for translating with a whole ResNet-9 at 256 px (``cyclegan bench --mode translate
---winograd off on``; docs/benchmarks.md).
+the intermediates stay in cache. Measured on this project's 2-core AVX2 CPU: 1.2-1.9x per
+convolution for 128-256 channels on 32x32 to 128x128 maps (``python docs/winograd_probe.py``),
+1.47x (one thread) and 1.24x (two) for translating with a whole ResNet-9 at 256 px
+(``cyclegan bench --mode translate --winograd off on``; docs/benchmarks.md).
 
 Only where it pays and stays exact enough: fp32 (the transforms lose about 3 bits; in fp32 the
 result differs from the direct convolution by ~2e-6 relative, fewer than 1 in 3,000 uint8 pixels
 of a translated image by one level), CPU tensors, no autograd (the backward through these
 transforms was measured at only 1.1x for a 128 px training step), not while exporting, and
-layers with at least :data:`MIN_CHANNELS` input channels and 16x16 outputs (below that the
+layers with at least :data:`MIN_CHANNELS` input channels and 32x32 outputs (below that the
 transforms cost about what they save). Everything else
 calls the ordinary convolution.
 """
@@ -33,8 +33,9 @@ from torch import Tensor, nn
 
 #: below this many input channels the transforms cost more than the multiplications they save
 MIN_CHANNELS = 128
-#: outputs per layer (H x W) below which the direct convolution wins
-MIN_OUTPUTS = 16 * 16
+#: outputs per layer (H x W) below which the direct convolution wins (the filters' transform,
+#: done on every call, is then too large a share)
+MIN_OUTPUTS = 32 * 32
 #: output elements per band: keeps a band's tiles (2.25x that) within a core's L2 cache
 BAND_ELEMENTS = 1 << 18
 
@@ -92,11 +93,11 @@ def _band(x: Tensor, u: Tensor, nhwc: bool) -> Tensor:
     return y.permute(2, 5, 3, 0, 4, 1).reshape(n, c_out, 4 * th, 4 * tw)
 
 
-def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, u: Tensor | None = None) -> Tensor:
+def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by Winograd F(4x4, 3x3).
 
-    ``u`` is ``transform_weight(weight)`` when the caller keeps it. Any H, W >= 3: the input is
-    zero-padded on the bottom and right to whole tiles and the extra outputs are cropped.
+    Any H, W >= 3: the input is zero-padded on the bottom and right to whole tiles and the extra
+    outputs are cropped.
     """
     if weight.shape[2:] != (3, 3):
         raise ValueError(f"Winograd F(4x4, 3x3) needs 3x3 filters, got {tuple(weight.shape[2:])}")
@@ -107,8 +108,7 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, u: Tensor | N
     extra_h, extra_w = 4 * th + 2 - h, 4 * tw + 2 - w
     if extra_h or extra_w:
         x = F.pad(x, (0, extra_w, 0, extra_h))
-    if u is None:
-        u = transform_weight(weight)
+    u = transform_weight(weight)
     rows = max(1, BAND_ELEMENTS // (n * tw * 16 * u.shape[2]))
     if rows >= th:
         y = _band(x, u, nhwc)
@@ -142,18 +142,10 @@ class WinogradConv2d(nn.Conv2d):
         ph, pw = self.padding
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
-        return conv3x3(x, self.weight, self.bias, self._transformed_weight())
-
-    def _transformed_weight(self) -> Tensor:
-        if torch.compiler.is_compiling():  # traced once; inductor's freezing folds it into a constant
-            return transform_weight(self.weight)
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.device)
-        cached = self.__dict__.get("_winograd_u")
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = (key, transform_weight(self.weight))
-            self.__dict__["_winograd_u"] = cached
-        return cached[1]
+        # The filters are transformed on every call (~3% of the time) rather than kept: kept, they
+        # would be 4x the layer's weights (170 MB for a ResNet-9 at ngf 64). Under torch.compile
+        # with freezing, inductor folds them into constants anyway.
+        return conv3x3(x, self.weight, self.bias)
 
 
 def eligible(conv: nn.Module) -> bool:
@@ -170,7 +162,5 @@ def use_winograd(net: nn.Module, enabled: bool = True) -> int:
     for module in net.modules():
         if eligible(module):
             module.__class__ = WinogradConv2d if enabled else nn.Conv2d
-            if not enabled:
-                module.__dict__.pop("_winograd_u", None)
             count += 1
     return count

@@ -5,8 +5,8 @@ and what it would give a training step (forward + backward through the transform
     OMP_NUM_THREADS=1 python docs/winograd_probe.py [--threads 1] [--repeats 5]
 
 Each cell: the best of --repeats rounds, direct and Winograd interleaved in every round, so both
-see the same machine load. Inference rows keep the transformed filters (as WinogradConv2d does);
-the training row recomputes them and runs autograd through every transform.
+see the same machine load. Every Winograd call transforms its filters (as WinogradConv2d does);
+the training rows also run autograd through every transform.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.winograd import conv3x3, transform_weight  # noqa: E402
+from cyclegan.winograd import conv3x3  # noqa: E402
 
 
 def best_of(fns: dict, repeats: int, work: float) -> dict:
@@ -49,8 +49,7 @@ def main() -> int:
         for c in (64, 128, 256):
             for s in (8, 16, 32, 64, 128):
                 x, w = torch.randn(1, c, s + 2, s + 2), torch.randn(c, c, 3, 3) * 0.02
-                u = transform_weight(w)
-                t = best_of({"direct": lambda: F.conv2d(x, w), "winograd": lambda: conv3x3(x, w, u=u)},
+                t = best_of({"direct": lambda: F.conv2d(x, w), "winograd": lambda: conv3x3(x, w)},
                             args.repeats, 18 * c * c * s * s)
                 print(f"| {c} | {s}x{s} | {t['direct'] * 1e3:.2f} | {t['winograd'] * 1e3:.2f} | "
                       f"{t['direct'] / t['winograd']:.2f}x |", flush=True)

@@ -75,7 +75,7 @@ def test_use_winograd_switches_the_residual_convolutions_in_place():
     after = net.state_dict()
     assert after.keys() == before.keys() and all(after[k] is before[k] or torch.equal(after[k], before[k])
                                                   for k in after)
-    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    x = torch.rand(1, 3, 128, 128) * 2 - 1  # residual blocks at 32x32
     with torch.inference_mode():
         fast = net(x)
         assert use_winograd(net, False) == 12 and not any(isinstance(m, WinogradConv2d) for m in net.modules())
@@ -98,10 +98,10 @@ def _direct(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def test_inference_uses_winograd_and_everything_else_the_direct_convolution():
     conv = _conv(padding=1)
-    x = torch.randn(1, 128, 20, 20)
+    x = torch.randn(1, 128, 34, 34)
     with torch.no_grad():
         fast = conv(x)
-    assert fast.shape == (1, 64, 20, 20) and not torch.equal(fast, _direct(conv, x).detach())
+    assert fast.shape == (1, 64, 34, 34) and not torch.equal(fast, _direct(conv, x).detach())
     assert torch.allclose(fast, _direct(conv, x), atol=1e-4)
     # training: autograd through the direct convolution, bit for bit
     xg = x.clone().requires_grad_()
@@ -110,8 +110,8 @@ def test_inference_uses_winograd_and_everything_else_the_direct_convolution():
     y.sum().backward()
     assert xg.grad is not None and conv.weight.grad is not None
     with torch.no_grad():
-        # too small an output (14 x 14 < 16 x 16), bf16 autocast, float64: direct
-        small = torch.randn(1, 128, 14, 14)
+        # too small an output (30 x 30 < 32 x 32), bf16 autocast, float64: direct
+        small = torch.randn(1, 128, 30, 30)
         assert torch.equal(conv(small), _direct(conv, small))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(conv(x), _direct(conv, x))
@@ -122,24 +122,24 @@ def test_inference_uses_winograd_and_everything_else_the_direct_convolution():
 def test_export_traces_the_direct_convolution():
     conv = _conv()
     with torch.no_grad():
-        traced = torch.jit.trace(conv, torch.randn(1, 128, 20, 20), check_trace=False)
+        traced = torch.jit.trace(conv, torch.randn(1, 128, 34, 34), check_trace=False)
     graph = str(traced.inlined_graph)
     assert "aten::_convolution" in graph and "aten::bmm" not in graph
 
 
-def test_the_transformed_filters_follow_the_weights():
+def test_the_output_follows_the_weights():
     conv = _conv()
-    x = torch.randn(1, 128, 18, 18)
+    x = torch.randn(1, 128, 34, 34)
     with torch.inference_mode():
         first = conv(x)
         conv.weight.mul_(2)  # in place, as load_state_dict does
         assert torch.allclose(conv(x), 2 * first - conv.bias.view(1, -1, 1, 1), atol=1e-4)
     conv.load_state_dict({"weight": torch.zeros_like(conv.weight), "bias": torch.ones(64)})
     with torch.inference_mode():
-        assert torch.equal(conv(x), torch.ones(1, 64, 16, 16))
+        assert torch.equal(conv(x), torch.ones(1, 64, 32, 32))
     conv.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        assert torch.equal(conv(x.contiguous(memory_format=torch.channels_last)), torch.ones(1, 64, 16, 16))
+        assert torch.equal(conv(x.contiguous(memory_format=torch.channels_last)), torch.ones(1, 64, 32, 32))
 
 
 def _loaded(ngf: int = 32) -> LoadedGenerator:
@@ -148,7 +148,7 @@ def _loaded(ngf: int = 32) -> LoadedGenerator:
 
 
 def test_translator_uses_winograd_on_the_cpu_in_fp32_by_default():
-    x = torch.rand(2, 3, 64, 72, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.rand(2, 3, 128, 136, generator=torch.Generator().manual_seed(0)) * 2 - 1  # blocks at 32x34
     gen = _loaded()
     auto = Translator(gen, device="cpu", full_res=True)
     assert auto.winograd
@@ -175,7 +175,7 @@ def test_bench_sweeps_winograd_for_translation_only(tmp_path, capsys):
     out = tmp_path / "bench.json"
     p = argparse.ArgumentParser()
     add_bench_args(p)
-    args = p.parse_args(["--mode", "train", "translate", "--size", "64", "--netG", "resnet_6blocks", "--ngf", "32",
+    args = p.parse_args(["--mode", "train", "translate", "--size", "128", "--netG", "resnet_6blocks", "--ngf", "32",
                          "--ndf", "4", "--device", "cpu", "--warmup", "1", "--iters", "1", "--repeats", "1",
                          "--threads", "1", "--channels-last", "off", "--winograd", "on", "off", "--json", str(out)])
     assert run_bench(args) == 0
