@@ -119,6 +119,15 @@ def all_reduce_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> N
             offset += g.numel()
 
 
+def average(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The mean of ``t`` over all ranks (every rank passes the same shape), on every rank."""
+    if world_size <= 1:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t.div_(world_size)
+
+
 def any_rank(flag: bool, world_size: int) -> bool:
     """True on every rank when ``flag`` is true on any (e.g. a stop request seen by one rank)."""
     if world_size <= 1:

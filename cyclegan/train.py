@@ -317,15 +317,26 @@ class Trainer:
         if self.writer:
             self.writer.add_image("preview", image, it)
 
-    def _check_finite(self) -> None:
-        """Raise TrainingDiverged if any loss since the last check was NaN or infinite. Losses
-        stay on the device between checks (at log steps and before every save), so the loop does
-        not wait for the GPU after every step; a bad iteration is still named exactly and never
-        saved."""
+    def _check_finite(self) -> dict[str, torch.Tensor] | None:
+        """Raise TrainingDiverged if any loss since the last check was NaN or infinite; else
+        return the latest losses. Losses stay on the device between checks (at log steps and
+        before every save), so the loop does not wait for the GPU after every step; a bad
+        iteration is still named exactly and never saved.
+
+        Under torchrun every rank checks at the same iterations, and the pending losses are first
+        averaged over the ranks (one collective): the logged figures are the global batch's, and
+        a NaN on any rank stops every rank at once instead of leaving the others in a collective."""
         pending, self._pending = self._pending, []
-        if not pending or bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float()
+        if pending and self.dist.enabled:
+            keys = list(pending[0][1])
+            table = torch.stack([torch.stack([losses[k].detach().float() for k in keys]) for _, losses in pending])
+            table = distributed.average(table, self.dist.world_size)
+            pending = [(it, dict(zip(keys, row))) for (it, _), row in zip(pending, table)]
+        if not pending:
+            return None
+        if bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float()
                                                           for _, l in pending])).all()):
-            return
+            return pending[-1][1]
         for it, losses in pending:
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
             if bad:
@@ -385,7 +396,7 @@ class Trainer:
                         self._pending.append((c.iteration, losses))
                         bar.update(1)
                         if c.iteration % cfg.log_every == 0 or c.iteration == 1:
-                            self._check_finite()
+                            losses = self._check_finite()  # averaged over the ranks under torchrun
                         if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
                             values = {k: float(v) for k, v in losses.items()}
                             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)

@@ -104,6 +104,22 @@ def test_two_ranks_batch_1_match_one_process_batch_2(dataroot, tmp_path):
     # rank 0 alone writes: one TensorBoard event file, one export
     assert len(list((runs / "ddp" / "tb").glob("events.*"))) == 1
     assert (runs / "ddp" / "generators.safetensors").is_file()
+    # the logged losses are the global batch's: averaged over the ranks, so they match the single
+    # process with batch 2 (every loss term is a mean over the batch)
+    logged_two, logged_one = tb_scalars(runs / "ddp" / "tb"), tb_scalars(runs / "single" / "tb")
+    assert logged_two.keys() == logged_one.keys() and "loss/G_A" in logged_two
+    for tag, values in logged_one.items():
+        assert [s for s, _ in logged_two[tag]] == [s for s, _ in values] == [1, 2, 3], tag
+        assert [v for _, v in logged_two[tag]] == pytest.approx([v for _, v in values], rel=1e-4, abs=1e-5), tag
+
+
+def tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
+            if tag.startswith("loss/")}
 
 
 def _children(pid: int) -> list[int]:
