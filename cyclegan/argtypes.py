@@ -54,3 +54,11 @@ def ema_decay(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or between 0 and 1, e.g. 0.999, got {text}")
     return value
+
+
+def shrink_factor(text: str) -> float:
+    """A factor that lowers something: a number in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], e.g. 0.5, got {text}")
+    return value

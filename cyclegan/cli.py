@@ -10,7 +10,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import __version__
-from .argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
+from .argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int, shrink_factor
 from .cyclegan import PRESETS, CycleGANConfig, resolve_preset
 from .gan import COMPILE_MODES, INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
@@ -25,16 +25,10 @@ def _defaults(dc) -> dict:
 
 
 # (flag, dataclass field, argparse kwargs). Defaults are None so we know what the user gave.
-_TRAIN_FLAGS = [
-    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout)")),
-    ("--domain-a", "domain_a", dict(help="folder of domain A images (instead of DATAROOT/trainA)")),
-    ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
+#: the training loop's flags (LoopConfig), shared by `train` and `mnist train`
+LOOP_FLAGS = [
     ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
     ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
-    ("--size", "size", dict(type=image_size, help="crop size the networks train on (multiple of 4); "
-                                              "<= 128 picks resnet_6blocks unless --netG is given")),
-    ("--load-size", "load_size", dict(type=positive_int, help="resize before cropping (default size*286/256)")),
-    ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
     ("--batch-size", "batch_size", dict(type=positive_int, help="images per step per process; under torchrun "
                                                                  "the global batch is this x world size")),
     ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
@@ -49,14 +43,37 @@ _TRAIN_FLAGS = [
     ("--compile-mode", "compile_mode", dict(choices=COMPILE_MODES, help="with --compile: inductor mode; "
                                              "reduce-overhead replays CUDA graphs (fewer launches at batch 1)")),
     ("--preview-count", "preview_count", dict(type=positive_int, help="image pairs in each preview grid")),
+    ("--nan-retries", "nan_retries", dict(type=nonneg_int, help="on a NaN/inf loss, roll back to the last "
+                                                                 "checkpoint and go on this many times (0: stop)")),
+    ("--nan-lr-factor", "nan_lr_factor", dict(type=shrink_factor, help="learning rates x this at each roll-back")),
 ]
-_TRAIN_SWITCHES = [
-    ("--no-flip", "flip", False, "no random horizontal flips"),
-    ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
+LOOP_SWITCHES = [
     ("--channels-last", "channels_last", True, "channels_last memory format"),
     ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
     ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size "
                                      "(linear scaling rule; see docs/distributed.md)"),
+]
+
+
+def loop_flags(**helps: str) -> list:
+    """LOOP_FLAGS with some help texts replaced (field=text)."""
+    return [(flag, field, {**kw, "help": helps.get(field, kw["help"])}) for flag, field, kw in LOOP_FLAGS]
+
+
+_TRAIN_FLAGS = [
+    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout)")),
+    ("--domain-a", "domain_a", dict(help="folder of domain A images (instead of DATAROOT/trainA)")),
+    ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
+    ("--size", "size", dict(type=image_size, help="crop size the networks train on (multiple of 4); "
+                                              "<= 128 picks resnet_6blocks unless --netG is given")),
+    ("--load-size", "load_size", dict(type=positive_int, help="resize before cropping (default size*286/256)")),
+    ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
+    *LOOP_FLAGS,
+]
+_TRAIN_SWITCHES = [
+    ("--no-flip", "flip", False, "no random horizontal flips"),
+    ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
+    *LOOP_SWITCHES,
 ]
 _MODEL_FLAGS = [
     ("--channels", "input_nc", dict(type=int, choices=(1, 3), help="1 for grayscale, 3 for RGB (both domains)")),

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .argtypes import image_size, nonneg_float, nonneg_int, positive_int
-from .cli import _defaults, _given
+from .cli import LOOP_SWITCHES, _defaults, _given, loop_flags
 from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
 from .mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
 from .mnist_data import TORCHVISION_DATASETS
@@ -32,31 +32,15 @@ _DATA_FLAGS = [
     ("--data-root", "data_root", dict(help="where --dataset is looked for and downloaded to")),
 ]
 _RUN_FLAGS = [
-    ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
-    ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
-    ("--batch-size", "batch_size", dict(type=positive_int, help="images per step per process (under torchrun "
-                                                                 "the global batch is this x world size)")),
-    ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers (the images are in memory)")),
-    ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
-    ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast")),
-    ("--seed", "seed", dict(type=int, help="seed for init, data order, noise")),
-    ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
-    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
-    ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
-    ("--preview-every", "preview_every", dict(type=nonneg_int,
-                                              help="iterations between fixed-noise sample grids (0: off)")),
-    ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),
-    ("--preview-count", "preview_count", dict(type=positive_int, help="samples in each preview grid")),
+    *loop_flags(num_workers="DataLoader workers (the images are in memory)", seed="seed for init, data order, noise",
+                precision="fp32, or bf16/fp16 autocast", preview_every="iterations between fixed-noise sample grids (0: off)",
+                preview_count="samples in each preview grid"),
     ("--eval-samples", "eval_samples", dict(type=nonneg_int,
                                             help="generated images for FID/KID at the end (0: no evaluation)")),
     ("--classifier", "classifier", dict(help="classifier for the evaluation (default: the run's, the bundled "
                                              "one for the same data, or one trained at the end)")),
 ]
-_RUN_SWITCHES = [
-    ("--channels-last", "channels_last", True, "channels_last memory format"),
-    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
-    ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size"),
-]
+_RUN_SWITCHES = LOOP_SWITCHES
 _MODEL_FLAGS = [
     ("--netG", "netG", dict(choices=tuple(LATENT_GENERATORS), help="generator: dcgan, or mlp (Goodfellow et al. 2014)")),
     ("--netD", "netD", dict(choices=tuple(LATENT_DISCRIMINATORS), help="discriminator")),

@@ -28,7 +28,12 @@ log = logging.getLogger("cyclegan.train")
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint was kept."""
+    """A loss became NaN or infinite; the last good checkpoint was kept. ``what`` says which loss
+    and where, without the advice."""
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what or message
 
 
 @dataclass
@@ -54,10 +59,12 @@ class LoopConfig:
     preview_every: int = 500
     log_every: int = 50
     preview_count: int = 4
+    nan_retries: int = 0              # on a NaN/inf loss: roll back to the last checkpoint this many times
+    nan_lr_factor: float = 0.5        # ... multiplying the learning rates by this at each roll-back
 
     #: fields that may differ when resuming (they do not change what is computed)
     RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
-                      "device", "runs_dir", "compile", "compile_mode")
+                      "device", "runs_dir", "compile", "compile_mode", "nan_retries", "nan_lr_factor")
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -182,6 +189,8 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         self.device = pick_device(distributed.device_for(cfg.device, self.dist.local_rank) if world > 1 else cfg.device)
         self.counters = Counters()
+        self.rollbacks = 0  # NaN roll-backs done by this process (at most cfg.nan_retries)
+        self.lr_scale = 1.0  # learning rates x this after roll-backs (stored in checkpoints)
         self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet checked for NaN
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -231,6 +240,7 @@ class Trainer:
             "extra": m.extra_state(),
             "counters": asdict(self.counters),
             "rng": rng_state(),
+            "nan_lr_scale": self.lr_scale,
         }
         if self.dist.enabled:
             # Each rank's own random streams and pools (rank 0's are also the ones above). A
@@ -250,6 +260,7 @@ class Trainer:
             m.precision.scaler.load_state_dict(state["scaler"])
         m.load_extra_state(state["extra"])
         self.counters = Counters(**state["counters"])
+        self.lr_scale = state.get("nan_lr_scale", 1.0)
         set_rng_state(state["rng"])
         rank, world = self.dist.rank, self.dist.world_size
         per_rank = state.get("per_rank")
@@ -340,10 +351,41 @@ class Trainer:
         for it, losses in pending:
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
             if bad:
+                what = f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}"
                 raise TrainingDiverged(
-                    f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}; stopped "
-                    f"without saving it. The last good checkpoint is in {self.ckpt_dir} (try a lower "
-                    "--lr or --precision fp32, then --resume)")
+                    f"{what}; stopped without saving it. The last good checkpoint is in {self.ckpt_dir} (try "
+                    "a lower --lr or --precision fp32, then --resume)", what)
+
+    def _roll_back(self, err: TrainingDiverged) -> None:
+        """After a NaN: reload the last checkpoint and lower the learning rates, if --nan-retries
+        allows and a checkpoint exists; else stop the run with ``err``, saying why not. Every rank
+        gets here at the same iteration (the losses they check are averaged) and reads the same file."""
+        latest = self.ckpt_dir / "latest.pt"
+        if not self.cfg.nan_retries:
+            raise TrainingDiverged(f"{err}; --nan-retries N rolls back and lowers the learning rates "
+                                   "automatically") from None
+        if self.rollbacks >= self.cfg.nan_retries:
+            raise TrainingDiverged(f"{err}; {self.rollbacks} roll-back(s) with lower learning rates did not "
+                                   "help") from None
+        if not latest.exists():
+            raise TrainingDiverged(f"{err}; there is no checkpoint to roll back to yet") from None
+        self.rollbacks += 1
+        bad_iteration = self.counters.iteration
+        # The checkpoint's rates carry the roll-backs made before it was written; lower them to
+        # nan_lr_factor ** (all roll-backs so far) of the schedule's.
+        scale = self.lr_scale * self.cfg.nan_lr_factor
+        self.load_state(load_checkpoint(latest))  # sets lr_scale to the checkpoint's
+        scale_learning_rates(self.model, scale / self.lr_scale)
+        self.lr_scale = scale
+        self._pending = []
+        lr = self.model.optimizers["G"].param_groups[0]["lr"]
+        if self.dist.is_main:
+            log.warning("%s: roll-back %d of %d to iteration %d (%s), learning rates x %g (G now %.3g)",
+                        err.what, self.rollbacks, self.cfg.nan_retries, self.counters.iteration, latest,
+                        self.cfg.nan_lr_factor, lr)
+        if self.writer:
+            self.writer.add_text("nan_rollback", f"iteration {bad_iteration} -> {self.counters.iteration}, "
+                                                 f"learning rates x {self.cfg.nan_lr_factor}", bad_iteration)
 
     def _enable_compile(self) -> None:
         for net in (*self.model.generators.values(), *self.model.discriminators.values()):
@@ -372,7 +414,6 @@ class Trainer:
         """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint."""
         cfg, model, c = self.cfg, self.model, self.counters
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
 
         main = self.dist.is_main  # rank 0 alone logs and writes files
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None) if main else None
@@ -383,58 +424,80 @@ class Trainer:
         start = time.time()
         with StopFlag() as stop:
             try:
-                while c.epoch < self.total_epochs:
-                    self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
-                    per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
-                    bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
-                               desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
-                               dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=not main)
-                    for batch in self.loader:
-                        losses = self._step(self._to_device(batch), cfg)
-                        c.iteration += 1
-                        c.epoch_samples += _batch_len(batch)
-                        self._pending.append((c.iteration, losses))
-                        bar.update(1)
-                        if c.iteration % cfg.log_every == 0 or c.iteration == 1:
-                            losses = self._check_finite()  # averaged over the ranks under torchrun
-                        if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
-                            values = {k: float(v) for k, v in losses.items()}
-                            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-                            for k, v in values.items():
-                                self.writer.add_scalar(f"loss/{k}", v, c.iteration)
-                            for k, opt in model.optimizers.items():
-                                self.writer.add_scalar(f"lr/{k}", opt.param_groups[0]["lr"], c.iteration)
-                        if main and cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
-                            self._write_preview()
-                        done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
-                        if self.dist.enabled and distributed.any_rank(bool(stop.requested), self.dist.world_size):
-                            stop.requested = stop.requested or "a stop request on another rank"
-                        if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
-                            last = self.save()
-                        if stop.requested:
-                            bar.close()
-                            if main:
-                                print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
-                                      f"(checkpoint {last})", file=sys.stderr)
-                            return last
-                        if done:
-                            break
-                    bar.close()
+                while self.counters.epoch < self.total_epochs:
+                    c = self.counters  # a roll-back replaces the counters
+                    try:
+                        stopped, last = self._run_epoch(stop, main, last)
+                    except TrainingDiverged as e:
+                        self._roll_back(e)  # or stops the run
+                        continue
+                    if stopped:
+                        return last
                     if cfg.max_iters is not None and c.iteration >= cfg.max_iters:
                         break
                     # End of epoch: schedules step after the optimizer (never before the first step).
                     c.epoch += 1
                     c.epoch_samples = 0
                     model.step_schedulers()
-                    last = self.save()
+                    try:
+                        last = self.save()
+                    except TrainingDiverged as e:
+                        self._roll_back(e)
             finally:
                 if self.writer:
                     self.writer.close()
         if self.export and main:
             self.export(self.run_dir)
         elapsed = time.time() - start
-        log.info("finished at iteration %d (epoch %d) in %.1f s", c.iteration, c.epoch, elapsed)
+        log.info("finished at iteration %d (epoch %d) in %.1f s", self.counters.iteration, self.counters.epoch,
+                 elapsed)
         return last if last else self.save()
+
+    def _run_epoch(self, stop: StopFlag, main: bool, last: Path | None) -> tuple[bool, Path | None]:
+        """The rest of the current epoch (or up to max_iters). Returns (stopped by a signal, the
+        last checkpoint written)."""
+        from tqdm import tqdm
+
+        cfg, model, c = self.cfg, self.model, self.counters
+        self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
+        per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
+        bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
+                   desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
+                   dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=not main)
+        try:
+            for batch in self.loader:
+                losses = self._step(self._to_device(batch), cfg)
+                c.iteration += 1
+                c.epoch_samples += _batch_len(batch)
+                self._pending.append((c.iteration, losses))
+                bar.update(1)
+                if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                    losses = self._check_finite()  # averaged over the ranks under torchrun
+                if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
+                    values = {k: float(v) for k, v in losses.items()}
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+                    for k, v in values.items():
+                        self.writer.add_scalar(f"loss/{k}", v, c.iteration)
+                    for k, opt in model.optimizers.items():
+                        self.writer.add_scalar(f"lr/{k}", opt.param_groups[0]["lr"], c.iteration)
+                if main and cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
+                    self._write_preview()
+                done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
+                if self.dist.enabled and distributed.any_rank(bool(stop.requested), self.dist.world_size):
+                    stop.requested = stop.requested or "a stop request on another rank"
+                if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
+                    last = self.save()
+                if stop.requested:
+                    bar.close()
+                    if main:
+                        print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
+                              f"(checkpoint {last})", file=sys.stderr)
+                    return True, last
+                if done:
+                    break
+        finally:
+            bar.close()
+        return False, last
 
     def _step(self, batch: dict, cfg: LoopConfig) -> dict[str, torch.Tensor]:
         try:

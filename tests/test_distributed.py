@@ -194,3 +194,20 @@ def test_mnist_gan_scales_through_the_shared_loop(tmp_path):
     ranks = state["per_rank"]
     assert len(ranks) == 2 and state["counters"]["epoch_samples"] == 8  # 2 steps x 4 images, per rank
     assert not torch.equal(ranks[0]["extra"]["rng"], ranks[1]["extra"]["rng"])  # each rank its own z
+
+
+def test_a_real_divergence_rolls_back_on_every_rank_and_ends_the_job(dataroot, tmp_path):
+    # An absurd learning rate makes the weights, then the losses, non-finite on both ranks: the
+    # ranks check the same averaged losses, so they roll back together (no rank is left waiting
+    # in a collective), and when the retries do not help every rank stops with the same error.
+    runs = tmp_path / "runs"
+    start = time.time()
+    r = torchrun("train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "nan",
+                 "--batch-size", "1", "--max-iters", "8", "--save-every", "1", "--lr", "1e12",
+                 "--nan-retries", "1", cwd=tmp_path, timeout=150)
+    assert r.returncode != 0 and time.time() - start < 150
+    assert r.stderr.count("roll-back 1 of 1 to iteration") == 1, r.stderr[-3000:]  # rank 0 logs it
+    assert "1 roll-back(s) with lower learning rates did not help" in r.stderr
+    assert "exitcode: 3" in r.stderr  # TrainingDiverged's exit status, not a crash or a timeout
+    state = load_checkpoint(runs / "nan" / "checkpoints" / "latest.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

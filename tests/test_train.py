@@ -173,6 +173,59 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monke
         assert torch.equal(v, after["model"][k])
 
 
+def _poison_generator_loss(monkeypatch, calls: set[int] | None) -> list[int]:
+    """Make G's loss (and so its gradients and weights) NaN on the given calls (1-based; None:
+    from the third on). Returns the call counter."""
+    from cyclegan.cyclegan import CycleGAN
+
+    original, count = CycleGAN.generator_loss, [0]
+
+    def poisoned(self, batch, out):
+        loss, logs = original(self, batch, out)
+        count[0] += 1
+        if (count[0] >= 3) if calls is None else (count[0] in calls):
+            loss = loss * float("nan")
+            logs = {**logs, "cycle_A": logs["cycle_A"] * float("nan")}
+        return loss, logs
+
+    monkeypatch.setattr(CycleGAN, "generator_loss", poisoned)
+    return count
+
+
+def test_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(dataroot, tmp_path, monkeypatch, caplog):
+    model, cfg = tiny_configs(dataroot, tmp_path / "clean", max_iters=6, save_every=2)
+    clean = load_checkpoint(train_cyclegan(model, cfg))
+
+    count = _poison_generator_loss(monkeypatch, {3})
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=1, nan_lr_factor=0.25)
+    with caplog.at_level("WARNING", logger="cyclegan.train"):
+        state = load_checkpoint(train_cyclegan(model, cfg))
+    assert count[0] == 6 + 1  # iteration 3 ran twice: poisoned, then again after the roll-back to 2
+    assert "loss cycle_A became nan at iteration 3: roll-back 1 of 1 to iteration 2" in caplog.text
+    assert state["counters"]["iteration"] == 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    for k in ("G", "D"):  # the schedule (an epoch ended at 5) applies to the lowered rates
+        lr, clean_lr = (s["optimizers"][k]["param_groups"][0]["lr"] for s in (state, clean))
+        assert lr == pytest.approx(0.25 * clean_lr)
+
+
+def test_nan_retries_used_up_or_nothing_to_roll_back_to_stop_the_run(dataroot, tmp_path, monkeypatch, caplog):
+    _poison_generator_loss(monkeypatch, None)  # every G step from the third on
+    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=2)
+    with caplog.at_level("WARNING", logger="cyclegan.train"):
+        with pytest.raises(TrainingDiverged, match=r"iteration 3.*2 roll-back\(s\) .*did not help"):
+            train_cyclegan(model, cfg)
+    assert "G now 0.0001:" not in caplog.text
+    assert "roll-back 1 of 2 to iteration 2" in caplog.text and "(G now 0.0001)" in caplog.text
+    assert "roll-back 2 of 2 to iteration 2" in caplog.text and "(G now 5e-05)" in caplog.text  # compounded
+    assert load_checkpoint(tmp_path / "t" / "checkpoints" / "latest.pt")["counters"]["iteration"] == 2
+
+    _poison_generator_loss(monkeypatch, {1})
+    model, cfg = tiny_configs(dataroot, tmp_path / "early", max_iters=6, save_every=2, nan_retries=2)
+    with pytest.raises(TrainingDiverged, match="iteration 1.*no checkpoint to roll back to"):
+        train_cyclegan(model, cfg)
+
+
 def test_export_round_trip(dataroot, tmp_path):
     from cyclegan.cyclegan import build_generators
 
