@@ -28,7 +28,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,38 +216,46 @@ def _load_rgb(path: Path, size: int | None) -> Tensor:
     return torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
 
 
-def folder_features(folder: str | Path, extractor: FeatureExtractor, *, image_size: int | None = None,
-                    batch_size: int = 32, workers: int = 4, progress: bool = True) -> tuple[Tensor, list[tuple[Path, str]]]:
-    """Features of every image under ``folder`` (recursive); same-sized images are batched.
-    Returns (features (N, D), [(unreadable file, reason)])."""
+def _decoded_batches(paths: list[Path], decode: Callable[[Path], Tensor], *, batch_size: int, workers: int,
+                     desc: str, progress: bool, failed: list[tuple[Path, str]]) -> Iterator[list[tuple[Path, Tensor]]]:
+    """``decode`` every path in worker threads, in order, and yield batches of at most
+    ``batch_size`` same-shaped results. Unreadable files are appended to ``failed`` and named
+    once on the progress bar."""
     from tqdm import tqdm
 
-    paths = find_images(folder)
-    failed: list[tuple[Path, str]] = []
-    chunks: list[Tensor] = []
-
-    def decode(path: Path) -> tuple[Path, Tensor | str]:
+    def attempt(path: Path) -> tuple[Path, Tensor | str]:
         try:
-            return path, _load_rgb(path, image_size)
+            return path, decode(path)
         except UnreadableImageError as e:
             return path, e.reason
 
-    batch: list[Tensor] = []
+    batch: list[tuple[Path, Tensor]] = []
     with ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(paths), unit="img", desc=f"features {Path(folder).name}", file=sys.stderr,
-                 disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:
-        for path, result in _ordered_map(pool, decode, paths, ahead=batch_size + 2 * max(1, workers)):
+            tqdm(total=len(paths), unit="img", desc=desc, file=sys.stderr, disable=not progress,
+                 dynamic_ncols=True, mininterval=0.5) as bar:
+        for path, result in _ordered_map(pool, attempt, paths, ahead=batch_size + 2 * max(1, workers)):
             bar.update(1)
             if isinstance(result, str):
                 failed.append((path, result))
                 bar.write(f"skipping {path}: {result}", file=sys.stderr)
                 continue
-            if batch and (len(batch) >= batch_size or batch[0].shape != result.shape):
-                chunks.append(extractor(torch.stack(batch)))
+            if batch and (len(batch) >= batch_size or batch[0][1].shape != result.shape):
+                yield batch
                 batch = []
-            batch.append(result)
+            batch.append((path, result))
         if batch:
-            chunks.append(extractor(torch.stack(batch)))
+            yield batch
+
+
+def folder_features(folder: str | Path, extractor: FeatureExtractor, *, image_size: int | None = None,
+                    batch_size: int = 32, workers: int = 4, progress: bool = True) -> tuple[Tensor, list[tuple[Path, str]]]:
+    """Features of every image under ``folder`` (recursive); same-sized images are batched.
+    Returns (features (N, D), [(unreadable file, reason)])."""
+    failed: list[tuple[Path, str]] = []
+    chunks = [extractor(torch.stack([t for _, t in batch]))
+              for batch in _decoded_batches(find_images(folder), lambda p: _load_rgb(p, image_size),
+                                            batch_size=batch_size, workers=workers,
+                                            desc=f"features {Path(folder).name}", progress=progress, failed=failed)]
     if sum(c.shape[0] for c in chunks) < 2:
         raise DataError(f"{folder}: need at least 2 readable images for FID/KID, found "
                         f"{sum(c.shape[0] for c in chunks)} ({len(failed)} unreadable)")
@@ -261,41 +269,16 @@ def cycle_errors(forward: Translator, backward: Translator, folder: str | Path, 
                  workers: int = 4, progress: bool = True) -> tuple[dict[str, float], list[tuple[Path, str]]]:
     """Mean |backward(forward(x)) - x| per image of ``folder``, in the networks' [-1, 1] units (the
     training cycle loss before its lambda weight). Returns ({relative path: error}, failures)."""
-    from tqdm import tqdm
-
     root = Path(folder)
-    paths = find_images(root)
     errors: dict[str, float] = {}
     failed: list[tuple[Path, str]] = []
-
-    def decode(path: Path) -> tuple[Path, Tensor | str]:
-        try:
-            return path, forward.prepare(load_image(path, forward.input_channels))
-        except UnreadableImageError as e:
-            return path, e.reason
-
-    def run(batch: list[tuple[Path, Tensor]]) -> None:
+    for batch in _decoded_batches(find_images(root), lambda p: forward.prepare(load_image(p, forward.input_channels)),
+                                  batch_size=batch_size, workers=workers, desc="cycle", progress=progress,
+                                  failed=failed):
         x = torch.stack([t for _, t in batch])
         rec = backward.forward(forward.forward(x))
         for (path, _), err in zip(batch, (rec - x).abs().mean(dim=(1, 2, 3)).tolist()):
             errors[path.relative_to(root).as_posix()] = err
-
-    batch: list[tuple[Path, Tensor]] = []
-    with ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(paths), unit="img", desc="cycle", file=sys.stderr, disable=not progress,
-                 dynamic_ncols=True, mininterval=0.5) as bar:
-        for path, result in _ordered_map(pool, decode, paths, ahead=batch_size + 2 * max(1, workers)):
-            bar.update(1)
-            if isinstance(result, str):
-                failed.append((path, result))
-                bar.write(f"skipping {path}: {result}", file=sys.stderr)
-                continue
-            if batch and (len(batch) >= batch_size or batch[0][1].shape != result.shape):
-                run(batch)
-                batch = []
-            batch.append((path, result))
-        if batch:
-            run(batch)
     return errors, failed
 
 
