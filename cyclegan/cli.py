@@ -55,9 +55,26 @@ LOOP_SWITCHES = [
 ]
 
 
-def loop_flags(**helps: str) -> list:
-    """LOOP_FLAGS with some help texts replaced (field=text)."""
-    return [(flag, field, {**kw, "help": helps.get(field, kw["help"])}) for flag, field, kw in LOOP_FLAGS]
+#: the shared GAN base's flags (gan.py: init, loss, optimizers, schedules), for both models
+GAN_FLAGS = [
+    ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
+    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
+    ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
+    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
+    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
+    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
+    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
+    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
+    ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule (per epoch)")),
+    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
+    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
+    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
+]
+
+
+def with_help(table: list, **helps: str) -> list:
+    """A flag table with some help texts replaced (field=text)."""
+    return [(flag, field, {**kw, "help": helps.get(field, kw["help"])}) for flag, field, kw in table]
 
 
 _TRAIN_FLAGS = [
@@ -83,22 +100,11 @@ _MODEL_FLAGS = [
     ("--ngf", "ngf", dict(type=positive_int, help="generator filters in the first conv")),
     ("--ndf", "ndf", dict(type=positive_int, help="discriminator filters in the first conv")),
     ("--norm", "norm", dict(choices=NORM_LAYERS, help="normalisation layers")),
-    ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
-    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
-    ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
     ("--lambda-A", "lambda_A", dict(type=nonneg_float, help="cycle loss weight A->B->A")),
     ("--lambda-B", "lambda_B", dict(type=nonneg_float, help="cycle loss weight B->A->B")),
     ("--lambda-identity", "lambda_identity", dict(type=nonneg_float, help="identity loss weight (x lambda); 0 disables")),
-    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
     ("--pool-size", "pool_size", dict(type=nonneg_int, help="image history pool size; 0 disables")),
-    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
-    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
-    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
-    ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule")),
-    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
-    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
-    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
-    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
+    *GAN_FLAGS,
     ("--lr-d", "lr_d", dict(type=nonneg_float, help="discriminator learning rate (two time-scale rule); "
                                                    "None: --lr")),
     ("--ema", "ema_decay", dict(type=ema_decay, help="decay of the generators' weight average used for "

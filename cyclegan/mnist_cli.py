@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from .argtypes import image_size, nonneg_float, nonneg_int, positive_int
-from .cli import LOOP_SWITCHES, _defaults, _given, loop_flags
-from .gan import INIT_TYPES, LOSSES, LR_POLICIES, PRECISIONS
+from .cli import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given, with_help
+from .gan import PRECISIONS
 from .mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
 from .mnist_data import TORCHVISION_DATASETS
 from .networks import LATENT_DISCRIMINATORS, LATENT_GENERATORS, NORM_LAYERS
@@ -32,7 +32,7 @@ _DATA_FLAGS = [
     ("--data-root", "data_root", dict(help="where --dataset is looked for and downloaded to")),
 ]
 _RUN_FLAGS = [
-    *loop_flags(num_workers="DataLoader workers (the images are in memory)", seed="seed for init, data order, noise",
+    *with_help(LOOP_FLAGS, num_workers="DataLoader workers (the images are in memory)", seed="seed for init, data order, noise",
                 precision="fp32, or bf16/fp16 autocast", preview_every="iterations between fixed-noise sample grids (0: off)",
                 preview_count="samples in each preview grid"),
     ("--eval-samples", "eval_samples", dict(type=nonneg_int,
@@ -52,18 +52,7 @@ _MODEL_FLAGS = [
     ("--ndf", "ndf", dict(type=positive_int, help="discriminator width")),
     ("--d-norm", "d_norm", dict(choices=("auto",) + NORM_LAYERS, help="D normalisation; auto: none for wgangp "
                                                                        "and the mlp D, else batch")),
-    ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
-    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
-    ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
-    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
-    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
-    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
-    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
-    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
-    ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule (per epoch)")),
-    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
-    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
-    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
+    *GAN_FLAGS,
 ]
 #: WGAN-GP's published settings (Gulrajani et al. 2017, Algorithm 1), used unless given
 _WGANGP_DEFAULTS = {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5}
