@@ -21,8 +21,7 @@ result differs from the direct convolution by ~2e-6 relative, fewer than 1 in 3,
 of a translated image by one level), CPU tensors, no autograd (the backward through these
 transforms was measured at only 1.1x for a 128 px training step), not while exporting, and
 layers with at least :data:`MIN_CHANNELS` input channels and 32x32 outputs (below that the
-transforms cost about what they save). Everything else
-calls the ordinary convolution.
+transforms cost about what they save). Everything else calls the ordinary convolution.
 """
 
 from __future__ import annotations
