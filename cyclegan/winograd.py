@@ -17,7 +17,7 @@ convolution for 128-256 channels on 32x32 to 128x128 maps (``python docs/winogra
 (``cyclegan bench --mode translate --winograd off on``; docs/benchmarks.md).
 
 Only where it pays and stays exact enough: fp32 (the transforms lose about 3 bits; in fp32 the
-result differs from the direct convolution by ~2e-6 relative, fewer than 1 in 3,000 uint8 pixels
+result differs from the direct convolution by ~2e-6 relative, about 1 in 2,000 uint8 pixels
 of a translated image by one level), CPU tensors, no autograd (the backward through these
 transforms was measured at only 1.1x for a 128 px training step), not while exporting, and
 layers with at least :data:`MIN_CHANNELS` input channels and 32x32 outputs (below that the
