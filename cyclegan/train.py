@@ -345,8 +345,7 @@ class Trainer:
             pending = [(it, dict(zip(keys, row))) for (it, _), row in zip(pending, table)]
         if not pending:
             return None
-        if bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float()
-                                                          for _, l in pending])).all()):
+        if bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float() for _, l in pending])).all()):
             return pending[-1][1]
         for it, losses in pending:
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
