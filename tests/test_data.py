@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +286,16 @@ def test_normalisation_maps_0_255_to_minus1_1() -> None:
     img[:, 4:] = 255
     out = build_transform(cfg)(image=img)["image"]
     assert torch.all(out[:, :, :4] == -1.0) and torch.all(out[:, :, 4:] == 1.0)
+
+
+def test_only_training_imports_albumentations() -> None:
+    # Every command imports the CLI; translation and the app must not pay for albumentations.
+    code = ("import sys, cyclegan.cli, cyclegan.translate, cyclegan.app_logic\n"
+            "assert 'albumentations' not in sys.modules, 'albumentations imported'\n"
+            "from cyclegan.data import build_transform\n"
+            "assert 'albumentations' in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_resize_and_crop_load_smaller_than_crop_warns_once(data_log) -> None:
