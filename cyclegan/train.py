@@ -445,12 +445,22 @@ class Trainer:
             finally:
                 if self.writer:
                     self.writer.close()
+                self._stop_workers()
         if self.export and main:
             self.export(self.run_dir)
         elapsed = time.time() - start
         log.info("finished at iteration %d (epoch %d) in %.1f s", self.counters.iteration, self.counters.epoch,
                  elapsed)
         return last if last else self.save()
+
+    def _stop_workers(self) -> None:
+        """Stop the DataLoader's persistent worker processes now, while the interpreter and the
+        process group are whole, rather than from a finaliser or an atexit hook at exit (where a
+        native crash would turn a finished run into a failed job). A later fit() starts new ones."""
+        it = getattr(self.loader, "_iterator", None)  # the persistent workers' iterator, if any
+        self.loader._iterator = None
+        if hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
 
     def _run_epoch(self, stop: StopFlag, main: bool, last: Path | None) -> tuple[bool, Path | None]:
         """The rest of the current epoch (or up to max_iters). Returns (stopped by a signal, the

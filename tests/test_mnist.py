@@ -276,6 +276,23 @@ def _tiny_run(data: Path, runs: Path, **kw) -> tuple[MnistGANConfig, MnistTrainC
     return model, cfg
 
 
+def test_loader_workers_are_stopped_when_training_ends(tmp_path):
+    # The persistent DataLoader workers end with fit(), not whenever the garbage collector or
+    # interpreter exit gets to the trainer (here kept alive by its export callback), where their
+    # clean-up would race the process group's native threads under torchrun.
+    import gc
+    import multiprocessing
+
+    data = write_mnist_files(tmp_path / "d", n_train=10, n_test=4)
+    before = set(multiprocessing.active_children())
+    gc.disable()  # the reference cycle stays until the assertion, as it may at exit
+    try:
+        train_mnist(*_tiny_run(data, tmp_path / "a", max_iters=2, num_workers=1))
+        assert set(multiprocessing.active_children()) <= before
+    finally:
+        gc.enable()
+
+
 def test_resume_is_bit_identical(tmp_path):
     # 10 images, batch 4: 3 iterations per epoch, so iteration 4 is in the second epoch.
     data = write_mnist_files(tmp_path / "d", n_train=10, n_test=4)
