@@ -4,6 +4,7 @@ did not give come from those dataclasses (the paper's settings) or, with --resum
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import sys
 from dataclasses import MISSING, fields
@@ -258,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .train import TrainingDiverged
 
+    # A native crash (a segfault or abort in a library) prints where every thread was, not
+    # only "Aborted": enough to tell a data-loading bug from a communication one in a long run.
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable()
+        except (AttributeError, ValueError):  # stderr is not a file here (captured, embedded)
+            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

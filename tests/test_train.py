@@ -336,6 +336,24 @@ def test_sigkill_then_resume(tmp_path):
     assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] == killed_at + 2
 
 
+def test_a_native_abort_says_where_the_run_was(tmp_path):
+    # SIGABRT is what a library's C++ abort raises: the user gets every thread's Python stack,
+    # not a bare "Aborted", and the checkpoints written so far stay loadable.
+    make_domain(tmp_path / "data" / "trainA", 4, 0)
+    make_domain(tmp_path / "data" / "trainB", 4, 1)
+    ckdir = tmp_path / "runs" / "k" / "checkpoints"
+    proc = _start_training(tmp_path, "--save-every", "2", "--max-iters", "100000")
+    try:
+        _wait_for(ckdir / "iter_00000002.pt", proc)
+        proc.send_signal(signal.SIGABRT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGABRT
+    assert "Fatal Python error: Aborted" in out and "cyclegan/train.py" in out, out[-3000:]
+    assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] >= 2
+
+
 def test_sigint_saves_then_exits(tmp_path):
     make_domain(tmp_path / "data" / "trainA", 4, 0)
     make_domain(tmp_path / "data" / "trainB", 4, 1)
