@@ -27,6 +27,13 @@ def nonneg_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def image_size(text: str) -> int:
     """A side the ResNet generator accepts: a multiple of 4, at least 4."""
     value = int(text)

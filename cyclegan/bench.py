@@ -38,20 +38,13 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .argtypes import nonneg_int, positive_int
+from .argtypes import nonneg_int, positive_float, positive_int
 from .cyclegan import CycleGAN, CycleGANConfig
 from .gan import COMPILE_MODES, PRECISIONS, GANModel, Precision, init_weights
 from .networks import GENERATORS
 
 MODES = ("train", "translate")
 SWITCH = ("off", "on")
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
@@ -95,7 +88,7 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--iters", type=positive_int, default=5, help="timed iterations per repeat")
     r.add_argument("--repeats", type=positive_int, default=3, help="timed repeats; the median is reported")
     r.add_argument("--threads", type=nonneg_int, default=0, help="torch CPU threads (0: torch's default)")
-    r.add_argument("--peak-tflops", type=_positive_float,
+    r.add_argument("--peak-tflops", type=positive_float,
                    help="the device's peak TFLOP/s, for the fraction-of-peak column [built-in table for "
                         "some NVIDIA data-centre GPUs; none for CPUs]")
     o = p.add_argument_group("output")
