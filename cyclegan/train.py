@@ -454,9 +454,10 @@ class Trainer:
         return last if last else self.save()
 
     def _stop_workers(self) -> None:
-        """Stop the DataLoader's persistent worker processes now, while the interpreter and the
-        process group are whole, rather than from a finaliser or an atexit hook at exit (where a
-        native crash would turn a finished run into a failed job). A later fit() starts new ones."""
+        """Stop the DataLoader's persistent worker processes now, rather than whenever the trainer
+        is garbage-collected (the MNIST trainer's export callback keeps it in a reference cycle)
+        or at interpreter exit: they hold a copy of the data set and the export and evaluation
+        that follow need the memory. A later fit() starts new ones."""
         it = getattr(self.loader, "_iterator", None)  # the persistent workers' iterator, if any
         self.loader._iterator = None
         if hasattr(it, "_shutdown_workers"):

@@ -278,8 +278,7 @@ def _tiny_run(data: Path, runs: Path, **kw) -> tuple[MnistGANConfig, MnistTrainC
 
 def test_loader_workers_are_stopped_when_training_ends(tmp_path):
     # The persistent DataLoader workers end with fit(), not whenever the garbage collector or
-    # interpreter exit gets to the trainer (here kept alive by its export callback), where their
-    # clean-up would race the process group's native threads under torchrun.
+    # interpreter exit gets to the trainer (kept alive here by its export callback).
     import gc
     import multiprocessing
 
