@@ -17,6 +17,7 @@ Without those variables (or with WORLD_SIZE=1) nothing here does anything.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -69,6 +70,20 @@ def device_for(name: str, local: int) -> str:
     return name
 
 
+def _import_what_would_pin_the_group() -> None:
+    """Import, before the process group exists, the torch modules that capture it at import.
+
+    torch.distributed.nn.functional takes ``group=group.WORLD`` as a default argument,
+    evaluated when the module is imported; torch.optim imports torch._dynamo,
+    and with it those modules, when the first optimizer is built. Imported after
+    init_process_group, the defaults hold the default group past destroy_process_group, so gloo's
+    worker threads live until interpreter exit, where one of them freeing a tensor aborts the
+    process (SIGABRT, "terminate called without an active exception") after a finished run.
+    Imported first, the defaults are None."""
+    for name in ("torch._dynamo", "torch.distributed.nn.functional"):
+        importlib.import_module(name)
+
+
 @contextlib.contextmanager
 def process_group(device: str = "auto") -> Iterator[DistInfo]:
     """Join the process group torchrun described in the environment (a no-op without one) and
@@ -87,6 +102,7 @@ def process_group(device: str = "auto") -> Iterator[DistInfo]:
         # Fail fast (and let torchrun tear the job down) when a collective times out or errors.
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     timeout = timedelta(seconds=float(os.environ.get("CYCLEGAN_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
+    _import_what_would_pin_the_group()
     dist.init_process_group(backend, timeout=timeout, **({"device_id": dev} if dev.type == "cuda" else {}))
     me = info()
     if not me.is_main:  # one voice: other ranks only report problems

@@ -74,6 +74,35 @@ def test_without_torchrun_nothing_is_distributed():
     assert not info().enabled and info().is_main
 
 
+LEAVE_GROUP = """
+import os, torch, torch.distributed as dist
+from cyclegan.distributed import all_reduce_grads, process_group
+with process_group("cpu") as me:
+    assert len(os.listdir("/proc/self/task")) > 1  # gloo's threads
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())  # imports torch._dynamo on first use
+    net(torch.ones(1, 3)).sum().backward()
+    all_reduce_grads(net.parameters(), me.world_size)
+    opt.step()
+with open(f"threads_{me.rank}.txt", "w") as f:  # a file each: the ranks share stdout
+    f.write(str(len(os.listdir("/proc/self/task"))))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_leaving_the_group_ends_its_threads_before_exit(tmp_path):
+    # Modules torch imports lazily (torch.optim -> torch._dynamo -> torch.distributed.nn) capture
+    # the default group in default arguments; imported after init, they kept gloo's worker threads
+    # alive into interpreter exit, where one of them aborted the process now and then (SIGABRT).
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_GROUP)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(script)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [(tmp_path / f"threads_{rank}.txt").read_text() for rank in (0, 1)] == ["1", "1"]  # the main thread
+
+
 def test_two_ranks_batch_1_match_one_process_batch_2(dataroot, tmp_path):
     runs = tmp_path / "runs"
     r = torchrun("train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "ddp",
@@ -148,8 +177,10 @@ def _rank_of(pid: int) -> int | None:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_killed_rank_ends_the_job_and_the_run_resumes(dataroot, tmp_path):
     runs = tmp_path / "runs"
-    common = ["train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "k", "--batch-size", "1",
-              "--save-every", "1", "--keep", "1"]
+    # 50 epochs (TINY has 2, 4 iterations): however late the kill lands, the run is not over yet
+    # and the resumed one has two iterations of schedule left.
+    common = ["train", *TINY, "--n-epochs", "50", "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "k",
+              "--batch-size", "1", "--save-every", "1", "--keep", "1"]
     proc = subprocess.Popen(torchrun_cmd(*common, "--max-iters", "100000"), cwd=tmp_path, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     latest = runs / "k" / "checkpoints" / "latest.pt"
