@@ -316,17 +316,24 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_sigkill_then_resume(tmp_path):
+def _signal_mid_training(tmp_path: Path, sig: int, save_every: int, at: int) -> tuple[int, str, Path]:
+    """Start a long run, wait for its checkpoint at iteration ``at``, send ``sig``. Returns the
+    exit status, the output and the checkpoint folder."""
     make_domain(tmp_path / "data" / "trainA", 4, 0)
     make_domain(tmp_path / "data" / "trainB", 4, 1)
     ckdir = tmp_path / "runs" / "k" / "checkpoints"
-    proc = _start_training(tmp_path, "--save-every", "2", "--max-iters", "100000")
+    proc = _start_training(tmp_path, "--save-every", str(save_every), "--max-iters", "100000")
     try:
-        _wait_for(ckdir / "iter_00000004.pt", proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        _wait_for(ckdir / f"iter_{at:08d}.pt", proc)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    return proc.returncode, out, ckdir
+
+
+def test_sigkill_then_resume(tmp_path):
+    _, _, ckdir = _signal_mid_training(tmp_path, signal.SIGKILL, save_every=2, at=4)
     killed_at = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
     assert killed_at >= 4 and killed_at % 2 == 0
     r = cli("train", "--dataroot", "data", "--name", "k", "--resume", "--max-iters", str(killed_at + 2),
@@ -339,33 +346,15 @@ def test_sigkill_then_resume(tmp_path):
 def test_a_native_abort_says_where_the_run_was(tmp_path):
     # SIGABRT is what a library's C++ abort raises: the user gets every thread's Python stack,
     # not a bare "Aborted", and the checkpoints written so far stay loadable.
-    make_domain(tmp_path / "data" / "trainA", 4, 0)
-    make_domain(tmp_path / "data" / "trainB", 4, 1)
-    ckdir = tmp_path / "runs" / "k" / "checkpoints"
-    proc = _start_training(tmp_path, "--save-every", "2", "--max-iters", "100000")
-    try:
-        _wait_for(ckdir / "iter_00000002.pt", proc)
-        proc.send_signal(signal.SIGABRT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGABRT
+    status, out, ckdir = _signal_mid_training(tmp_path, signal.SIGABRT, save_every=2, at=2)
+    assert status == -signal.SIGABRT
     assert "Fatal Python error: Aborted" in out and "cyclegan/train.py" in out, out[-3000:]
     assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] >= 2
 
 
 def test_sigint_saves_then_exits(tmp_path):
-    make_domain(tmp_path / "data" / "trainA", 4, 0)
-    make_domain(tmp_path / "data" / "trainB", 4, 1)
-    ckdir = tmp_path / "runs" / "k" / "checkpoints"
-    proc = _start_training(tmp_path, "--save-every", "3", "--max-iters", "100000")
-    try:
-        _wait_for(ckdir / "iter_00000003.pt", proc)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, out
+    status, out, ckdir = _signal_mid_training(tmp_path, signal.SIGINT, save_every=3, at=3)
+    assert status == 0, out
     assert "SIGINT received" in out and "resume with --resume" in out
     it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
     assert it > 3 and (ckdir / f"iter_{it:08d}.pt").exists()
