@@ -1,5 +1,5 @@
 """Data-parallel training under torchrun, on two CPU processes (gloo) on 127.0.0.1: two ranks
-with batch 1 step exactly as one process with batch 2, a killed rank ends the job quickly, and
+with batch 1 apply the gradients of one process with batch 2, a killed rank ends the job quickly, and
 the run resumes from rank 0's last checkpoint."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch
 from cyclegan.checkpoint import load_checkpoint
 from cyclegan.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.distributed import info
-from cyclegan.train import TrainConfig, train_cyclegan
 
 from test_train import make_domain
 
@@ -61,15 +60,6 @@ def torchrun(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Complete
     return subprocess.run(torchrun_cmd(*args), cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-def nets_outputs(state: dict) -> dict[str, torch.Tensor]:
-    model = CycleGAN(CycleGANConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    model.eval()
-    x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
-    with torch.no_grad():
-        return {name: net(x) for name, net in (*model.generators.items(), *model.discriminators.items())}
-
-
 def test_without_torchrun_nothing_is_distributed():
     assert not info().enabled and info().is_main
 
@@ -103,17 +93,88 @@ def test_leaving_the_group_ends_its_threads_before_exit(tmp_path):
     assert [(tmp_path / f"threads_{rank}.txt").read_text() for rank in (0, 1)] == ["1", "1"]  # the main thread
 
 
+# Runs the CLI and records, at the first training step, the batch and the weights it starts from
+# and, through torch's global optimizer pre-step hook, the gradients the first G and D updates are
+# about to apply (after the ranks' all-reduce, before Adam). Observation only: training runs unchanged.
+RECORD_FIRST_STEP = """
+import os, runpy, sys, torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from cyclegan.gan import GANModel
+rank = os.environ.get("RANK", "single")
+record = {"grads": []}
+train_step = GANModel.train_step
+def first_step(self, batch):
+    if "batch" not in record:
+        record.update(batch={k: v.clone() for k, v in batch.items() if torch.is_tensor(v)}, config=self.config_dict(),
+                      state={k: v.clone() for k, v in self.state_dict().items()})
+    return train_step(self, batch)
+GANModel.train_step = first_step
+def grads(opt, args, kwargs):
+    if len(record["grads"]) < 2:
+        record["grads"].append([p.grad.detach().clone() for g in opt.param_groups for p in g["params"]])
+        torch.save(record, f"first_step_{rank}.pt")
+register_optimizer_step_pre_hook(grads)
+sys.argv[0] = "cyclegan"
+runpy.run_module("cyclegan", run_name="__main__")
+"""
+
+
+def first_step_gradients(record: dict, batch: dict) -> list[list[torch.Tensor]]:
+    """The gradients of CycleGAN's first G update and first D update (G goes first; D sees the
+    fakes of the weights before it), for ``batch``, computed here in one process."""
+    model = CycleGAN(CycleGANConfig.from_dict(record["config"]))
+    model.load_state_dict(record["state"])
+    out = model.generate(batch)
+    model.generator_loss(batch, out)[0].backward()
+    g = [p.grad.clone() for p in model.generators.parameters()]
+    model.zero_grad(set_to_none=True)
+    model.discriminator_loss(batch, {k: v.detach() for k, v in out.items()})[0].backward()
+    return [g, [p.grad.clone() for p in model.discriminators.parameters()]]
+
+
+def assert_close_gradients(got: list[torch.Tensor], want: list[torch.Tensor], rtol: float, what: str) -> None:
+    """Each tensor within ``rtol`` of ``want`` in relative L2 norm, the norm floored at 1e-3 of the
+    whole update's: true zeros (conv biases in front of an instance norm) come out as rounding noise."""
+    assert len(got) == len(want), what
+    floor = 1e-3 * max(float(w.norm()) for w in want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        err = float((g - w).norm()) / max(float(w.norm()), floor)
+        assert err <= rtol, f"{what}: parameter {i} {tuple(w.shape)} off by {err:.2e} (relative L2), allowed {rtol:.0e}"
+
+
 def test_two_ranks_batch_1_match_one_process_batch_2(dataroot, tmp_path):
+    # What data parallelism promises: every rank applies the mean of the ranks' gradients, the
+    # gradient of the global batch. Checked on the gradients, before Adam: Adam turns rounding-level
+    # differences of near-zero gradients into whole +-lr steps, so weights after a step compare
+    # kernels, not the reduction (on an AVX-512 CPU with torch 2.14 they differed by 2.8 x lr).
     runs = tmp_path / "runs"
-    r = torchrun("train", *TINY, "--dataroot", str(dataroot), "--runs-dir", str(runs), "--name", "ddp",
-                 "--batch-size", "1", "--max-iters", "3", cwd=tmp_path)
+    script = tmp_path / "record_first_step.py"
+    script.write_text(RECORD_FIRST_STEP)
+    common = [*TINY, "--precision", "fp32", "--dataroot", str(dataroot), "--runs-dir", str(runs), "--max-iters", "3"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(script), "train", *common, "--name", "ddp", "--batch-size", "1"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "x 2 ranks (global batch 2)" in r.stderr
+    r = subprocess.run([sys.executable, str(script), "train", *common, "--name", "single", "--batch-size", "2"],
+                       cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
 
-    model_cfg = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, pool_size=0, n_epochs=1, n_epochs_decay=1)
-    cfg = TrainConfig(name="single", runs_dir=str(runs), dataroot=str(dataroot), size=32, num_workers=0,
-                      serial_batches=True, flip=False, preview_every=0, log_every=1, batch_size=2, max_iters=3)
-    train_cyclegan(model_cfg, cfg)
+    ranks = [torch.load(tmp_path / f"first_step_{rank}.pt", weights_only=True) for rank in (0, 1)]
+    single = torch.load(tmp_path / "first_step_single.pt", weights_only=True)
+    for k, v in single["state"].items():  # the same start, and each rank its own half of the global batch
+        assert torch.equal(ranks[0]["state"][k], v) and torch.equal(ranks[1]["state"][k], v), k
+    for key, both in single["batch"].items():
+        assert torch.equal(torch.cat([ranks[0]["batch"][key], ranks[1]["batch"][key]]), both), key
+    # The gradient each rank applies is the mean of the per-image gradients, computed here with the
+    # same kernels (batch 1). Not compared with the batch-2 run's gradient: fp32 kernels at batch 1
+    # and 2 differ by more than the reduction does (seen: 1.4% relative L2 on G's first conv, AVX-512
+    # CPU, torch 2.14), and the batches above already show the ranks split the global batch.
+    per_image = [first_step_gradients(single, {k: v[i:i + 1] for k, v in single["batch"].items()}) for i in (0, 1)]
+    for step, what in enumerate(("G update", "D update")):
+        mean = [(a + b) / 2 for a, b in zip(per_image[0][step], per_image[1][step])]
+        for rank in ranks:  # seen: 7e-5 (another thread count than the ranks')
+            assert_close_gradients(rank["grads"][step], mean, 1e-3, f"{what}, a rank vs the mean of the images")
 
     two = load_checkpoint(runs / "ddp" / "checkpoints" / "latest.pt")
     one = load_checkpoint(runs / "single" / "checkpoints" / "latest.pt")
@@ -122,24 +183,20 @@ def test_two_ranks_batch_1_match_one_process_batch_2(dataroot, tmp_path):
     assert two["counters"]["epoch"] == one["counters"]["epoch"] == 1
     assert two["counters"]["epoch_samples"] == 1 and one["counters"]["epoch_samples"] == 2  # per rank
     assert len(two["per_rank"]) == 2
-    for k, v in one["model"].items():
-        if k.endswith("weight"):  # conv biases before instance norm get zero gradient (rounding
-            torch.testing.assert_close(two["model"][k], v, atol=1e-6, rtol=1e-5, msg=k)  # noise, Adam-amplified)
-    out_one, out_two = nets_outputs(one), nets_outputs(two)
-    for name in out_one:
-        torch.testing.assert_close(out_two[name], out_one[name], atol=1e-4, rtol=1e-4, msg=name)  # through instance norms
     for k in ("G", "D"):
         assert two["optimizers"][k]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed once, unscaled
     # rank 0 alone writes: one TensorBoard event file, one export
     assert len(list((runs / "ddp" / "tb").glob("events.*"))) == 1
     assert (runs / "ddp" / "generators.safetensors").is_file()
-    # the logged losses are the global batch's: averaged over the ranks, so they match the single
-    # process with batch 2 (every loss term is a mean over the batch)
+    # the logged losses are the global batch's: averaged over the ranks, so at the first step
+    # (same weights) they match the single process with batch 2 (every loss term is a batch mean);
+    # later steps start from weights that may differ by rounding amplified through Adam
     logged_two, logged_one = tb_scalars(runs / "ddp" / "tb"), tb_scalars(runs / "single" / "tb")
     assert logged_two.keys() == logged_one.keys() and "loss/G_A" in logged_two
     for tag, values in logged_one.items():
         assert [s for s, _ in logged_two[tag]] == [s for s, _ in values] == [1, 2, 3], tag
-        assert [v for _, v in logged_two[tag]] == pytest.approx([v for _, v in values], rel=1e-4, abs=1e-5), tag
+        assert logged_two[tag][0][1] == pytest.approx(values[0][1], rel=1e-4, abs=1e-5), tag
+        assert [v for _, v in logged_two[tag]] == pytest.approx([v for _, v in values], rel=0.05, abs=1e-3), tag
 
 
 def tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
