@@ -119,7 +119,7 @@ def test_translator_channels_last_and_compile_give_the_eager_output():
     fast = Translator(_gen(), device="cpu", full_res=True, channels_last=True, compile=True, compile_backend="eager")
     assert fast.compiled and fast.compile_error is None
     got = fast.forward(X)
-    assert fast.compiled and got.is_contiguous() and torch.allclose(got, want, atol=1e-5)
+    assert fast.compiled and got.is_contiguous() and torch.allclose(got, want, atol=1e-4)  # channels_last: other conv kernels
     # tiles run eagerly, channels_last included
     tiled = Translator(_gen(), device="cpu", full_res=True, tile=16, tile_overlap=4, channels_last=True)
     assert tiled.forward(X).shape == want.shape

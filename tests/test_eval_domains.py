@@ -130,12 +130,13 @@ def test_evaluate_domains_of_a_tiny_model(bars, tiny_run, tmp_path):
         assert 0.0 <= t["hit_rate"] <= 1.0 and t["fid"] >= 0 and t["n"] == N_TEST
         assert 0 < t["cycle_l1"] < 2 and t["kid_subset_size"] == N_TEST
 
-    # one judge, many models: the same figures, and the real images are not read again
+    # one judge, many models: the same figures, and the real images are not read again (to
+    # rounding: another batch size runs other kernels)
     judge = DomainJudge.from_dataroot(bars, 3, classifier=result["classifier"], device="cpu", kid_subsets=5)
     again = judge.evaluate(tiny_run, batch_size=5)
-    assert again["AtoB"]["translated"]["fid"] == pytest.approx(result["AtoB"]["translated"]["fid"], rel=1e-4)
+    assert again["AtoB"]["translated"]["fid"] == pytest.approx(result["AtoB"]["translated"]["fid"], rel=1e-3)
     assert again["BtoA"]["translated"]["cycle_l1"] == pytest.approx(result["BtoA"]["translated"]["cycle_l1"],
-                                                                    rel=1e-5)
+                                                                    rel=1e-3)
     other = tiny_export(tmp_path / "other", seed=1)
     assert judge.evaluate(other.parent)["AtoB"]["translated"]["cycle_l1"] != again["AtoB"]["translated"]["cycle_l1"]
 
