@@ -1,0 +1,73 @@
+"""What --precision auto / --compile auto resolve to on each kind of machine (the CPU's flags
+are set through CYCLEGAN_CPU_FLAGS, so every row of the table is checked on any machine)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cyclegan import fastpath
+
+
+@pytest.fixture
+def cpu_with(monkeypatch):
+    def set_flags(flags: str) -> None:
+        monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", flags)
+        fastpath.cpu_flags.cache_clear()
+    yield set_flags
+    fastpath.cpu_flags.cache_clear()
+
+
+@pytest.mark.parametrize("flags, train, translate", [
+    ("fpu sse avx2 fma", "fp32", "fp32"),                              # AVX2 only: bf16 is emulated
+    ("avx2 avx512f avx512bw avx512_vnni", "fp32", "fp32"),             # AVX-512 without bf16 (this CI's kind)
+    ("avx2 avx512f avx512_bf16", "bf16", "fp32"),                      # AMD EPYC Zen 4, Cooper Lake
+    ("avx2 avx512f amx_bf16 amx_tile", "bf16", "fp32"),                # Sapphire Rapids
+    ("", "fp32", "fp32"),                                              # flags unknown (not Linux)
+])
+def test_cpu_defaults_follow_native_bf16(cpu_with, flags, train, translate):
+    cpu_with(flags)
+    got = fastpath.choose("cpu", "train")
+    assert (got.precision, got.compile) == (train, False)
+    assert got.describe() == f"{train} + eager" and got.why
+    assert fastpath.choose("cpu", "translate").precision == translate
+
+
+def test_explicit_choices_are_kept(cpu_with):
+    cpu_with("avx512_bf16")
+    got = fastpath.choose("cpu", "train", precision="fp32", compile=False)
+    assert got == fastpath.FastPath("fp32", False, None, "as given")
+    assert fastpath.choose("cpu", "train", precision="bf16").precision == "bf16"
+    assert fastpath.choose("cpu", "train", compile=True, compile_mode="max-autotune").describe() == \
+        "bf16 + torch.compile (max-autotune)"
+    with pytest.raises(ValueError, match="--precision fp8"):
+        fastpath.choose("cpu", precision="fp8")
+
+
+def test_the_flags_are_read_once(cpu_with, monkeypatch):
+    cpu_with("avx512_bf16")
+    assert fastpath.native_cpu_bf16()
+    monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", "avx2")  # not re-read until the cache is cleared
+    assert fastpath.native_cpu_bf16()
+
+
+def test_this_machine_reads_real_flags(monkeypatch):
+    monkeypatch.delenv("CYCLEGAN_CPU_FLAGS", raising=False)
+    fastpath.cpu_flags.cache_clear()
+    try:
+        flags = fastpath.cpu_flags()
+        if torch.cuda.is_available() or not flags:
+            pytest.skip("no /proc/cpuinfo flags here")
+        assert "sse2" in flags or "fp" in flags  # x86-64 or arm64
+        assert fastpath.native_cpu_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+    finally:
+        fastpath.cpu_flags.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_defaults_to_bf16_and_graphs_for_training():
+    train = fastpath.choose("cuda", "train")
+    assert (train.precision, train.compile, train.compile_mode) == ("bf16", True, "reduce-overhead")
+    assert train.describe() == "bf16 + CUDA graphs"
+    assert not fastpath.choose("cuda", "translate").compile
+    assert not fastpath.choose("cuda", "train", static_shapes=False).compile
