@@ -1,6 +1,6 @@
 """The cyclegan web app: translate images with CycleGAN generators and draw samples from the
 Fashion-MNIST GAN. This file is the UI wiring only; what happens on a click is in
-``cyclegan/app_logic.py`` (tested without a browser).
+``cyclegan/app/`` (tested without a browser).
 
     python app.py                                  # http://127.0.0.1:7860, bundled demo models
     python app.py --port 8000 --model runs/horse2zebra
@@ -20,7 +20,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the
 
 import gradio as gr  # noqa: E402
 
-from cyclegan import app_logic as logic  # noqa: E402
+from cyclegan import app as logic  # noqa: E402
+from cyclegan.cli.app import parse_args  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
 
@@ -199,7 +200,7 @@ def _stop(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes
-    settings = logic.parse_args(argv)
+    settings = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         serve(settings)

@@ -1,6 +1,6 @@
 """``python -m cyclegan`` is the ``cyclegan`` command (also under torchrun)."""
 
-from .cli import main
+from cyclegan.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

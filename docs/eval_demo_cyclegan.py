@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.classifier import extract, load_classifier  # noqa: E402
-from cyclegan.images import find_images, load_image  # noqa: E402
-from cyclegan.metrics import frechet_distance, kernel_distance  # noqa: E402
-from cyclegan.mnist_infer import BUNDLED_CLASSIFIER  # noqa: E402
-from cyclegan.translate import Translator, load_generator  # noqa: E402
+from cyclegan.evaluation.classifier import extract, load_classifier  # noqa: E402
+from cyclegan.data.images import find_images, load_image  # noqa: E402
+from cyclegan.evaluation.metrics import frechet_distance, kernel_distance  # noqa: E402
+from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER  # noqa: E402
+from cyclegan.inference.translator import Translator  # noqa: E402
+from cyclegan.inference.loading import load_generator  # noqa: E402
 
 CLASS = {"A": 0, "B": 2}  # T-shirt/top, Pullover
 

@@ -25,7 +25,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.bench import _setup_train, add_bench_args, count_flops  # noqa: E402
+from cyclegan.bench.runner import _setup_train, count_flops  # noqa: E402
+from cyclegan.cli.bench import add_bench_args  # noqa: E402
 
 # First match wins; kernel names are cuDNN/cuBLAS/CUTLASS/Triton/ATen's own.
 KINDS = (

@@ -100,8 +100,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cyclegan.cli import build_parser, train_configs
-    from cyclegan.cyclegan import CycleGAN
+    from cyclegan.cli.main import build_parser
+    from cyclegan.cli.train import train_configs
+    from cyclegan.models.cyclegan import CycleGAN
 
     torch.set_num_threads(1)
     models = {}
@@ -136,7 +137,7 @@ def _equal_time_iteration(cost: dict, setting: str, iters: int) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cyclegan.domains import DomainJudge
+    from cyclegan.evaluation.domains import DomainJudge
 
     judge = DomainJudge.from_dataroot(args.data, 1, seed=0)
     wall = {(s, seed): json.loads((Path(args.runs) / run_name(s, seed) / "wall.json").read_text())["seconds"]

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.cyclegan import CycleGAN, CycleGANConfig  # noqa: E402
-from cyclegan.gan import Precision  # noqa: E402
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig  # noqa: E402
+from cyclegan.models.gan import Precision  # noqa: E402
 
 
 def image_pairs(n: int, size: int, seed: int = 1234) -> list[dict[str, torch.Tensor]]:

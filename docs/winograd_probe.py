@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.winograd import conv3x3  # noqa: E402
+from cyclegan.inference.winograd import conv3x3  # noqa: E402
 
 
 def best_of(fns: dict, repeats: int, work: float) -> dict:

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cyclegan import app_logic
-from cyclegan.app_logic import AppBackend, AppSettings, UserError, read_upload
-from cyclegan.checkpoint import export_generators
-from cyclegan.mnist import MnistGAN, MnistGANConfig
-from cyclegan.mnist_infer import EXPORT_KIND
+from cyclegan import app as app_logic
+from cyclegan.app.actions import AppBackend
+from cyclegan.app.settings import AppSettings, UserError
+from cyclegan.app.uploads import read_upload
+from cyclegan.core.checkpoint import export_generators
+from cyclegan.models.mnist import MnistGAN, MnistGANConfig
+from cyclegan.inference.mnist_sampler import EXPORT_KIND
 from tiny_models import ROOT, SIZE, one_thread, original_pth, tiny_checkpoint, tiny_export, write_image  # noqa: F401
 
 
@@ -182,7 +184,7 @@ def test_exif_rotation_is_applied(folders, tmp_path):
 def test_grayscale_model_takes_color_and_gray(tmp_path):
     from dataclasses import asdict
 
-    from cyclegan.cyclegan import CycleGANConfig, build_generators
+    from cyclegan.models.cyclegan import CycleGANConfig, build_generators
 
     cfg = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, input_nc=1, output_nc=1)
     runs = tmp_path / "runs"
@@ -312,7 +314,7 @@ def test_bundled_models_are_the_defaults(tmp_path):
 
 
 def test_flags_and_the_cyclegan_app_command(monkeypatch):
-    from cyclegan.cli import build_parser
+    from cyclegan.cli.main import build_parser
 
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
     s = app_logic.parse_args(["--model", "runs/x", "--max-pixels", "100", "--no-bundled"])

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.bench import add_bench_args, markdown_table, run_bench
-from cyclegan.translate import GeneratorSpec, LoadedGenerator, Translator
+from cyclegan.cli.bench import add_bench_args
+from cyclegan.bench.table import markdown_table
+from cyclegan.bench.runner import run_bench
+from cyclegan.inference.loading import GeneratorSpec, LoadedGenerator
+from cyclegan.inference.translator import Translator
 from tiny_models import one_thread, tiny_generators  # noqa: F401
 
 TINY = ["--size", "32", "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--device", "cpu",

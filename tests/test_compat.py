@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.translate import Translator, load_generator
+from cyclegan.inference.translator import Translator
+from cyclegan.inference.loading import load_generator
 
 COMPAT = Path(__file__).parent / "data" / "compat"
 FILES = {"checkpoint": COMPAT / "run_ckpt" / "checkpoints" / "latest.pt",

@@ -16,19 +16,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from cyclegan.data import (
-    IMAGE_EXTENSIONS,
-    PREPROCESS_MODES,
-    AugmentConfig,
-    DataError,
-    EpochSampler,
-    ImageFolder,
-    UnpairedImageDataset,
-    UnreadableImageError,
-    build_transform,
-    find_images,
-    load_image,
-)
+from cyclegan.data.images import IMAGE_EXTENSIONS, DataError, UnreadableImageError, find_images, load_image
+from cyclegan.data.augment_config import PREPROCESS_MODES, AugmentConfig
+from cyclegan.data.unpaired import EpochSampler, ImageFolder, UnpairedImageDataset, build_transform
 
 SMALL = AugmentConfig(load_size=32, crop_size=24)  # fast everywhere a size does not matter
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.checkpoint import load_checkpoint
-from cyclegan.cyclegan import CycleGAN, CycleGANConfig
-from cyclegan.distributed import info
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.training.distributed import info
 
 from test_train import make_domain
 
@@ -66,7 +66,8 @@ def test_without_torchrun_nothing_is_distributed():
 
 LEAVE_GROUP = """
 import os, torch, torch.distributed as dist
-from cyclegan.distributed import all_reduce_grads, process_group
+from cyclegan.models.gan import all_reduce_grads
+from cyclegan.training.distributed import process_group
 with process_group("cpu") as me:
     assert len(os.listdir("/proc/self/task")) > 1  # gloo's threads
     net = torch.nn.Linear(3, 2)
@@ -99,7 +100,7 @@ def test_leaving_the_group_ends_its_threads_before_exit(tmp_path):
 RECORD_FIRST_STEP = """
 import os, runpy, sys, torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from cyclegan.gan import GANModel
+from cyclegan.models.gan import GANModel
 rank = os.environ.get("RANK", "single")
 record = {"grads": []}
 train_step = GANModel.train_step

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.cli import main
-from cyclegan.download import DownloadError, download_file
+from cyclegan.cli.main import main
+from cyclegan.inference.download import DownloadError, download_file
 from tiny_models import one_thread, original_pth, write_image  # noqa: F401
 
 

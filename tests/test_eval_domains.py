@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan import domains
-from cyclegan.cli import main
-from cyclegan.domains import DomainJudge, cache_paths, domain_classifier, evaluate_domains
+from cyclegan.evaluation import domains
+from cyclegan.cli.main import main
+from cyclegan.evaluation.domains import DomainJudge, cache_paths, domain_classifier, evaluate_domains
 from tiny_models import SIZE, tiny_export
 
 N_TRAIN, N_TEST, PX = 40, 16, 24

@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan import evaluate
-from cyclegan.cli import main
-from cyclegan.metrics import frechet_distance, kernel_distance
-from cyclegan.translate import Translator, load_generator
+from cyclegan.evaluation import fid as evaluate
+from cyclegan.cli.main import main
+from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
+from cyclegan.inference.translator import Translator
+from cyclegan.inference.loading import load_generator
 from tiny_models import one_thread, tiny_export, write_image  # noqa: F401
 
 FEATURES_PY = """

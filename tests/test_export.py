@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cyclegan.cli import main
-from cyclegan.translate import load_generator
+from cyclegan.cli.main import main
+from cyclegan.inference.loading import load_generator
 from tiny_models import one_thread, original_pth, tiny_export  # noqa: F401
 
 

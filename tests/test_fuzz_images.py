@@ -82,7 +82,7 @@ FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "600")), deadli
 
 
 def _check_load_image(path: Path) -> None:
-    from cyclegan.images import UnreadableImageError, load_image
+    from cyclegan.data.images import UnreadableImageError, load_image
 
     for channels in (1, 3):
         try:
@@ -95,7 +95,8 @@ def _check_load_image(path: Path) -> None:
 
 
 def _check_upload(path: Path) -> None:
-    from cyclegan.app_logic import UserError, read_upload
+    from cyclegan.app.settings import UserError
+    from cyclegan.app.uploads import read_upload
 
     try:
         arr, _ = read_upload(path, 3, max_input_pixels=4_000_000, max_pixels=1_000_000)

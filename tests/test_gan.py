@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan import gan
+from cyclegan.models import gan
 
 
 def _sig(x):

@@ -9,11 +9,12 @@ import subprocess
 import pytest
 import torch
 
-from cyclegan.checkpoint import load_checkpoint
-from cyclegan.cyclegan import CycleGAN, CycleGANConfig
-from cyclegan.gan import Precision
-from cyclegan.train import train_cyclegan
-from cyclegan.translate import Translator, load_generator
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.models.gan import Precision
+from cyclegan.training.cyclegan import train_cyclegan
+from cyclegan.inference.translator import Translator
+from cyclegan.inference.loading import load_generator
 
 from test_distributed import TINY as TINY_FLAGS, env, torchrun_cmd
 from test_train import dataroot, tiny_configs  # noqa: F401  (fixture)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cyclegan.metrics import frechet_distance, kernel_distance
+from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
 
 
 def test_fid_of_identical_sets_is_zero():

@@ -17,17 +17,17 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan import gan
-from cyclegan.checkpoint import CheckpointError, export_generators, load_checkpoint
-from cyclegan.classifier import (ClassifierConfig, extract, load_classifier, quality_report, save_classifier,
-                                 train_classifier)
-from cyclegan.cli import main
-from cyclegan.data import DataError, EpochSampler
-from cyclegan.mnist import MnistGAN, MnistGANConfig, sample_noise
-from cyclegan.mnist_data import DataSource, MnistDataset, load_idx_dir, read_idx, write_idx
-from cyclegan.mnist_infer import (BUNDLED_CLASSIFIER, BUNDLED_GENERATOR, EXPORT_KIND, LatentSampler, slerp)
-from cyclegan.mnist_train import MnistTrainConfig, train_mnist
-from cyclegan.networks import build_latent_discriminator, build_latent_generator
+from cyclegan.models import gan
+from cyclegan.core.checkpoint import CheckpointError, export_generators, load_checkpoint
+from cyclegan.evaluation.classifier import ClassifierConfig, extract, load_classifier, quality_report, save_classifier, train_classifier
+from cyclegan.cli.main import main
+from cyclegan.data.images import DataError
+from cyclegan.data.unpaired import EpochSampler
+from cyclegan.models.mnist import MnistGAN, MnistGANConfig, sample_noise
+from cyclegan.data.mnist import DataSource, MnistDataset, load_idx_dir, read_idx, write_idx
+from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER, BUNDLED_GENERATOR, EXPORT_KIND, LatentSampler, slerp
+from cyclegan.training.mnist import MnistTrainConfig, train_mnist
+from cyclegan.models.networks import build_latent_discriminator, build_latent_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(ngf=4, ndf=4, z_dim=8)

@@ -10,19 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.networks import (
-    DISCRIMINATORS,
-    GENERATORS,
-    NLayerDiscriminator,
-    PixelDiscriminator,
-    ResnetBlock,
-    ResnetGenerator,
-    UnetGenerator,
-    build_discriminator,
-    build_generator,
-    get_norm_layer,
-    strip_running_stats,
-)
+from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NLayerDiscriminator, PixelDiscriminator, ResnetBlock, ResnetGenerator, UnetGenerator, build_discriminator, build_generator, get_norm_layer, strip_running_stats
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan import augment
-from cyclegan.checkpoint import load_checkpoint, load_export
-from cyclegan.cli import build_parser, train_configs
-from cyclegan.cyclegan import PAPER_MODEL, CycleGAN, CycleGANConfig
-from cyclegan.gan import ema_decay_at, r1_penalty
-from cyclegan.train import train_cyclegan
-from cyclegan.translate import load_generator
+from cyclegan.models import augment
+from cyclegan.core.checkpoint import load_checkpoint, load_export
+from cyclegan.cli.main import build_parser
+from cyclegan.cli.train import train_configs
+from cyclegan.models.cyclegan import PAPER_MODEL, CycleGAN, CycleGANConfig
+from cyclegan.models.gan import ema_decay_at
+from cyclegan.models.losses import r1_penalty
+from cyclegan.training.cyclegan import train_cyclegan
+from cyclegan.inference.loading import load_generator
 
 from test_train import dataroot, tiny_configs  # noqa: F401  (fixture)
 

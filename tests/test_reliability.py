@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cyclegan.checkpoint import CheckpointError, load_checkpoint
+from cyclegan.core.checkpoint import CheckpointError, load_checkpoint
 from test_train import ROOT, TINY_MODEL, make_domain
 from tiny_models import tiny_export, write_image
 
@@ -167,7 +167,7 @@ def small_tmpfs(tmp_path):
 def test_disk_full_during_save_keeps_the_previous_checkpoint(small_tmpfs):
     import torch
 
-    from cyclegan.checkpoint import save_numbered
+    from cyclegan.core.checkpoint import save_numbered
 
     folder = small_tmpfs / "checkpoints"
     save_numbered({"x": torch.zeros(60_000)}, folder, 1, keep=2)  # 240 kB
@@ -190,7 +190,7 @@ def test_a_failed_write_inside_torch_save_names_the_file(tmp_path, monkeypatch):
 
     import torch
 
-    from cyclegan.checkpoint import save_checkpoint
+    from cyclegan.core.checkpoint import save_checkpoint
 
     import cyclegan.checkpoint as ck
 
@@ -234,7 +234,7 @@ def _hostile_files(folder: Path, marker: Path) -> list[Path]:
 
     import torch
 
-    from cyclegan.checkpoint import CHECKPOINT_FORMAT
+    from cyclegan.core.checkpoint import CHECKPOINT_FORMAT
 
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / "evil" / "checkpoints" / "latest.pt", folder / "evil.pth", folder / "legacy.pth"]
@@ -252,7 +252,7 @@ def _hostile_files(folder: Path, marker: Path) -> list[Path]:
 
 
 def test_hostile_pickles_never_run_in_our_loaders(tmp_path):
-    from cyclegan.translate import load_generator
+    from cyclegan.inference.loading import load_generator
 
     marker = tmp_path / "PWNED"
     files = _hostile_files(tmp_path / "ckpts", marker)
@@ -267,7 +267,8 @@ def test_hostile_pickles_never_run_in_our_loaders(tmp_path):
 
 
 def test_hostile_pickles_never_run_in_the_app_or_the_command(tmp_path, monkeypatch, capsys):
-    from cyclegan.app_logic import AppBackend, AppSettings, UserError
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.settings import AppSettings, UserError
 
     marker = tmp_path / "PWNED"
     runs, ckpts = tmp_path / "runs", tmp_path / "checkpoints"
@@ -285,7 +286,7 @@ def test_hostile_pickles_never_run_in_the_app_or_the_command(tmp_path, monkeypat
         with pytest.raises(UserError):
             AppBackend(AppSettings(runs_dir=runs, checkpoints_dir=ckpts, bundled=False, device="cpu",
                                    output_dir=tmp_path / "out2", model=model)).translate(src, None)
-    from cyclegan.cli import main
+    from cyclegan.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     for model in ("runs/evil", "checkpoints/evil.pth", "checkpoints/legacy.pth"):

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_export,
-                                 save_checkpoint, save_numbered)
-from cyclegan.cyclegan import CycleGANConfig
-from cyclegan.train import TrainConfig, TrainingDiverged, train_cyclegan
+from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_export, save_checkpoint, save_numbered
+from cyclegan.models.cyclegan import CycleGANConfig
+from cyclegan.training.cyclegan import TrainConfig, train_cyclegan
+from cyclegan.training.loop import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--ngf", "4", "--ndf", "4"]
@@ -150,7 +150,7 @@ def test_existing_run_needs_resume(dataroot, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monkeypatch):
-    from cyclegan.cyclegan import CycleGAN
+    from cyclegan.models.cyclegan import CycleGAN
 
     model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, save_every=1)
     good = train_cyclegan(model, cfg)
@@ -176,7 +176,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monke
 def _poison_generator_loss(monkeypatch, calls: set[int] | None) -> list[int]:
     """Make G's loss (and so its gradients and weights) NaN on the given calls (1-based; None:
     from the third on). Returns the call counter."""
-    from cyclegan.cyclegan import CycleGAN
+    from cyclegan.models.cyclegan import CycleGAN
 
     original, count = CycleGAN.generator_loss, [0]
 
@@ -227,7 +227,7 @@ def test_nan_retries_used_up_or_nothing_to_roll_back_to_stop_the_run(dataroot, t
 
 
 def test_export_round_trip(dataroot, tmp_path):
-    from cyclegan.cyclegan import build_generators
+    from cyclegan.models.cyclegan import build_generators
 
     model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2)
     ckpt = train_cyclegan(model, cfg)
@@ -272,7 +272,7 @@ def test_python_m_cyclegan_help(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "export", "bench"])
 def test_help_for_every_subcommand(command, capsys):
-    from cyclegan.cli import main
+    from cyclegan.cli.main import main
 
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -361,8 +361,8 @@ def test_sigint_saves_then_exits(tmp_path):
 
 
 def test_bf16_channels_last_losses_and_gradients_follow_fp32(dataroot):
-    from cyclegan.cyclegan import CycleGAN
-    from cyclegan.gan import Precision
+    from cyclegan.models.cyclegan import CycleGAN
+    from cyclegan.models.gan import Precision
 
     def grads(precision: str, channels_last: bool):
         torch.manual_seed(0)

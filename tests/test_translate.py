@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.checkpoint import CheckpointError
-from cyclegan.cli import main
-from cyclegan.translate import GeneratorSpec, LoadedGenerator, Translator, infer_spec, load_generator
+from cyclegan.core.checkpoint import CheckpointError
+from cyclegan.cli.main import main
+from cyclegan.inference.loading import GeneratorSpec, LoadedGenerator, infer_spec, load_generator
+from cyclegan.inference.translator import Translator
 from tiny_models import (SIZE, cli, one_thread, original_pth, tiny_checkpoint, tiny_export,  # noqa: F401
                          tiny_generators, write_image)
 

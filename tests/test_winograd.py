@@ -15,11 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cyclegan import winograd
-from cyclegan.bench import add_bench_args, run_bench
-from cyclegan.networks import ResnetBlock
-from cyclegan.translate import GeneratorSpec, LoadedGenerator, Translator
-from cyclegan.winograd import WinogradConv2d, conv3x3, use_winograd
+from cyclegan.inference import winograd
+from cyclegan.cli.bench import add_bench_args
+from cyclegan.bench.runner import run_bench
+from cyclegan.models.networks import ResnetBlock
+from cyclegan.inference.loading import GeneratorSpec, LoadedGenerator
+from cyclegan.inference.translator import Translator
+from cyclegan.inference.winograd import WinogradConv2d, conv3x3, use_winograd
 from tiny_models import one_thread  # noqa: F401
 
 
@@ -162,7 +164,7 @@ def test_translator_uses_winograd_on_the_cpu_in_fp32_by_default():
 
 
 def test_translate_cli_flag():
-    from cyclegan.translate import add_runtime_args
+    from cyclegan.cli.translate import add_runtime_args
 
     p = argparse.ArgumentParser()
     add_runtime_args(p)

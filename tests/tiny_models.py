@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.checkpoint import export_generators, save_checkpoint
-from cyclegan.cyclegan import CycleGAN, CycleGANConfig, build_generators
-from cyclegan.gan import init_weights
-from cyclegan.networks import build_generator
+from cyclegan.core.checkpoint import export_generators, save_checkpoint
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig, build_generators
+from cyclegan.models.init import init_weights
+from cyclegan.models.networks import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4)

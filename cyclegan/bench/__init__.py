@@ -1,0 +1,1 @@
+"""``cyclegan bench``: timing training steps and translation across sizes, batches and switches."""

@@ -1,0 +1,284 @@
+"""``cyclegan bench``: speed, memory and FLOPs of the real training step and the real inference
+path on synthetic data, over a sweep of sizes, batch sizes, precisions, memory formats and
+torch.compile. A benchmark, not a test: run it, then record the figures with the command and the
+machine in docs/benchmarks.md.
+
+Every combination of the sweep flags is one row:
+
+* ``train``: iterations/s of ``CycleGAN.train_step`` (G_A, G_B, D_A, D_B forwards and
+  backwards, both Adam updates, image pools), on the model as built (fused Adam on CUDA);
+* ``translate``: images/s of :meth:`cyclegan.translate.Translator.forward` on a batch of a
+  generator built from the same config (host batch in, host result out, as ``cyclegan translate``
+  runs it; no tiling, so one forward pass per batch).
+
+Each row runs untimed warm-up iterations (with ``--compile on`` they include compilation), then
+``--repeats`` timed runs of ``--iters`` iterations; the median run is reported (min and max in the
+JSON). The first row of each (mode, size, batch) group is the baseline (fp32, eager, contiguous,
+direct convolutions) when the sweep has it, and every row of the group shows its speed-up over it. A row that fails
+(torch.compile without a compiler, out of memory, ...) reports its error; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+import torch
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.models.gan import Precision
+from cyclegan.models.init import init_weights
+from cyclegan.bench.measure import RowMemory, _count_flops, _release_memory, machine_info, peak_flops, time_runs
+from cyclegan.bench.table import _COLUMNS, _cells, _line, markdown_table
+
+MODES = ("train", "translate")
+SWITCH = ("off", "on")
+
+
+# --------------------------------------------------------------------------------------------
+# Peak FLOP/s
+# --------------------------------------------------------------------------------------------
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def _is_compile_error(e: BaseException) -> bool:
+    return any(t.__module__.startswith(("torch._dynamo", "torch._inductor")) for t in type(e).__mro__)
+
+
+def _describe(e: BaseException, limit: int = 300) -> str:
+    """One line: the type and the message (dynamo's span lines), cut at ``limit`` characters."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+class CompileFailed(Exception):
+    """torch.compile could not compile the row's networks."""
+
+
+def _train_config(args: argparse.Namespace) -> CycleGANConfig:
+    return CycleGANConfig(netG=args.netG, ngf=args.ngf, ndf=args.ndf)
+
+
+def _train_batch(batch_size: int, size: int, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {k: torch.rand(batch_size, 3, size, size, generator=g).mul(2).sub(1).to(device)
+            .contiguous(memory_format=memory_format) for k in ("A", "B")}
+
+
+def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
+                 compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
+    del winograd  # training always uses the direct convolutions (the sweep gives train rows "off" only)
+    torch.manual_seed(0)
+    cfg = _train_config(args)
+    model = CycleGAN(cfg).to(device)
+    info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does on CUDA
+    model.precision = Precision(device.type, precision)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=mf)
+    model.train()
+    if compile:
+        try:
+            for net in (*model.generators.values(), *model.discriminators.values()):
+                net.compile(backend=args.compile_backend, mode=args.compile_mode)
+        except Exception as e:
+            raise CompileFailed(_describe(e)) from e
+    batch = _train_batch(batch_size, size, device, mf)
+    return lambda: model.train_step(batch)
+
+
+def _generator(args: argparse.Namespace, size: int):
+    from cyclegan.inference.loading import GeneratorSpec, LoadedGenerator
+
+    torch.manual_seed(0)
+    spec = GeneratorSpec(args.netG, args.ngf)
+    net = init_weights(spec.build(), "normal", 0.02)
+    net.eval().requires_grad_(False)
+    return LoadedGenerator(net, spec, "AtoB", size, Path("<bench>"), "bench")
+
+
+def _translate_batch(batch_size: int, size: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(batch_size, 3, size, size, generator=g).mul(2).sub(1)  # as Translator.prepare gives
+
+
+def _setup_translate(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
+                     compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
+    from cyclegan.inference.translator import Translator
+
+    translator = Translator(_generator(args, size), device=device, precision=precision, full_res=True, size=size,
+                            tile=0, channels_last=channels_last, compile=compile,
+                            compile_backend=args.compile_backend, compile_mode=args.compile_mode, winograd=winograd)
+    if winograd and not translator.winograd:
+        raise ValueError("Winograd does not apply here (CPU fp32 inference, layers with >= 128 input channels)")
+    if compile and translator.compile_error:
+        raise CompileFailed(translator.compile_error)
+    x = _translate_batch(batch_size, size)
+    info["translator"] = translator
+
+    def step() -> object:
+        out = translator.forward(x)
+        if compile and translator.compile_error:  # Translator fell back to eager: not a compiled figure
+            raise CompileFailed(translator.compile_error)
+        return out
+
+    return step
+
+
+def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
+    """FLOPs of one iteration of ``mode`` (fp32, eager, contiguous) by FlopCounterMode."""
+    if mode == "train":
+        torch.manual_seed(0)
+        model = CycleGAN(_train_config(args)).to(device)
+        batch = _train_batch(batch_size, size, device)
+        return _count_flops(lambda: model.train_step(batch))
+    net = _generator(args, size).net.to(device)
+    x = _translate_batch(batch_size, size).to(device)
+    with torch.inference_mode():
+        return _count_flops(lambda: net(x))
+
+
+def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, precision: str,
+              channels_last: bool, compile: bool, device: torch.device, winograd: bool = False) -> dict:
+    """One row: set up, warm up, time, measure memory. Errors are returned in the row."""
+    row: dict[str, Any] = {"mode": mode, "size": size, "batch_size": batch_size, "precision": precision,
+                           "channels_last": channels_last, "compile": compile, "winograd": winograd,
+                           "compile_backend": args.compile_backend if compile else None,
+                           "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode == "train" else None,
+                           "device": str(device), "error": None}
+    warmup = max(args.warmup, 2) if compile else args.warmup
+    mem = RowMemory(device)
+    info: dict[str, Any] = {}
+    if compile:
+        import torch._dynamo
+
+        torch._dynamo.reset()  # fresh caches: no recompilation limits carried over from earlier rows
+    mem.start()
+    try:
+        setup = _setup_train if mode == "train" else _setup_translate
+        step = setup(args, size, batch_size, precision, channels_last, compile, device, info, winograd)
+        warm, times = time_runs(step, device, warmup, args.iters, args.repeats, on_timed=mem.timed)
+    except CompileFailed as e:
+        row["error"] = f"torch.compile failed: {e}"
+    except Exception as e:
+        row["error"] = f"torch.compile failed: {_describe(e)}" if compile and _is_compile_error(e) else _describe(e)
+    finally:
+        memory = mem.stop()
+        info.pop("translator", None)
+        step = None
+        _release_memory(device)
+    if "fused_adam" in info:
+        row["fused_adam"] = info["fused_adam"]
+    if row["error"] is None:
+        sec = statistics.median(times)
+        row.update({"warmup_iters": warmup, "warmup_sec": warm, "sec_per_iter": sec,
+                    "sec_per_iter_min": min(times), "sec_per_iter_max": max(times), "sec_per_iter_runs": times,
+                    "iters_per_sec": 1 / sec, "iters_per_sec_min": 1 / max(times),
+                    "iters_per_sec_max": 1 / min(times), "images_per_sec": batch_size / sec,
+                    **memory})
+    return row
+
+
+def _ordered(values: list, first: Any) -> list:
+    """``values`` without repeats, ``first`` (the baseline's value) first when present."""
+    out = list(dict.fromkeys(values))
+    return sorted(out, key=lambda v: v != first)
+
+
+def _write_json(path: str, doc: dict) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    before = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes per row: let cuDNN pick its fastest kernels
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from cyclegan.core.devices import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    modes = list(dict.fromkeys(args.mode))
+    sizes, batches = list(dict.fromkeys(args.size)), list(dict.fromkeys(args.batch_size))
+    precisions = _ordered(args.precision, "fp32")
+    layouts = [v == "on" for v in _ordered(args.channels_last, "off")]
+    compiles = [v == "on" for v in _ordered(args.compile, "off")]
+    winograds = [v == "on" for v in _ordered(args.winograd, "off")]
+    rows: list[dict] = []
+    with _cudnn_benchmark(device):
+        machine = machine_info(device)
+        doc: dict[str, Any] = {
+            "argv": sys.argv,
+            "machine": machine,
+            "settings": {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)},
+            "memory_measured": RowMemory(device).kind,
+            "translate_path": "Translator.forward on a host (CPU) batch, result back on the host; tile 0 (one pass)",
+            "baseline": "first row of each (mode, size, batch_size) group: fp32, eager, contiguous, direct "
+                        "convolutions, when swept",
+            "rows": rows,
+        }
+        print(f"cyclegan bench: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf}) on "
+              f"{machine['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"warm-up {args.warmup}, {args.repeats} x {args.iters} timed iterations, median", file=sys.stderr)
+        print(_line([name for name, _ in _COLUMNS]), flush=True)
+        for mode in modes:
+            for size in sizes:
+                for batch_size in batches:
+                    flops: int | None = None
+                    try:
+                        flops = count_flops(mode, args, size, batch_size, device)
+                    except Exception as e:
+                        print(f"({mode} {size} px batch {batch_size}: FLOPs not counted: {_describe(e)})",
+                              file=sys.stderr)
+                    _release_memory(device)
+                    base: dict | None = None
+                    for precision in precisions:
+                        for channels_last in layouts:
+                            for compile, winograd in [(c, w) for c in compiles
+                                                      for w in (winograds if mode == "translate" else [False])]:
+                                row = bench_row(mode, args, size, batch_size, precision, channels_last, compile,
+                                                device, winograd)
+                                is_base = precision == "fp32" and not channels_last and not compile and not winograd
+                                row["baseline"] = is_base
+                                if is_base and row["error"] is None:
+                                    base = row
+                                if row["error"] is None:
+                                    row["speedup_vs_baseline"] = (base["sec_per_iter"] / row["sec_per_iter"]
+                                                                  if base is not None else None)
+                                    row["flops_per_iter"] = flops
+                                    row["achieved_flops_per_sec"] = flops / row["sec_per_iter"] if flops else None
+                                    peak, source = peak_flops(device, precision, args.peak_tflops)
+                                    row["peak_flops_per_sec"], row["peak_flops_source"] = peak, source
+                                    row["fraction_of_peak"] = (row["achieved_flops_per_sec"] / peak
+                                                               if peak and flops else None)
+                                rows.append(row)
+                                print(_line(_cells(row)), flush=True)
+                                if args.json:
+                                    _write_json(args.json, doc)
+    failed = sum(1 for r in rows if r["error"])
+    if args.markdown:
+        print()
+        print(markdown_table(rows), flush=True)
+    if args.json:
+        print(f"wrote {args.json}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(rows)} rows failed (see their error)", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,66 @@
+"""``cyclegan download``: argparse only; the work is in cyclegan.inference.download."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from cyclegan.data.images import DataError
+from cyclegan.inference.download import BASE_URL, BASE_URL_ENV, CITYSCAPES_STEPS, DATASETS, download_dataset, download_weights, prepare_cityscapes
+
+__all__ = ['add_download_commands']
+
+
+
+# --------------------------------------------------------------------------------------------
+# The `cyclegan download` command
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from cyclegan.inference.loading import PUBLISHED_GENERATORS
+
+    if args.kind == "list":
+        print("data sets (cyclegan download dataset NAME):")
+        for name, text in DATASETS.items():
+            print(f"  {name:24s} {text}")
+        print("published generators (cyclegan download weights NAME):")
+        for name, reverse in PUBLISHED_GENERATORS.items():
+            print(f"  {name:24s} {'reverse: ' + reverse if reverse else ''}")
+        return 0
+    if not args.name:
+        raise DataError(f"cyclegan download {args.kind} needs a NAME; `cyclegan download list` shows them")
+    if args.kind == "dataset":
+        if args.name == "cityscapes" and (args.gtfine or args.leftimg8bit):
+            if not (args.gtfine and args.leftimg8bit):
+                raise DataError("cityscapes needs both --gtfine and --leftimg8bit")
+            out = prepare_cityscapes(args.gtfine, args.leftimg8bit, Path(args.root or "datasets") / "cityscapes")
+        else:
+            out = download_dataset(args.name, args.root or "datasets", base=args.base_url, force=args.force,
+                                   keep_zip=args.keep_zip, sha256=args.sha256, progress=not args.no_progress)
+        print(out)
+        return 0
+    out = download_weights(args.name, args.root or "checkpoints", base=args.base_url, force=args.force,
+                           sha256=args.sha256, progress=not args.no_progress)
+    print(out)
+    return 0
+
+
+def add_download_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``cyclegan download {dataset,weights,list}``."""
+    p = sub.add_parser(
+        "download", help="download a standard CycleGAN data set or a published generator",
+        description="Download from the original release's server (resumable; the size, and a SHA-256 if given, "
+                    f"is checked). --base-url or ${BASE_URL_ENV} points at a mirror.",
+        epilog=CITYSCAPES_STEPS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=("dataset", "weights", "list"),
+                   help="dataset: into ROOT/NAME; weights: into ROOT/NAME_pretrained/latest_net_G.pth; list: names")
+    p.add_argument("name", nargs="?", help="e.g. horse2zebra (see `cyclegan download list`)")
+    p.add_argument("--root", help="folder to download into [datasets for data sets, checkpoints for weights]")
+    p.add_argument("--base-url", help=f"server to download from [${BASE_URL_ENV} or {BASE_URL}]")
+    p.add_argument("--sha256", help="expected SHA-256 of the downloaded file (checked when given)")
+    p.add_argument("--force", action="store_true", help="download again even if the target exists")
+    p.add_argument("--keep-zip", action="store_true", help="keep the data set's zip file after extracting it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--gtfine", help="cityscapes: the unzipped gtFine folder of the official download")
+    p.add_argument("--leftimg8bit", help="cityscapes: the unzipped leftImg8bit folder of the official download")
+    p.set_defaults(func=_cmd_download)

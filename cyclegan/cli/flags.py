@@ -1,0 +1,74 @@
+"""Flag tables shared by the ``cyclegan train`` and ``cyclegan mnist train`` commands: each row maps
+a flag onto a config dataclass field, whose default is the flag's default."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, fields
+from cyclegan.cli.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
+from cyclegan.models.gan import COMPILE_MODES, LR_POLICIES, PRECISIONS
+from cyclegan.models.init import INIT_TYPES
+from cyclegan.models.losses import LOSSES
+
+
+
+
+def _defaults(dc) -> dict:
+    return {f.name: f.default for f in fields(dc) if f.default is not MISSING}
+
+
+# (flag, dataclass field, argparse kwargs). Defaults are None so we know what the user gave.
+#: the training loop's flags (LoopConfig), shared by `train` and `mnist train`
+LOOP_FLAGS = [
+    ("--name", "name", dict(help="run name; the run lives in RUNS_DIR/NAME")),
+    ("--runs-dir", "runs_dir", dict(help="where runs are kept")),
+    ("--batch-size", "batch_size", dict(type=positive_int, help="images per step per process; under torchrun "
+                                                                 "the global batch is this x world size")),
+    ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
+    ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
+    ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast (fp16 with grad scaling)")),
+    ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
+    ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
+    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
+    ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
+    ("--preview-every", "preview_every", dict(type=nonneg_int, help="iterations between preview grids (0: off)")),
+    ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),
+    ("--compile-mode", "compile_mode", dict(choices=COMPILE_MODES, help="with --compile: inductor mode; "
+                                             "reduce-overhead replays CUDA graphs (fewer launches at batch 1)")),
+    ("--preview-count", "preview_count", dict(type=positive_int, help="image pairs in each preview grid")),
+    ("--nan-retries", "nan_retries", dict(type=nonneg_int, help="on a NaN/inf loss, roll back to the last "
+                                                                 "checkpoint and go on this many times (0: stop)")),
+    ("--nan-lr-factor", "nan_lr_factor", dict(type=shrink_factor, help="learning rates x this at each roll-back")),
+]
+LOOP_SWITCHES = [
+    ("--channels-last", "channels_last", True, "channels_last memory format"),
+    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
+    ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size "
+                                     "(linear scaling rule; see docs/distributed.md)"),
+]
+
+
+#: the shared GAN base's flags (gan.py: init, loss, optimizers, schedules), for both models
+GAN_FLAGS = [
+    ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
+    ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
+    ("--gan-mode", "gan_mode", dict(choices=tuple(LOSSES), help="adversarial loss")),
+    ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
+    ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
+    ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
+    ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
+    ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
+    ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule (per epoch)")),
+    ("--n-epochs", "n_epochs", dict(type=nonneg_int, help="epochs at the initial learning rate")),
+    ("--n-epochs-decay", "n_epochs_decay", dict(type=nonneg_int, help="epochs of linear decay to zero")),
+    ("--lr-decay-iters", "lr_decay_iters", dict(type=positive_int, help="step policy: epochs per x0.1")),
+]
+
+
+def with_help(table: list, **helps: str) -> list:
+    """A flag table with some help texts replaced (field=text)."""
+    return [(flag, field, {**kw, "help": helps.get(field, kw["help"])}) for flag, field, kw in table]
+
+
+def _given(args: argparse.Namespace, prefix: str) -> dict:
+    return {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(prefix + ".") and v is not None}

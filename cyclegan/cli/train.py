@@ -1,0 +1,126 @@
+"""``cyclegan train``, ``cyclegan export`` and ``cyclegan bench``: argparse only."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from cyclegan.cli.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
+from cyclegan.models.cyclegan import PRESETS, CycleGANConfig, resolve_preset
+from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
+from cyclegan.data.augment_config import PREPROCESS_MODES
+from cyclegan.training.cyclegan import TrainConfig
+from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given
+
+
+_TRAIN_FLAGS = [
+    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout)")),
+    ("--domain-a", "domain_a", dict(help="folder of domain A images (instead of DATAROOT/trainA)")),
+    ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
+    ("--size", "size", dict(type=image_size, help="crop size the networks train on (multiple of 4); "
+                                              "<= 128 picks resnet_6blocks unless --netG is given")),
+    ("--load-size", "load_size", dict(type=positive_int, help="resize before cropping (default size*286/256)")),
+    ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
+    *LOOP_FLAGS,
+]
+_TRAIN_SWITCHES = [
+    ("--no-flip", "flip", False, "no random horizontal flips"),
+    ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
+    *LOOP_SWITCHES,
+]
+_MODEL_FLAGS = [
+    ("--channels", "input_nc", dict(type=int, choices=(1, 3), help="1 for grayscale, 3 for RGB (both domains)")),
+    ("--netG", "netG", dict(choices=tuple(GENERATORS), help="generator architecture")),
+    ("--netD", "netD", dict(choices=tuple(DISCRIMINATORS), help="discriminator: basic = 70x70 PatchGAN")),
+    ("--n-layers-D", "n_layers_D", dict(type=positive_int, help="layers of the n_layers discriminator")),
+    ("--ngf", "ngf", dict(type=positive_int, help="generator filters in the first conv")),
+    ("--ndf", "ndf", dict(type=positive_int, help="discriminator filters in the first conv")),
+    ("--norm", "norm", dict(choices=NORM_LAYERS, help="normalisation layers")),
+    ("--lambda-A", "lambda_A", dict(type=nonneg_float, help="cycle loss weight A->B->A")),
+    ("--lambda-B", "lambda_B", dict(type=nonneg_float, help="cycle loss weight B->A->B")),
+    ("--lambda-identity", "lambda_identity", dict(type=nonneg_float, help="identity loss weight (x lambda); 0 disables")),
+    ("--pool-size", "pool_size", dict(type=nonneg_int, help="image history pool size; 0 disables")),
+    *GAN_FLAGS,
+    ("--lr-d", "lr_d", dict(type=nonneg_float, help="discriminator learning rate (two time-scale rule); "
+                                                   "None: --lr")),
+    ("--ema", "ema_decay", dict(type=ema_decay, help="decay of the generators' weight average used for "
+                                                     "inference and export, e.g. 0.999; 0 = off")),
+    ("--diffaug", "diffaug", dict(help='DiffAugment of every discriminator input: comma-separated subset '
+                                       'of color,translation,cutout; "" = off')),
+    ("--r1-gamma", "r1_gamma", dict(type=nonneg_float, help="R1 penalty weight on real images; 0 = off")),
+]
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a CycleGAN on two unpaired image folders",
+                       description="Train a CycleGAN on unpaired folders. Defaults are the paper's (ResNet-9 at "
+                                   "256 px, 70x70 PatchGAN, batch 1, Adam 2e-4, 100 + 100 epochs, cycle 10, "
+                                   "identity 0.5, pool 50) with two changes that measured better "
+                                   "(docs/quality.md): the hinge loss instead of LSGAN and an EMA of the "
+                                   "generators for inference. --preset paper is the original recipe exactly.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tdef, mdef = _defaults(TrainConfig), _defaults(CycleGANConfig)
+    data = p.add_argument_group("data and run")
+    for flag, field, kw in _TRAIN_FLAGS:
+        data.add_argument(flag, dest=f"train.{field}", default=None, **{**kw, "help": f"{kw['help']} [{tdef[field]}]"})
+    for flag, field, value, text in _TRAIN_SWITCHES:
+        data.add_argument(flag, dest=f"train.{field}", action="store_const", const=value, default=None, help=text)
+    data.add_argument("--resume", action="store_true",
+                      help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
+                           "except max-iters, save/log/preview intervals, device and workers)")
+    model = p.add_argument_group("model and objective")
+    for flag, field, kw in _MODEL_FLAGS:
+        model.add_argument(flag, dest=f"model.{field}", default=None,
+                           **{**kw, "help": f"{kw['help']} [{mdef[field]}]"})
+    model.add_argument("--dropout", dest="model.dropout", action="store_const", const=True, default=None,
+                       help="dropout 0.5 in the generators")
+    model.add_argument("--spectral-norm", dest="model.spectral_norm", action=argparse.BooleanOptionalAction,
+                       default=None, help=f"spectral normalisation in the discriminators [{mdef['spectral_norm']}]")
+    model.add_argument("--preset", choices=tuple(PRESETS),
+                       help="start from a named recipe (paper: the original release's, exactly; see "
+                            "docs/quality.md); flags given explicitly still win [our defaults]")
+    p.set_defaults(func=_cmd_train)
+
+
+def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig, TrainConfig]:
+    """The configs a ``train`` command line resolves to: preset, then the flags given."""
+    m, t = resolve_preset(args.preset, _given(args, "model"), _given(args, "train"))
+    if "input_nc" in m:
+        m["output_nc"] = m["input_nc"]
+    if "netG" not in _given(args, "model") and (t.get("size") or 256) <= 128:
+        m["netG"] = "resnet_6blocks"  # the paper's choice for 128x128 images
+    return CycleGANConfig(**m), TrainConfig(**t)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cyclegan.training.cyclegan import train_cyclegan
+
+    model_cfg, train_cfg = train_configs(args)
+    train_cyclegan(model_cfg, train_cfg, resume=args.resume, runtime_overrides=_given(args, "train"))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format != "safetensors":  # onnx / torchscript: any generator source, see cyclegan.export
+        from cyclegan.cli.export import run_export
+
+        return run_export(args)
+    from cyclegan.core.checkpoint import load_checkpoint
+    from cyclegan.models.cyclegan import CycleGAN
+    from cyclegan.training.cyclegan import export_cyclegan
+
+    run = Path(args.run)
+    ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
+    state = load_checkpoint(ckpt)
+    model = CycleGAN(CycleGANConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    train_cfg = TrainConfig.from_dict(state["train_config"])
+    out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"
+    export_cyclegan(model, train_cfg, out)
+    print(out)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from cyclegan.bench.runner import run_bench
+
+    return run_bench(args)

@@ -1,0 +1,126 @@
+"""``cyclegan translate``: argparse only; the work is in cyclegan.inference."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+from pathlib import Path
+from typing import Any
+import torch.nn.functional as F
+from cyclegan.cli.argtypes import nonneg_int as _nonneg
+from cyclegan.cli.argtypes import positive_int as _positive
+from cyclegan.models import networks
+from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_jobs
+from cyclegan.inference.html_index import write_index_html
+from cyclegan.inference.loading import DIRECTIONS, load_generator
+from cyclegan.inference.translator import PRECISION_CHOICES, Translator
+
+__all__ = ['add_translate_commands']
+
+
+
+# --------------------------------------------------------------------------------------------
+# The `cyclegan translate` command
+# --------------------------------------------------------------------------------------------
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {text}")
+    return value
+
+
+def add_architecture_args(p: argparse.ArgumentParser) -> None:
+    """Flags for .pth weights, which carry no config (ignored for our own files)."""
+    g = p.add_argument_group("architecture of .pth weights (our checkpoints and exports carry theirs)")
+    g.add_argument("--netG", choices=tuple(networks.GENERATORS),
+                   help="generator architecture [published models: resnet_9blocks; otherwise read off the weights]")
+    g.add_argument("--ngf", type=_positive, help="filters in the first conv [64]")
+    g.add_argument("--norm", choices=networks.NORM_LAYERS, help="normalisation layers [instance]")
+    g.add_argument("--channels", type=int, choices=(1, 3), help="1 for grayscale, 3 for RGB [3]")
+    g.add_argument("--dropout", action="store_const", const=True, default=None,
+                   help="the generator was built with dropout (changes parameter names)")
+
+
+def architecture_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("netG", "ngf", "norm", "channels", "dropout")
+            if getattr(args, k, None) is not None}
+
+
+def add_model_args(p: argparse.ArgumentParser, direction_help: str) -> None:
+    p.add_argument("--model", "-m", required=True,
+                   help="run folder (runs/NAME), checkpoint .pt, generators.safetensors, original-release "
+                        ".pth, or a name looked up in --runs-dir and --checkpoints-dir")
+    p.add_argument("--direction", choices=DIRECTIONS, default=None, help=direction_help)
+    p.add_argument("--runs-dir", default="runs", help="where bare --model names are looked up [runs]")
+    p.add_argument("--checkpoints-dir", default="checkpoints",
+                   help="where downloaded published weights live: DIR/NAME_pretrained/latest_net_G.pth [checkpoints]")
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("how to run the generator")
+    g.add_argument("--full-res", action="store_true",
+                   help="translate at the input's own size (padded to the generator's multiple and cropped "
+                        "back) instead of resizing to the training size")
+    g.add_argument("--size", type=_positive,
+                   help="resize inputs to SIZE x SIZE [the size the model was trained at; 256 for .pth]")
+    g.add_argument("--tile", type=_nonneg, default=1024,
+                   help="memory cap: at most TILE x TILE pixels per forward pass; larger images run in "
+                        "overlapping tiles with whole-image normalisation statistics (0: no cap) [1024]")
+    g.add_argument("--tile-overlap", type=_nonneg, default=64,
+                   help="context each tile sees beyond its share of the image, in pixels [64]")
+    g.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass [4]")
+    g.add_argument("--workers", type=_nonneg, default=min(4, os.cpu_count() or 1),
+                   help="threads decoding images while the network runs [min(4, cores)]")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [auto]")
+    g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="autocast dtype; auto = bf16 (or fp16) on CUDA, fp32 elsewhere [auto]")
+    g.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
+                   help="Winograd F(4x4,3x3) for the residual blocks' convolutions: 1.2-1.5x faster on a CPU "
+                        "in fp32, results equal to ~1e-6 [on for CPU fp32, off elsewhere]")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    generator = load_generator(args.model, args.direction, arch=architecture_overrides(args),
+                               runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
+    translator = Translator(generator, device=args.device, precision=args.precision, full_res=args.full_res,
+                            size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd)
+    jobs = plan_jobs(args.input, args.output, args.format)
+    mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
+    print(f"{generator.describe()}\non {translator.device}, {mode}: {len(jobs)} image(s) -> {args.output}",
+          file=sys.stderr)
+    summary = translate_jobs(translator, jobs, batch_size=args.batch_size, workers=args.workers, fmt=args.format,
+                             quality=args.quality, side_by_side=args.side_by_side, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+    if Path(args.input).is_dir() and not args.no_html:
+        page = write_index_html(Path(args.output) / "index.html", jobs, f"{generator.name} ({generator.direction or 'translation'})",
+                                generator.describe())
+        print(f"index: {page}", file=sys.stderr)
+    print(summary.describe(), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def add_translate_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``cyclegan translate``."""
+    p = sub.add_parser(
+        "translate", help="translate an image or a folder of images with a trained or published generator",
+        description="Translate one image or a folder (recursively; the folder structure is mirrored in the "
+                    "output). Existing outputs are skipped unless --overwrite, so a killed run resumes; "
+                    "unreadable inputs are reported and skipped, and make the exit status 1.")
+    add_model_args(p, "AtoB uses G_A, BtoA uses G_B [AtoB]; a published .pth is one direction already")
+    p.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
+    p.add_argument("--output", "-o", required=True,
+                   help="output folder (or, for one input file, a file name with an image suffix)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--format", choices=OUTPUT_FORMATS, help="output image format [png, or the --output suffix]")
+    out.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality [95]")
+    out.add_argument("--side-by-side", action="store_true", help="write input and output next to each other")
+    out.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    out.add_argument("--no-html", action="store_true", help="no index.html page in the output folder")
+    add_runtime_args(p)
+    add_architecture_args(p)
+    p.set_defaults(func=_cmd_translate)

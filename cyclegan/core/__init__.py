@@ -1,0 +1,1 @@
+"""The bottom layer: device choice and the checkpoint / export file formats, used by every layer above."""

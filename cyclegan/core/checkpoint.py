@@ -1,0 +1,206 @@
+"""Checkpoints: atomic writes, safe loading, and generator-only exports.
+
+Every file is written to a temporary name in the same folder, flushed and fsynced, then renamed
+over the target, so a crash or a full disk during a save leaves the previous file intact.
+Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` or safetensors.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cyclegan import __version__
+
+CHECKPOINT_FORMAT = "cyclegan-checkpoint"
+EXPORT_FORMAT = "cyclegan-generators"
+_NUMBERED = re.compile(r"^iter_(\d+)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint or export that cannot be read or written; the message names the file."""
+
+
+def code_version() -> str:
+    """Package version plus the git commit when running from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _WriteErrors:
+    """File proxy that remembers the OSError a ``write`` raised. torch.save turns a failed write
+    (a full disk) into a RuntimeError about zip positions; this keeps the real cause."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
+    ``path``. On any error the temporary file is removed and ``path`` is untouched; a failed
+    write to the disk (full, read-only, ...) is a CheckpointError naming ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    proxy: _WriteErrors | None = None
+    try:
+        with os.fdopen(fd, mode) as f:
+            proxy = _WriteErrors(f)
+            write(proxy)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        cause = e if isinstance(e, OSError) else (proxy.error if proxy is not None else None)
+        if cause is not None:
+            if cause.errno == errno.ENOSPC:
+                reason = "no space left on device"
+            else:
+                reason = cause.strerror or str(cause)
+            raise CheckpointError(f"could not write {path}: {reason}; the previous file, "
+                                  "if any, is intact") from e
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Atomically write a training checkpoint (a dict of tensors, numbers, strings, lists)."""
+    state = {"format": CHECKPOINT_FORMAT, "code_version": code_version(), **state}
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, ...: say which file and why
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a cyclegan training checkpoint")
+    return state
+
+
+def save_numbered(state: dict, folder: str | os.PathLike, iteration: int, keep: int) -> Path:
+    """Write ``latest.pt`` and ``iter_<iteration>.pt`` in ``folder``; keep the newest ``keep``
+    numbered files (0 keeps only latest.pt). The numbered file is a hard link to latest when the
+    file system allows, so the data is written once."""
+    folder = Path(folder)
+    latest = save_checkpoint(state, folder / "latest.pt")
+    if keep > 0:
+        numbered = folder / f"iter_{iteration:08d}.pt"
+        tmp = folder / f".{numbered.name}.link"
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(latest, tmp)
+            os.replace(tmp, numbered)
+        except OSError:
+            save_checkpoint(state, numbered)
+        _fsync_dir(folder)
+    # A SIGKILL during an earlier save leaves its temp file behind: this folder has one writer (the
+    # training process), so whatever is left now is stale and only fills the disk.
+    for p in folder.iterdir():
+        name = p.name
+        if (name.startswith(".latest.pt.") and name.endswith(".tmp")) or (
+                name.startswith(".iter_") and (name.endswith(".tmp") or name.endswith(".link"))):
+            p.unlink(missing_ok=True)
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED.match(p.name)))
+    for _, old in found[: max(0, len(found) - keep)]:
+        old.unlink(missing_ok=True)
+    return latest
+
+
+# --------------------------------------------------------------------------------------------
+# Generator-only exports (safetensors, config inside)
+# --------------------------------------------------------------------------------------------
+
+
+def export_generators(generators: dict[str, torch.nn.Module], config: dict, path: str | os.PathLike,
+                      meta: dict | None = None) -> Path:
+    """Write the generators' weights to one safetensors file with the model config in its
+    metadata, e.g. keys ``G_A.model.1.weight``. Loading it needs no flags and runs no code."""
+    from safetensors.torch import save
+
+    tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+               for name, net in generators.items() for k, v in net.state_dict().items()}
+    metadata = {"format": EXPORT_FORMAT, "config": json.dumps(config), "code_version": code_version()}
+    metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
+    blob = save(tensors, metadata=metadata)
+    return atomic_write(path, lambda f: f.write(blob))
+
+
+def read_safetensors(path: str | os.PathLike, expected_format: str, missing: str,
+                     wrong_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose metadata ``format`` is ``expected_format``;
+    otherwise CheckpointError with the message ``missing`` (no such file), ``wrong_format`` (a
+    foreign file) or one naming the file and the decoding error."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(missing)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"cannot read {path} as safetensors: {e}") from e
+    if metadata.get("format") != expected_format:
+        raise CheckpointError(wrong_format)
+    return tensors, metadata
+
+
+def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
+    """Read an export: ({generator name: state_dict}, model config, other metadata)."""
+    path = Path(path)
+    tensors, metadata = read_safetensors(path, EXPORT_FORMAT, f"export not found: {path}",
+                                         f"{path} is a safetensors file but not a cyclegan generator export")
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        name, _, param = key.partition(".")
+        states.setdefault(name, {})[param] = value
+    extra = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}
+    return states, json.loads(metadata["config"]), extra

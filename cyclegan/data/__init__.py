@@ -1,0 +1,2 @@
+"""Data on disk -> tensors: image decoding, unpaired image folders, MNIST/IDX files, and the
+albumentations pipelines (cyclegan.data.transforms, imported only by training)."""

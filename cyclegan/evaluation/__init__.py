@@ -1,0 +1,1 @@
+"""Measuring results: FID/KID, the domain classifier, cycle error."""

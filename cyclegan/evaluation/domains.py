@@ -1,0 +1,564 @@
+"""Judging a CycleGAN with an offline domain classifier: ``cyclegan eval domains``.
+
+A small CNN (:class:`cyclegan.classifier.SmallClassifier`, the one the MNIST evaluation uses) is
+trained to tell DATAROOT/trainA (class 0) from DATAROOT/trainB (class 1) at a fixed resolution
+(``--classifier-size``, 32 px by default). For each direction (AtoB: testA through G_A, judged
+against the real testB; BtoA: testB through G_B against the real testA) we report:
+
+* **hit rate**: the share of translations the classifier assigns to the target domain;
+* **FID** and **KID** (:mod:`cyclegan.metrics`) on the classifier's penultimate features, against
+  the real target test images;
+* **cycle L1**: mean |G_back(G_fwd(x)) - x| on [-1, 1] images at the generator's size.
+
+Two reference rows per direction frame those numbers:
+
+* **untranslated**: the input test images themselves, judged as if they were translations (the
+  floor a translation must beat: its hit rate is the classifier's error rate on the source domain);
+* **real target**: the hit rate of the real target test images (the classifier's accuracy on that
+  domain: the ceiling), and FID/KID of as many real target images from the *training* split as the
+  test set has (never in the test set) against the test set: what a perfect translation, a fresh
+  sample of the target domain, would reach. Without a train folder (possible only with
+  ``--classifier``) the test set's even and odd images are compared instead, at half the count.
+
+Translations run at the generator's own size (``LoadedGenerator.size`` or ``--size``), are
+quantised to uint8 as a saved file would be, then resized (bicubic) to the classifier's size like
+the real images.
+
+The classifier is cached beside the data, DATAROOT/.cyclegan/domain_classifier_c{C}_s{S}_seed{N}.safetensors
+(``_n{M}`` with ``--max-train M``), with a fingerprint of the training files (count and a hash of the
+sorted names and sizes) inside: a changed data set retrains. A read-only DATAROOT caches it under
+``$XDG_CACHE_HOME/cyclegan`` (``~/.cache/cyclegan``) instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from cyclegan.core.checkpoint import CheckpointError, atomic_write
+from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, extract, load_classifier, save_classifier, train_classifier
+from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
+from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
+
+__all__ = ["DIRECTIONS", "DomainJudge", "cache_paths", "detect_channels", "domain_classifier", "evaluate_domains",
+           "format_table", "train_domain_classifier"]
+
+log = logging.getLogger("cyclegan.domains")
+
+DOMAINS = ("A", "B")
+CLASSES = ["A", "B"]
+#: direction -> (source domain, target domain, the generator back)
+DIRECTIONS = {"AtoB": ("A", "B", "BtoA"), "BtoA": ("B", "A", "AtoB")}
+ROWS = ("translated", "untranslated", "real_target")
+LAYOUT_HINT = ("`cyclegan eval domains` needs DATAROOT/trainA, trainB, testA and testB (the layout of "
+               "`cyclegan download dataset`)")
+
+
+# -- image folders -----------------------------------------------------------------------------
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 HxWxC -> size x size (bicubic, as training and inference resize)."""
+    if image.shape[:2] == (size, size):
+        return image
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    out = np.asarray(pil.resize((size, size), Image.BICUBIC))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def _convert(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxWxC -> ``channels`` channels (grayscale repeated, or RGB -> L as Pillow converts)."""
+    if image.shape[2] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    return np.asarray(Image.fromarray(image).convert("L"))[:, :, None]
+
+
+def _stack(images: list[np.ndarray]) -> Tensor:
+    """[uint8 HxWxC] of one size -> uint8 (N, C, H, W)."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def _spaced(items: list, k: int | None) -> list:
+    """``k`` items spread evenly over ``items`` (all of them when k is None or large enough)."""
+    if k is None or k >= len(items):
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
+
+
+def read_images(paths: list[Path], channels: int, size: int | None = None, workers: int = 4
+                ) -> tuple[list[np.ndarray], list[Path], list[tuple[Path, str]]]:
+    """Decode ``paths`` (``channels`` channels, resized to ``size`` when given); unreadable files
+    are skipped with a warning. Returns (images, their paths, [(unreadable file, reason)])."""
+    def one(path: Path) -> np.ndarray | str:
+        try:
+            image = load_image(path, channels)
+        except UnreadableImageError as e:
+            return e.reason
+        return _resize(image, size) if size else image
+
+    images, kept, failed = [], [], []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for path, result in zip(paths, pool.map(one, paths)):
+            if isinstance(result, str):
+                log.warning("skipping %s: %s", path, result)
+                failed.append((path, result))
+            else:
+                images.append(result)
+                kept.append(path)
+    return images, kept, failed
+
+
+def domain_folder(dataroot: str | os.PathLike, split: str, domain: str, *, minimum: int = 1) -> list[Path]:
+    """The images of DATAROOT/{split}{domain}, or a DataError naming the folder and what to do."""
+    root = Path(dataroot).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--dataroot {root}: no such folder; {LAYOUT_HINT}")
+    folder = root / f"{split}{domain}"
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist: {LAYOUT_HINT}; check --dataroot")
+    paths = find_images(folder)
+    if len(paths) < minimum:
+        raise DataError(f"{folder} holds {len(paths)} image file(s), need at least {minimum}: put the {split} "
+                        f"images of domain {domain} there (.png, .jpg, ...), or check --dataroot")
+    return paths
+
+
+def detect_channels(dataroot: str | os.PathLike) -> int:
+    """1 when the first images of trainA and trainB are both grayscale, else 3."""
+    for domain in DOMAINS:
+        path = domain_folder(dataroot, "train", domain)[0]
+        try:
+            with Image.open(path) as img:
+                if img.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+                    return 3
+        except Exception:
+            return 3
+    return 1
+
+
+# -- the classifier and its cache --------------------------------------------------------------
+
+
+def _train_files(dataroot: Path, max_train: int | None) -> dict[str, list[Path]]:
+    return {d: _spaced(domain_folder(dataroot, "train", d), max_train) for d in DOMAINS}
+
+
+def fingerprint(files: dict[str, list[Path]]) -> dict[str, dict[str, Any]]:
+    """Per domain: the number of files and a SHA-256 of their sorted names and byte sizes."""
+    out = {}
+    for domain, paths in files.items():
+        h = hashlib.sha256()
+        for path in sorted(paths, key=lambda p: p.name):
+            h.update(f"{path.parent.name}/{path.name}\t{path.stat().st_size}\n".encode())
+        out[domain] = {"count": len(paths), "sha256": h.hexdigest()}
+    return out
+
+
+def cache_name(channels: int, size: int, seed: int, max_train: int | None = None) -> str:
+    cap = f"_n{max_train}" if max_train else ""
+    return f"domain_classifier_c{channels}_s{size}_seed{seed}{cap}.safetensors"
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cyclegan"
+
+
+def cache_paths(dataroot: str | os.PathLike, channels: int, size: int, seed: int,
+                max_train: int | None = None) -> tuple[Path, Path]:
+    """(beside the data, the per-user fallback) for the classifier of these settings."""
+    root = Path(dataroot).expanduser().resolve()
+    name = cache_name(channels, size, seed, max_train)
+    tag = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return root / ".cyclegan" / name, _user_cache() / "domain_classifiers" / f"{root.name}-{tag}" / name
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _auto_epochs(n: int, batch_size: int) -> int:
+    """At least 3 epochs and about 120 optimizer steps (small data sets), at most 30 epochs."""
+    steps = math.ceil(n / batch_size)
+    return int(min(30, max(3, math.ceil(120 / steps))))
+
+
+def _train(dataroot: Path, files: dict[str, list[Path]], channels: int, size: int, seed: int,
+           epochs: int | None, batch_size: int, lr: float, device: torch.device | str,
+           workers: int) -> tuple[SmallClassifier, dict]:
+    images, labels = [], []
+    for label, domain in enumerate(DOMAINS):
+        got, _, _ = read_images(files[domain], channels, size, workers)
+        if not got:
+            raise DataError(f"{dataroot / ('train' + domain)}: no readable images; the classifier needs both domains")
+        images += got
+        labels += [label] * len(got)
+    x, y = _stack(images), torch.tensor(labels)
+    held_out, per_domain = None, {}
+    test = {}
+    for label, domain in enumerate(DOMAINS):
+        folder = dataroot / f"test{domain}"
+        if folder.is_dir():
+            got, _, _ = read_images(find_images(folder), channels, size, workers)
+            if got:
+                test[domain] = (_stack(got), torch.full((len(got),), label))
+    if test:
+        held_out = (torch.cat([t[0] for t in test.values()]), torch.cat([t[1] for t in test.values()]))
+    epochs = epochs or _auto_epochs(len(x), batch_size)
+    cfg = ClassifierConfig(channels=channels, image_size=size, n_classes=2, classes=list(CLASSES))
+    log.info("training the domain classifier: %d trainA + %d trainB images at %d px, %d channel(s), %d epochs, "
+             "seed %d", int((y == 0).sum()), int((y == 1).sum()), size, channels, epochs, seed)
+    model, metrics = train_classifier(x, y, cfg, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                      device=device, held_out=held_out)
+    for label, domain in enumerate(DOMAINS):
+        if domain in test:
+            probs = extract(model, test[domain][0], device=device)[1]
+            per_domain[domain] = float((probs.argmax(1) == label).float().mean())
+    meta = {"kind": "domain", "dataroot": str(dataroot.resolve()), "data_fingerprint": fingerprint(files),
+            "metrics": metrics, "test_accuracy": per_domain, "seed": seed, "max_train": None}
+    return model, meta
+
+
+def train_domain_classifier(dataroot: str | os.PathLike, channels: int, *, size: int = 32, seed: int = 0,
+                            epochs: int | None = None, max_train: int | None = None, batch_size: int = 64,
+                            lr: float = 2e-3, device: torch.device | str = "cpu", workers: int = 4
+                            ) -> tuple[SmallClassifier, dict]:
+    """Train (without caching) the A-vs-B classifier on DATAROOT/trainA and trainB; its accuracy
+    on testA/testB (when present) is in the returned metadata."""
+    root = Path(dataroot).expanduser()
+    model, meta = _train(root, _train_files(root, max_train), channels, size, seed, epochs, batch_size, lr,
+                         device, workers)
+    meta["max_train"] = max_train
+    return model, meta
+
+
+@dataclass
+class ClassifierInfo:
+    """Where a domain classifier came from."""
+
+    path: Path | None
+    trained_now: bool
+    meta: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        acc = self.meta.get("test_accuracy") or {}
+        accuracy = ", ".join(f"{d} {v:.1%}" for d, v in acc.items())
+        where = str(self.path) if self.path else "not saved"
+        return f"{where} ({'trained now' if self.trained_now else 'cached'}" + \
+            (f"; test accuracy {accuracy})" if accuracy else ")")
+
+
+def domain_classifier(dataroot: str | os.PathLike, channels: int, *, size: int = 32, seed: int = 0,
+                      max_train: int | None = None, epochs: int | None = None, force: bool = False,
+                      device: torch.device | str = "cpu", workers: int = 4) -> tuple[SmallClassifier, ClassifierInfo]:
+    """The cached A-vs-B classifier of DATAROOT for these settings, trained (and cached) when there
+    is none, when its training files changed, or with ``force``."""
+    root = Path(dataroot).expanduser()
+    files = _train_files(root, max_train)
+    current = fingerprint(files)
+    primary, fallback = cache_paths(root, channels, size, seed, max_train)
+    if not force:
+        for path in (primary, fallback):
+            if not path.is_file():
+                continue
+            try:
+                model, meta = load_classifier(path, device)
+            except CheckpointError as e:
+                log.warning("ignoring the cached domain classifier: %s", e)
+                continue
+            same_shape = (model.cfg.channels, model.cfg.image_size, model.cfg.n_classes) == (channels, size, 2)
+            if same_shape and meta.get("data_fingerprint") == current:
+                log.info("reusing the domain classifier %s", path)
+                return model, ClassifierInfo(path, False, meta)
+            log.info("the cached domain classifier %s was trained on other files than %s/trainA and trainB now hold "
+                     "(%s): retraining", path, root,
+                     ", ".join(f"{d} {v['count']}" for d, v in current.items()))
+    else:
+        log.info("--force: retraining the domain classifier")
+    model, meta = _train(root, files, channels, size, seed, epochs, 64, 2e-3, device, workers)
+    meta["max_train"] = max_train
+    saved = None
+    for path in (primary, fallback):
+        if path is primary and not _writable(root):
+            log.info("%s is not writable; caching the domain classifier in %s instead", root, fallback)
+            continue
+        try:
+            saved = save_classifier(model, path, meta)
+            break
+        except (CheckpointError, OSError) as e:
+            log.info("cannot cache the domain classifier at %s (%s)%s", path, e,
+                     f"; trying {fallback}" if path is primary else "")
+    if saved is None:
+        log.warning("the domain classifier could not be cached; it will be trained again next time")
+    else:
+        log.info("domain classifier cached in %s", saved)
+    return model, ClassifierInfo(saved, True, meta)
+
+
+def _given_classifier(path: str | os.PathLike, device: torch.device | str) -> tuple[SmallClassifier, ClassifierInfo]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"--classifier {p}: no such file; make one with `cyclegan eval domain-classifier "
+                        "--dataroot DATAROOT`, or leave --classifier out to use (or train) the cached one")
+    model, meta = load_classifier(p, device)
+    if model.cfg.n_classes != 2:
+        raise DataError(f"--classifier {p} has {model.cfg.n_classes} classes; a domain classifier has 2 (A = 0, "
+                        "B = 1): make one with `cyclegan eval domain-classifier --dataroot DATAROOT`")
+    return model, ClassifierInfo(p, False, meta)
+
+
+# -- the judge ---------------------------------------------------------------------------------
+
+
+def _loaded_pair(model: Any, runs_dir: str | os.PathLike, checkpoints_dir: str | os.PathLike) -> dict[str, Any]:
+    """{"AtoB": LoadedGenerator, "BtoA": LoadedGenerator} from a model path or such a mapping."""
+    from cyclegan.inference.loading import LoadedGenerator, load_generator
+
+    if isinstance(model, Mapping):
+        missing = [d for d in DIRECTIONS if not isinstance(model.get(d), LoadedGenerator)]
+        if missing:
+            raise ValueError(f"model: expected LoadedGenerators for AtoB and BtoA, missing {', '.join(missing)}")
+        return dict(model)
+    gens = {d: load_generator(model, d, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir) for d in DIRECTIONS}
+    if gens["AtoB"].direction is None:
+        raise DataError(f"--model {model}: {gens['AtoB'].source} holds a single generator; `eval domains` needs "
+                        "both directions of a CycleGAN (a run folder, checkpoint or generators.safetensors)")
+    return gens
+
+
+def model_channels(gens: Mapping[str, Any]) -> int:
+    """The channel count the classifier should see: the generators' (3 when A and B differ)."""
+    spec = gens["AtoB"].spec
+    return spec.input_nc if spec.input_nc == spec.output_nc else 3
+
+
+def _row(hit: float, real: Tensor, other: Tensor, kid_subsets: int, subset_size: int, **extra: Any) -> dict:
+    kid, kid_std = kernel_distance(real, other, subsets=kid_subsets, subset_size=subset_size)
+    return {"hit_rate": hit, "fid": frechet_distance(real, other), "kid": kid, "kid_std": kid_std,
+            "n": int(other.shape[0]), "n_real": int(real.shape[0]),
+            "kid_subset_size": int(min(subset_size, real.shape[0], other.shape[0])), **extra}
+
+
+class DomainJudge:
+    """The domain classifier plus the real test images and their features, loaded once, to
+    evaluate any number of models of one data set: ``judge.evaluate("runs/NAME")``."""
+
+    def __init__(self, classifier: SmallClassifier, info: ClassifierInfo, dataroot: str | os.PathLike, *,
+                 limit: int | None = None, device: torch.device | str = "cpu", kid_subsets: int = 100,
+                 subset_size: int = 1000, workers: int = 4) -> None:
+        self.classifier = classifier.eval()
+        self.info = info
+        self.dataroot = Path(dataroot).expanduser()
+        self.device = torch.device(device)
+        self.channels = classifier.cfg.channels
+        self.size = classifier.cfg.image_size
+        self.kid_subsets, self.subset_size, self.workers = kid_subsets, subset_size, workers
+        self.unreadable: list[tuple[Path, str]] = []
+        self.test: dict[str, list[np.ndarray]] = {}    # native size, classifier channels
+        self.features: dict[str, Tensor] = {}
+        self.probs: dict[str, Tensor] = {}
+        for domain in DOMAINS:
+            paths = domain_folder(self.dataroot, "test", domain, minimum=2)[:limit]
+            images, _, failed = read_images(paths, self.channels, None, workers)
+            self.unreadable += failed
+            if len(images) < 2:
+                raise DataError(f"{self.dataroot / ('test' + domain)}: {len(images)} readable image(s) "
+                                f"({len(failed)} unreadable); FID needs at least 2")
+            self.test[domain] = images
+            self.features[domain], self.probs[domain] = self._judge(_stack([_resize(i, self.size) for i in images]))
+        self.reference_rows = {d: self._static_rows(d) for d in DIRECTIONS}
+        self.accuracy = {d: float((self.probs[d].argmax(1) == i).float().mean()) for i, d in enumerate(DOMAINS)}
+
+    @classmethod
+    def from_dataroot(cls, dataroot: str | os.PathLike, channels: int, *, classifier: str | os.PathLike | None = None,
+                      classifier_size: int = 32, seed: int = 0, max_train: int | None = None,
+                      epochs: int | None = None, force: bool = False, limit: int | None = None,
+                      device: str | torch.device = "auto", kid_subsets: int = 100, subset_size: int = 1000,
+                      workers: int = 4) -> "DomainJudge":
+        """The judge of DATAROOT's test sets for ``channels``-channel models, with the classifier
+        from ``classifier`` or else the cache (trained now when there is none)."""
+        from cyclegan.core.devices import resolve_device
+
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        if classifier is not None:
+            model, info = _given_classifier(classifier, dev)
+        else:
+            root = Path(dataroot).expanduser()
+            for domain in DOMAINS:  # say what is missing before spending minutes on training
+                domain_folder(root, "test", domain, minimum=2)
+            model, info = domain_classifier(dataroot, channels, size=classifier_size, seed=seed, max_train=max_train,
+                                            epochs=epochs, force=force, device=dev, workers=workers)
+        if model.cfg.channels != channels:
+            raise DataError(f"--classifier {info.path} takes {model.cfg.channels}-channel images but the model "
+                            f"translates {channels}-channel ones; train one for it with `cyclegan eval "
+                            f"domain-classifier --dataroot {dataroot} --channels {channels}` or leave --classifier out")
+        return cls(model, info, dataroot, limit=limit, device=dev, kid_subsets=kid_subsets, subset_size=subset_size,
+                   workers=workers)
+
+    def _judge(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return extract(self.classifier, images, device=self.device)
+
+    def _static_rows(self, direction: str) -> dict[str, dict]:
+        """The untranslated and real-target rows, which do not depend on the model."""
+        src, dst, _ = DIRECTIONS[direction]
+        target = DOMAINS.index(dst)
+        real = self.features[dst]
+        untranslated = _row(float((self.probs[src].argmax(1) == target).float().mean()), real, self.features[src],
+                            self.kid_subsets, self.subset_size)
+        hit = float((self.probs[dst].argmax(1) == target).float().mean())
+        train_folder = self.dataroot / f"train{dst}"
+        train = find_images(train_folder) if train_folder.is_dir() else []
+        if len(train) >= 2:
+            images, _, failed = read_images(_spaced(train, len(real)), self.channels, self.size, self.workers)
+        else:
+            images, failed = [], []
+        if len(images) >= 2:
+            ref = self._judge(_stack(images))[0]
+            row = _row(hit, real, ref, self.kid_subsets, self.subset_size, reference=f"{train_folder} vs test{dst}")
+        elif len(real) >= 4:
+            log.info("no %s: the real-target reference compares the even and odd images of test%s", train_folder, dst)
+            row = _row(hit, real[0::2], real[1::2], self.kid_subsets, self.subset_size,
+                       reference=f"test{dst} even vs odd images")
+        else:
+            row = {"hit_rate": hit, "fid": None, "kid": None, "kid_std": None, "n": len(real),
+                   "reference": "none (no train images, fewer than 4 test images)"}
+        self.unreadable += failed
+        return {"untranslated": untranslated, "real_target": row}
+
+    def _translators(self, gens: Mapping[str, Any], size: int | None, precision: str) -> dict[str, Any]:
+        from cyclegan.inference.translator import Translator
+
+        fwd = {d: Translator(gens[d], device=self.device, precision=precision, size=size) for d in DIRECTIONS}
+        back = {d: Translator(gens[d], device=self.device, precision=precision, full_res=True) for d in DIRECTIONS}
+        return {"fwd": fwd, "back": back}
+
+    def _for_classifier(self, x: Tensor) -> np.ndarray:
+        """One translation, float CxHxW in [-1, 1] -> uint8 at the classifier's size and channels."""
+        from cyclegan.inference.translator import Translator
+
+        return _resize(_convert(Translator.to_uint8(x), self.channels), self.size)
+
+    @torch.inference_mode()
+    def evaluate(self, model: Any, *, size: int | None = None, batch_size: int = 32, precision: str = "fp32",
+                 strip: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs",
+                 checkpoints_dir: str | os.PathLike = "checkpoints") -> dict:
+        """Figures of one model (a run folder, checkpoint, export, or {"AtoB": LoadedGenerator,
+        "BtoA": ...}): {direction: {row: {hit_rate, fid, kid, kid_std, n, [cycle_l1]}}, ...}."""
+        gens = _loaded_pair(model, runs_dir, checkpoints_dir)
+        channels = model_channels(gens)
+        if channels != self.channels:
+            raise DataError(f"--model {model} translates {channels}-channel images but the domain classifier "
+                            f"({self.info.path}) takes {self.channels}-channel ones; leave --classifier out to use "
+                            f"(or train) one for {channels} channels, or train it with `cyclegan eval "
+                            f"domain-classifier --dataroot {self.dataroot} --channels {channels}`")
+        tr = self._translators(gens, size, precision)
+        result: dict[str, Any] = {"model": str(model) if not isinstance(model, Mapping) else gens["AtoB"].name,
+                                  "size": tr["fwd"]["AtoB"].size}
+        strips = []
+        for direction, (src, dst, back_direction) in DIRECTIONS.items():
+            fwd, back = tr["fwd"][direction], tr["back"][back_direction]
+            target = DOMAINS.index(dst)
+            judged: list[np.ndarray] = []
+            l1: list[Tensor] = []
+            shown: list[Tensor] = []
+            images = self.test[src]
+            for i in range(0, len(images), batch_size):
+                x = torch.stack([fwd.prepare(_convert(im, fwd.input_channels)) for im in images[i:i + batch_size]])
+                fake = fwd.forward(x)
+                rec = back.forward(fake)
+                l1.append((rec - x).abs().mean(dim=(1, 2, 3)))
+                judged += [self._for_classifier(f) for f in fake]
+                if i == 0:
+                    shown = [x[:8], fake[:8], rec[:8]]
+            feats, probs = self._judge(_stack(judged))
+            row = _row(float((probs.argmax(1) == target).float().mean()), self.features[dst], feats,
+                       self.kid_subsets, self.subset_size, cycle_l1=float(torch.cat(l1).mean()))
+            result[direction] = {"translated": row, **self.reference_rows[direction]}
+            strips.append(shown)
+            log.info("%s: hit rate %.3f, FID %.3f, cycle L1 %.4f", direction, row["hit_rate"], row["fid"],
+                     row["cycle_l1"])
+        if strip:
+            result["strip"] = str(write_strip(strip, strips))
+        return result
+
+    def summary(self) -> dict:
+        """What the judge is: classifier, data, test counts and accuracy (for the JSON report)."""
+        return {"dataroot": str(self.dataroot), "classifier": str(self.info.path) if self.info.path else None,
+                "classifier_trained_now": self.info.trained_now, "classifier_size": self.size,
+                "channels": self.channels, "classes": list(self.classifier.cfg.classes or CLASSES),
+                "test_accuracy": self.accuracy, "n_test": {d: len(v) for d, v in self.test.items()},
+                "kid_subsets": self.kid_subsets, "unreadable": [str(p) for p, _ in self.unreadable]}
+
+
+def write_strip(path: str | os.PathLike, strips: list[list[Tensor]]) -> Path:
+    """Per direction three rows (input, translation, reconstruction) of up to 8 images, upscaled
+    (nearest) so that small images are visible."""
+    import torch.nn.functional as F
+    import torchvision.utils as vutils
+
+    k = min(len(rows[0]) for rows in strips)
+    tiles = [t[:k].float().clamp(-1, 1).add(1).div(2) for rows in strips for t in rows]
+    tiles = [t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t for t in tiles]
+    grid = vutils.make_grid(torch.cat(tiles), nrow=k, padding=2, pad_value=1)
+    scale = max(1, 96 // max(tiles[0].shape[-2:]))
+    if scale > 1:
+        grid = F.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    array = (grid * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
+
+
+# -- one call ----------------------------------------------------------------------------------
+
+
+def evaluate_domains(model: Any, dataroot: str | os.PathLike, *, classifier: str | os.PathLike | None = None,
+                     classifier_size: int = 32, seed: int = 0, size: int | None = None, limit: int | None = None,
+                     batch_size: int = 32, device: str | torch.device = "auto", precision: str = "fp32",
+                     subset_size: int = 1000, kid_subsets: int = 100, max_train: int | None = None,
+                     epochs: int | None = None, strip: str | os.PathLike | None = None, runs_dir: str = "runs",
+                     checkpoints_dir: str = "checkpoints", workers: int = 4) -> dict:
+    """Everything `cyclegan eval domains` prints, as a dict. For many models of one data set,
+    build a :class:`DomainJudge` once and call its ``evaluate`` instead."""
+    gens = _loaded_pair(model, runs_dir, checkpoints_dir)
+    judge = DomainJudge.from_dataroot(dataroot, model_channels(gens), classifier=classifier,
+                                      classifier_size=classifier_size, seed=seed, max_train=max_train, epochs=epochs,
+                                      limit=limit, device=device, kid_subsets=kid_subsets, subset_size=subset_size,
+                                      workers=workers)
+    result = judge.evaluate(gens, size=size, batch_size=batch_size, precision=precision, strip=strip)
+    result["model"] = str(model) if not isinstance(model, Mapping) else result["model"]
+    return {**result, **judge.summary()}
+
+
+def format_table(result: dict) -> str:
+    """The figures as the table `cyclegan eval domains` prints."""
+    labels = {"translated": "translated", "untranslated": "untranslated", "real_target": "real target"}
+    lines = [f"{'direction':<10} {'rows':<16} {'hit rate':>9} {'FID':>9} {'KID':>9} {'cycle L1':>9}"]
+
+    def num(value: float | None, fmt: str) -> str:
+        return format(value, fmt) if value is not None else "-"
+
+    for direction in DIRECTIONS:
+        for key in ROWS:
+            r = result[direction][key]
+            cyc = num(r.get("cycle_l1"), ".4f") if "cycle_l1" in r else ""
+            lines.append(f"{direction:<10} {labels[key]:<16} {r['hit_rate']:>9.3f} {num(r['fid'], '.3f'):>9} "
+                         f"{num(r['kid'], '.4f'):>9} {cyc:>9}")
+    return "\n".join(lines)
+
+
+def write_json(path: str | os.PathLike, result: dict) -> Path:
+    text = json.dumps(result, indent=2) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,303 @@
+"""Loading a generator from what the user names: a run folder, a training checkpoint, a
+safetensors export, an original-release .pth or a published model's name."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+import torch
+from torch import Tensor, nn
+from cyclegan.models import networks
+from cyclegan.core.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_export
+from cyclegan.models.cyclegan import CycleGANConfig
+
+__all__ = ['DIRECTIONS', 'PUBLISHED_GENERATORS', 'GeneratorSpec', 'LoadedGenerator', 'load_generator', 'size_multiple']
+
+log = logging.getLogger("cyclegan.translate")
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+# --------------------------------------------------------------------------------------------
+# What a generator is
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """The architecture of one generator: everything :func:`networks.build_generator` needs.
+    The defaults are the original release's published models."""
+
+    netG: str = "resnet_9blocks"
+    ngf: int = 64
+    norm: str = "instance"
+    dropout: bool = False
+    input_nc: int = 3
+    output_nc: int = 3
+
+    def build(self) -> nn.Module:
+        return networks.build_generator(self.netG, self.input_nc, self.output_nc, self.ngf, self.norm,
+                                        self.dropout)
+
+    def describe(self) -> str:
+        channels = {1: "grayscale", 3: "RGB"}.get(self.input_nc, f"{self.input_nc}-channel")
+        return (f"{self.netG}, ngf {self.ngf}, {self.norm} norm{', dropout' if self.dropout else ''}, "
+                f"{channels}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], direction: str) -> "GeneratorSpec":
+        """The spec of G_A (``AtoB``) or G_B (``BtoA``) of a stored CycleGAN config."""
+        cfg = CycleGANConfig.from_dict(dict(config))
+        a, b = cfg.input_nc, cfg.output_nc
+        return cls(cfg.netG, cfg.ngf, cfg.norm, cfg.dropout, *((a, b) if direction == "AtoB" else (b, a)))
+
+
+#: The original release's published CycleGAN generators (its scripts/download_cyclegan_model.sh),
+#: each mapped to the published model of the opposite direction, if any. All are ResNet-9, ngf 64,
+#: instance norm, no dropout, RGB, trained at 256 px: ``GeneratorSpec()`` and :data:`PUBLISHED_SIZE`.
+PUBLISHED_GENERATORS: dict[str, str | None] = {
+    "apple2orange": "orange2apple",
+    "orange2apple": "apple2orange",
+    "summer2winter_yosemite": "winter2summer_yosemite",
+    "winter2summer_yosemite": "summer2winter_yosemite",
+    "horse2zebra": "zebra2horse",
+    "zebra2horse": "horse2zebra",
+    "monet2photo": "style_monet",
+    "style_monet": "monet2photo",
+    "style_cezanne": None,
+    "style_ukiyoe": None,
+    "style_vangogh": None,
+    "sat2map": "map2sat",
+    "map2sat": "sat2map",
+    "cityscapes_photo2label": "cityscapes_label2photo",
+    "cityscapes_label2photo": "cityscapes_photo2label",
+    "facades_photo2label": "facades_label2photo",
+    "facades_label2photo": "facades_photo2label",
+    "iphone2dslr_flower": None,
+}
+PUBLISHED_SIZE = 256
+
+
+def size_multiple(net: nn.Module) -> int:
+    """Height and width must be multiples of this for ``net`` to return its input's size."""
+    if isinstance(net, networks.ResnetGenerator):
+        return 2 ** net.n_downsampling
+    if isinstance(net, networks.UnetGenerator):
+        return 2 ** sum(isinstance(m, networks.UnetSkipConnectionBlock) for m in net.modules())
+    return 1
+
+
+@dataclass
+class LoadedGenerator:
+    """One generator ready for inference (eval mode, on the CPU until a Translator moves it)."""
+
+    net: nn.Module
+    spec: GeneratorSpec
+    direction: str | None   # AtoB / BtoA of a CycleGAN; None for a single published generator
+    size: int | None        # the side it was trained at, when known
+    source: Path            # the file the weights came from
+    name: str               # run or model name, for messages and the HTML page
+
+    @property
+    def multiple(self) -> int:
+        return size_multiple(self.net)
+
+    def describe(self) -> str:
+        which = f"{self.direction} generator" if self.direction else "generator"
+        trained = f", trained at {self.size} px" if self.size else ""
+        return f"{self.name}: {which} from {self.source} ({self.spec.describe()}{trained})"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_generator(model: str | os.PathLike, direction: str | None = None, *,
+                   arch: Mapping[str, Any] | None = None, runs_dir: str | os.PathLike = "runs",
+                   checkpoints_dir: str | os.PathLike = "checkpoints") -> LoadedGenerator:
+    """Load the generator of ``direction`` (AtoB = G_A, BtoA = G_B; default AtoB) from ``model``:
+    a run folder, checkpoint, safetensors export, original-release .pth or a name (see the module
+    docstring). ``arch`` (keys of :class:`GeneratorSpec`) overrides the architecture of .pth
+    weights; our own files carry their config and ignore it."""
+    if direction is not None and direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    path = _resolve(model, direction, Path(runs_dir), Path(checkpoints_dir))
+    if path.suffix == ".safetensors":
+        _ignore_arch(arch, path)
+        return _from_export(path, direction or "AtoB")
+    obj = _torch_load(path)
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        _ignore_arch(arch, path)
+        return _from_checkpoint(obj, path, direction or "AtoB")
+    # An original-release state dict: one generator, one direction.
+    pair = _original_pair_direction(path)
+    if pair is not None and direction is not None and pair != direction:
+        # latest_net_G_A.pth given but BtoA asked for: its sibling from the same training run
+        path = path.with_name(f"latest_net_G_{_direction_key(direction)[-1]}.pth")
+        if not path.is_file():
+            raise CheckpointError(f"--direction {direction}: {path} not found")
+        obj, pair = _torch_load(path), direction
+    if direction == "BtoA" and pair is None:  # AtoB is taken as "the way this file translates"
+        reverse = PUBLISHED_GENERATORS.get(_published_name(path))
+        hint = f" (the reverse model is published as {reverse!r})" if reverse else ""
+        raise ValueError(f"--direction BtoA: {path} holds a single generator, which translates one way only; "
+                         f"leave --direction out, or load the reverse model's file instead{hint}")
+    return _from_state_dict(obj, path, arch or {}, pair)
+
+
+def _ignore_arch(arch: Mapping[str, Any] | None, path: Path) -> None:
+    if arch:
+        log.warning("%s carries its own model config; ignoring %s", path,
+                    ", ".join(f"--{k}" for k in arch))
+
+
+def _resolve(model: str | os.PathLike, direction: str | None, runs_dir: Path, checkpoints_dir: Path) -> Path:
+    """The file to read for ``model`` (see :func:`load_generator`)."""
+    p = Path(model).expanduser()
+    if not p.exists():
+        name = str(model)
+        candidates = [runs_dir / name, checkpoints_dir / f"{name}_pretrained" / "latest_net_G.pth"]
+        found = next((c for c in candidates if c.exists()), None) if p.name == name else None
+        if found is None:
+            hint = (f"; `cyclegan download weights {name}` fetches the published model"
+                    if name in PUBLISHED_GENERATORS else "")
+            looked = f" (also looked for {candidates[0]} and {candidates[1]})" if p.name == name else ""
+            raise CheckpointError(f"--model {model}: no such file or folder{looked}{hint}")
+        p = found
+    if p.is_file():
+        return p
+    export, latest = p / "generators.safetensors", p / "checkpoints" / "latest.pt"
+    if export.is_file() and latest.is_file():
+        # A resumed run writes the export only when it finishes: use whichever is newer.
+        return latest if latest.stat().st_mtime > export.stat().st_mtime else export
+    for candidate in (export, latest, p / "latest_net_G.pth"):
+        if candidate.is_file():
+            return candidate
+    original = p / f"latest_net_G_{'B' if direction == 'BtoA' else 'A'}.pth"
+    if original.is_file():  # an original-release training run: one file per direction
+        return original
+    raise CheckpointError(
+        f"--model {p}: the folder holds no generators.safetensors, checkpoints/latest.pt or "
+        "latest_net_G*.pth; pass a run folder, a checkpoint, an export or a .pth file")
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, a pickle with code in it, not a torch file at all
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot load {path} as PyTorch weights (read with weights_only=True, "
+                              f"which refuses pickled code): {type(e).__name__}: {first}") from e
+
+
+def _direction_key(direction: str) -> str:
+    return "G_A" if direction == "AtoB" else "G_B"
+
+
+def _from_export(path: Path, direction: str) -> LoadedGenerator:
+    states, config, extra = load_export(path)
+    key = _direction_key(direction)
+    if key not in states:
+        raise CheckpointError(f"{path} holds no {key} weights (has {', '.join(sorted(states))})")
+    spec = GeneratorSpec.from_config(config, direction)
+    name = str(extra.get("name") or path.parent.name)
+    return _build(spec, states[key], path, direction, extra.get("size"), name)
+
+
+def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str) -> LoadedGenerator:
+    config = state.get("model_config") or {}
+    model = state.get("model", {})
+    # The generators' moving average when the run kept one: what inference should use.
+    key = _direction_key(direction)
+    prefix = next((p for p in (f"ema_generators.{key}.", f"generators.{key}.") if any(k.startswith(p) for k in model)),
+                  f"generators.{key}.")
+    weights = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+    if "netG" not in config or not weights:
+        raise CheckpointError(f"{path} is a training checkpoint but not of a CycleGAN (no {prefix}* weights)")
+    spec = GeneratorSpec.from_config(config, direction)
+    train = state.get("train_config") or {}
+    run = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+    return _build(spec, weights, path, direction, train.get("size"), str(train.get("name") or run))
+
+
+def _published_name(path: Path) -> str:
+    """``horse2zebra.pth`` -> horse2zebra; ``checkpoints/horse2zebra_pretrained/latest_net_G.pth``
+    (the original layout) -> horse2zebra."""
+    if path.stem.startswith("latest_net_G"):
+        parent = path.parent.name
+        return parent[: -len("_pretrained")] if parent.endswith("_pretrained") else parent
+    return path.stem
+
+
+def _original_pair_direction(path: Path) -> str | None:
+    return {"latest_net_G_A": "AtoB", "latest_net_G_B": "BtoA"}.get(path.stem)
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} is not a generator state dict (expected a mapping of parameter "
+                              "names to tensors, like the original release's latest_net_G.pth)")
+    # nn.DataParallel saves every name with a "module." prefix.
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def infer_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
+    """What can be read off a ResNet generator's weights: blocks, ngf, channels, dropout, norm.
+    (Instance norm and no norm have no weights to tell them apart; instance is assumed.)"""
+    first = state_dict.get("model.1.weight")
+    if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (7, 7):
+        return {}
+    blocks = {k.split(".")[1] for k in state_dict if ".conv_block." in k}
+    convs = sorted((int(k.split(".")[1]), v) for k, v in state_dict.items()
+                   if k.count(".") == 2 and k.endswith(".weight") and v.dim() == 4)
+    norms = {k.rsplit(".", 1)[0] for k in state_dict if k.endswith("running_var")}
+    batch = any(f"{prefix}.weight" in state_dict for prefix in norms)
+    spec = {"netG": f"resnet_{len(blocks)}blocks", "ngf": int(first.shape[0]), "input_nc": int(first.shape[1]),
+            "output_nc": int(convs[-1][1].shape[0]), "norm": "batch" if batch else "instance",
+            # Dropout shifts a block's second conv from index 5 to 6 (a BatchNorm can also sit at 6)
+            "dropout": any(k.endswith(".conv_block.6.weight") and v.dim() == 4 for k, v in state_dict.items())}
+    return spec if spec["netG"] in networks.GENERATORS else {}
+
+
+def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_direction: str | None) -> LoadedGenerator:
+    weights = _unwrap_state_dict(obj, path)
+    name = _published_name(path)
+    size: int | None = None
+    if name in PUBLISHED_GENERATORS:
+        base: dict[str, Any] = {}  # GeneratorSpec's defaults are the published architecture
+        size = PUBLISHED_SIZE
+    else:
+        base = infer_spec(weights)
+    given = {k: v for k, v in arch.items() if v is not None}
+    if "channels" in given:  # one flag for both ends, as in training
+        given["input_nc"] = given["output_nc"] = given.pop("channels")
+    unknown = set(given) - set(GeneratorSpec.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown architecture setting(s): {', '.join(sorted(unknown))}")
+    return _build(GeneratorSpec(**{**base, **given}), weights, path, pair_direction, size, name)
+
+
+def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direction: str | None,
+           size: int | None, name: str) -> LoadedGenerator:
+    try:
+        net = spec.build()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: cannot build the generator ({e})") from e
+    weights = networks.strip_running_stats(weights, net)  # PyTorch < 0.4 InstanceNorm leftovers
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(
+            f"{path} does not fit a {spec.describe()} generator ({detail[:300]}{'...' if len(detail) > 300 else ''}); "
+            "for .pth weights pass the architecture they were trained with: --netG, --ngf, --norm, "
+            "--channels, --dropout") from e
+    net.eval().requires_grad_(False)
+    return LoadedGenerator(net, spec, direction, int(size) if size else None, path, name)

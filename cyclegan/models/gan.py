@@ -1,0 +1,283 @@
+"""The shared GAN base: adversarial losses, the image history pool, weight init, learning-rate
+schedules, and the alternating discriminator/generator update.
+
+CycleGAN (``cyclegan.cyclegan``) and the unconditional MNIST GAN are both subclasses of
+:class:`GANModel`; they only say how to run their generators and what their losses are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+import torch
+from torch import Tensor, nn
+from typing import Iterable
+import torch.distributed as dist
+from cyclegan.models.init import set_requires_grad
+from cyclegan.training.distributed import average
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay used at the ``updates``-th update (0-based): ``decay``, ramped up from
+    0.1 as (1 + t) / (10 + t) so that the average is not dominated by the random init early on."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate schedules
+# --------------------------------------------------------------------------------------------
+
+LR_POLICIES = ("linear", "step", "cosine", "constant")
+
+
+def lr_factor(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int,
+              step_every: int = 50, gamma: float = 0.1) -> float:
+    """Multiplier of the base learning rate during (0-based) ``epoch``.
+
+    linear:   1 for the first ``n_epochs`` epochs, then (n_epochs + n_epochs_decay - epoch) /
+              (n_epochs_decay + 1): the paper's "constant, then linear decay to zero", equal to
+              the original release's rule, so the last epoch runs at 1/(n_decay + 1) and the
+              next would run at 0. With ``n_epochs_decay == 0`` it is constant throughout (the
+              original release trains ``--n_epochs 1 --n_epochs_decay 0`` at lr 0 by stepping
+              its scheduler before the first epoch; we step after each epoch).
+    step:     gamma ** (epoch // step_every).
+    cosine:   half a cosine from 1 to 0 over n_epochs + n_epochs_decay epochs.
+    constant: 1.
+    """
+    if policy == "linear":
+        return min(1.0, (n_epochs + n_epochs_decay - epoch) / float(n_epochs_decay + 1))
+    if policy == "step":
+        return gamma ** (epoch // max(1, step_every))
+    if policy == "cosine":
+        total = max(1, n_epochs + n_epochs_decay)
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
+    if policy == "constant":
+        return 1.0
+    raise ValueError(f"unknown lr policy {policy!r}; choose one of: {', '.join(LR_POLICIES)}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, policy: str, n_epochs: int, n_epochs_decay: int,
+                   step_every: int = 50) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-epoch scheduler: call ``.step()`` at the end of each epoch, after the optimizer."""
+    lr_factor(policy, 0, n_epochs, n_epochs_decay, step_every)  # validates the name early
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(policy, e, n_epochs, n_epochs_decay, step_every))
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: torch.compile modes (inductor); reduce-overhead replays CUDA graphs, cutting launch overhead
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
+class Precision:
+    """Autocast settings for one device. fp16 uses a gradient scaler; bf16 and fp32 do not."""
+
+    device_type: str = "cpu"
+    name: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.name not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.name!r}; choose one of: {', '.join(PRECISIONS)}")
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+
+class GANModel(nn.Module):
+    """Base of every GAN here: generators, discriminators, one optimizer for all generators and
+    one for all discriminators, and the alternating update.
+
+    A subclass sets ``self.generators`` / ``self.discriminators`` (nn.ModuleDicts) and implements:
+
+    - ``generate(batch) -> dict``: the generator forward pass, run once per step;
+    - ``generator_loss(batch, out) -> (loss, logs)``: G's objective (D is frozen meanwhile);
+    - ``discriminator_loss(batch, out) -> (loss, logs)``: D's objective (fakes must be detached);
+    - ``preview(batch) -> Tensor``: images the training loop saves and logs every N iterations.
+
+    One ``train_step`` updates D on every call and G on every ``d_steps``-th call (k D steps per
+    G step, as in WGAN). ``g_first`` chooses the order within a step: CycleGAN updates G first
+    and then D on the same fakes (the original release's order); DCGAN updates D first.
+    """
+
+    generators: nn.ModuleDict
+    discriminators: nn.ModuleDict
+    #: images per row of the preview grid (CycleGAN's previews are already one wide row per image)
+    preview_nrow: int = 1
+
+    def __init__(self, d_steps: int = 1, g_first: bool = False):
+        super().__init__()
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        self.d_steps = d_steps
+        self.g_first = g_first
+        self.precision = Precision()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.step_count = 0
+        #: processes training together (set by the Trainer under torchrun): gradients are
+        #: averaged over them before every optimizer step
+        self.world_size = 1
+        #: exponential moving average of the generators' weights (see enable_ema); None when off
+        self.ema_generators: nn.ModuleDict | None = None
+        self.ema_decay = 0.0
+        self.ema_updates = 0
+
+    # -- to implement ------------------------------------------------------------------------
+    def generate(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def generator_loss(self, batch: dict, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def discriminator_loss(self, batch: dict, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def preview(self, batch: dict) -> Tensor:
+        """Images in [0, 1], (N, 3, H, W), that show training progress on a fixed batch (or, for a
+        noise -> image GAN, on fixed noise); laid out ``preview_nrow`` to a row."""
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------------
+    def make_optimizers(self, lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
+        """Adam for all generators together and all discriminators together (torch's default
+        implementation; :meth:`use_fused_optimizers` switches to the fused one on CUDA)."""
+        self.optimizers = {
+            "G": torch.optim.Adam(self.generators.parameters(), lr=lr_g, betas=betas),
+            "D": torch.optim.Adam(self.discriminators.parameters(), lr=lr_d, betas=betas),
+        }
+
+    def use_fused_optimizers(self) -> bool:
+        """Adam's single-kernel implementation on CUDA (same arithmetic, fewer launches), torch's
+        default elsewhere; called after loading optimizer state, which brings the saving run's
+        choice along. Returns whether Adam is fused now."""
+        params = [p for opt in self.optimizers.values() for g in opt.param_groups for p in g["params"]]
+        fused = bool(params) and params[0].device.type == "cuda"
+        for opt in self.optimizers.values():
+            for group in (opt.defaults, *opt.param_groups):
+                group.update(fused=fused or None, foreach=False if fused else None)
+        return fused
+
+    # -- exponential moving average of the generators ----------------------------------------
+    def enable_ema(self, decay: float) -> None:
+        """Keep ``ema_generators``, an average of the generators' weights over recent updates
+        (ema <- d * ema + (1 - d) * weights after every G update, d from :func:`ema_decay_at`;
+        buffers are copied). Inference and export use it when present: averaged weights give
+        steadier, usually better images than the last iterate of an oscillating GAN game."""
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.ema_decay = decay
+        self.ema_generators = copy.deepcopy(self.generators).requires_grad_(False)
+        self.ema_updates = 0
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema_generators is None:
+            return
+        decay = ema_decay_at(self.ema_decay, self.ema_updates)
+        torch._foreach_lerp_(list(self.ema_generators.parameters()), list(self.generators.parameters()), 1.0 - decay)
+        for ema_buf, buf in zip(self.ema_generators.buffers(), self.generators.buffers()):
+            ema_buf.copy_(buf)
+        self.ema_updates += 1
+
+    def inference_generators(self) -> nn.ModuleDict:
+        """The generators inference should use: the EMA copy when there is one."""
+        return self.ema_generators if self.ema_generators is not None else self.generators
+
+    def _update(self, which: str, loss: Tensor) -> None:
+        opt = self.optimizers[which]
+        opt.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()
+        if self.world_size > 1:
+            # Data parallel: average over the ranks, like DDP, but explicit, so freezing D during
+            # G's step and the G-first order need no find_unused_parameters or re-wrapping.
+            # (Scaled fp16 gradients average fine; an inf on one rank reaches all, so all skip.)
+            from cyclegan.models.gan import all_reduce_grads
+
+            all_reduce_grads((p for g in opt.param_groups for p in g["params"]), self.world_size)
+        scaler.step(opt)
+
+    def _d_update(self, batch: dict, out: dict, logs: dict) -> None:
+        set_requires_grad(self.discriminators, True)
+        with self.precision.autocast():
+            loss_d, d_logs = self.discriminator_loss(batch, out)
+        self._update("D", loss_d)
+        logs.update(d_logs)
+
+    def _g_update(self, batch: dict, out: dict, logs: dict) -> None:
+        set_requires_grad(self.discriminators, False)
+        try:
+            with self.precision.autocast():
+                loss_g, g_logs = self.generator_loss(batch, out)
+            self._update("G", loss_g)
+        finally:
+            set_requires_grad(self.discriminators, True)
+        self.update_ema()
+        logs.update(g_logs)
+
+    def train_step(self, batch: dict) -> dict[str, Tensor]:
+        """One D update, plus one G update every ``d_steps`` calls. Returns detached losses."""
+        update_g = self.step_count % self.d_steps == 0
+        logs: dict[str, Tensor] = {}
+        with torch.set_grad_enabled(update_g), self.precision.autocast():
+            out = self.generate(batch)
+        if update_g and self.g_first:
+            self._g_update(batch, out, logs)
+        self._d_update(batch, out, logs)
+        if update_g and not self.g_first:
+            self._g_update(batch, out, logs)
+        self.precision.scaler.update()
+        self.step_count += 1
+        return {k: v.detach() for k, v in logs.items()}
+
+    def step_schedulers(self) -> None:
+        for s in self.schedulers.values():
+            s.step()
+
+    def rank_generators(self) -> list[torch.Generator]:
+        """The model's own random streams (image pools, noise) that must differ between ranks."""
+        return [pool.rng for pool in getattr(self, "pools", {}).values()]
+
+    def reseed_for_rank(self, rank: int) -> None:
+        """Give rank ``rank`` its own pool/noise streams (rank 0 keeps the single-process ones)."""
+        if rank:
+            for g in self.rank_generators():
+                g.manual_seed(g.initial_seed() + 1_000_003 * rank)
+
+    def extra_state(self) -> dict:
+        """Training state outside parameters (pools, counters); saved in checkpoints."""
+        return {"step_count": self.step_count, "ema_updates": self.ema_updates}
+
+    def load_extra_state(self, state: Mapping) -> None:
+        self.step_count = int(state["step_count"])
+        self.ema_updates = int(state.get("ema_updates", 0))
+
+
+
+def all_reduce_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> None:
+    """Average the gradients of ``params`` over all ranks, in one flat buffer per dtype/device.
+
+    Parameters without a gradient are skipped; every rank runs the same graph, so the same ones
+    are missing everywhere."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if world_size <= 1 or not grads:
+        return
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for g in grads:
+        groups.setdefault((g.dtype, g.device), []).append(g)
+    for group in groups.values():
+        flat = torch.cat([g.reshape(-1) for g in group])
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+        offset = 0
+        for g in group:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()

@@ -1,0 +1,2 @@
+"""Training: the loop (device, precision, compile, logging, previews), resume, distributed data
+parallel, and the CycleGAN and MNIST GAN runs."""

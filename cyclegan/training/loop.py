@@ -1,0 +1,536 @@
+"""The training loop, readable top to bottom: device, precision, data, steps, logging,
+previews, checkpoints, resume. Shared by every :class:`~cyclegan.gan.GANModel`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+import torch
+import yaml
+from cyclegan.training import distributed
+from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_numbered
+from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.data.unpaired import EpochSampler
+from cyclegan.models.gan import GANModel, Precision
+from cyclegan.core.devices import pick_device  # noqa: F401  (re-exported)
+
+log = logging.getLogger("cyclegan.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint was kept. ``what`` says which loss
+    and where, without the advice."""
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what or message
+
+
+@dataclass
+class LoopConfig:
+    """What every GAN's training loop needs: run folder, runtime, checkpoint and log cadence.
+    Model kinds extend it with their data fields; it is stored in every checkpoint."""
+
+    name: str = "experiment"
+    runs_dir: str = "runs"
+    batch_size: int = 1               # per process: under torchrun the global batch is batch_size * world size
+    scale_lr: bool = False            # under torchrun: learning rates x world size (linear scaling rule)
+    num_workers: int = -1             # -1: one per spare core, at most 4
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str | None = None   # torch.compile mode: None (default), reduce-overhead (CUDA graphs), max-autotune
+    seed: int = 0
+    serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
+    max_iters: int | None = None      # stop early after this many iterations
+    save_every: int = 5000            # iterations between checkpoints (also saved at each epoch end)
+    keep: int = 3                     # numbered checkpoints kept besides latest.pt
+    preview_every: int = 500
+    log_every: int = 50
+    preview_count: int = 4
+    nan_retries: int = 0              # on a NaN/inf loss: roll back to the last checkpoint this many times
+    nan_lr_factor: float = 0.5        # ... multiplying the learning rates by this at each roll-back
+
+    #: fields that may differ when resuming (they do not change what is computed)
+    RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
+                      "device", "runs_dir", "compile", "compile_mode", "nan_retries", "nan_lr_factor")
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime helpers
+# --------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(s):  # torch.load gives lists where random.getstate() had tuples
+    return tuple(_as_python_state(x) for x in s) if isinstance(s, (list, tuple)) else s
+
+
+class StopFlag:
+    """First SIGINT/SIGTERM asks the loop to save and stop after the current step; a second
+    SIGINT interrupts at once (the last checkpoint on disk stays valid either way)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, no graceful stop
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested} received: saving a checkpoint after this step "
+              "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    iteration: int = 0
+    epoch: int = 0
+    epoch_samples: int = 0   # samples of `epoch` this process has consumed
+
+
+class Trainer:
+    """Runs a GANModel over a dataset: the same code for CycleGAN and the MNIST GAN.
+
+    ``model_config`` is stored in checkpoints so the model can be rebuilt without flags;
+    ``export`` writes the inference artefact at the end.
+    """
+
+    def __init__(self, model: GANModel, model_config: dict, cfg: LoopConfig, dataset,
+                 total_epochs: int, export: Callable[[Path], None] | None = None):
+        self.model, self.model_config, self.cfg, self.dataset = model, model_config, cfg, dataset
+        self.total_epochs = total_epochs
+        self.export = export
+        self.dist = distributed.info()
+        rank, world = self.dist.rank, self.dist.world_size
+        self.device = pick_device(distributed.device_for(cfg.device, self.dist.local_rank) if world > 1 else cfg.device)
+        self.counters = Counters()
+        self.rollbacks = 0  # NaN roll-backs done by this process (at most cfg.nan_retries)
+        self.lr_scale = 1.0  # learning rates x this after roll-backs (stored in checkpoints)
+        self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet checked for NaN
+        self.run_dir = cfg.run_dir
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.preview_dir = self.run_dir / "previews"
+        self.writer = None
+
+        model.to(self.device)
+        if self.device.type == "cuda":
+            # Training shapes are fixed: let cuDNN time its algorithms once and keep the fastest.
+            torch.backends.cudnn.benchmark = True
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.precision = Precision(self.device.type, cfg.precision)
+        if cfg.precision == "fp16" and self.device.type == "cpu":
+            log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
+        if world > 1:
+            model.world_size = world                # gradients averaged over ranks in every update
+            model.reseed_for_rank(rank)             # own image pools / noise per rank
+            if rank:                                # own dropout masks; weights come from rank 0
+                seed_everything(cfg.seed + 1_000_003 * rank)
+            distributed.convert_sync_batchnorm(model, self.device)
+            if cfg.scale_lr:
+                scale_learning_rates(model, world)
+        self.sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=not cfg.serial_batches,
+                                    rank=rank, world_size=world)
+        workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=2 if workers > 0 else None, drop_last=False,
+            # Its own generator: otherwise every iter() draws a worker base seed from the global
+            # RNG, and a resumed run (which restores that RNG mid-epoch) would drift from a
+            # straight one wherever the global RNG matters (dropout, gradient-penalty eps).
+            generator=torch.Generator().manual_seed(cfg.seed))
+        self.preview_batch = self._collate([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))])
+
+    # -- state -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        m = self.model
+        state = {
+            "model_config": self.model_config,
+            "train_config": asdict(self.cfg),
+            "model": m.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in m.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in m.schedulers.items()},
+            "scaler": m.precision.scaler.state_dict(),
+            "extra": m.extra_state(),
+            "counters": asdict(self.counters),
+            "rng": rng_state(),
+            "nan_lr_scale": self.lr_scale,
+        }
+        if self.dist.enabled:
+            # Each rank's own random streams and pools (rank 0's are also the ones above). A
+            # collective: every rank calls state() at the same iterations.
+            state["per_rank"] = distributed.gather_objects({"rng": rng_state(), "extra": m.extra_state()},
+                                                           self.dist.world_size)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        m = self.model
+        m.load_state_dict(state["model"])
+        for k, o in m.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in m.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if state.get("scaler"):
+            m.precision.scaler.load_state_dict(state["scaler"])
+        m.load_extra_state(state["extra"])
+        self.counters = Counters(**state["counters"])
+        self.lr_scale = state.get("nan_lr_scale", 1.0)
+        set_rng_state(state["rng"])
+        rank, world = self.dist.rank, self.dist.world_size
+        per_rank = state.get("per_rank")
+        saved_world = len(per_rank) if per_rank else 1
+        if saved_world != world:  # same place in the epoch, in this run's per-rank samples
+            if self.dist.is_main:
+                log.warning("checkpoint written by %d rank(s), resuming on %d", saved_world, world)
+            seen = self.counters.epoch_samples * saved_world
+            self.counters.epoch_samples = min(self.sampler.per_rank, seen // world)
+        if rank and per_rank and len(per_rank) == world:
+            set_rng_state(per_rank[rank]["rng"])
+            m.load_extra_state(per_rank[rank]["extra"])
+        elif rank:  # saved by a run with another world size: rank 0's streams, re-mixed per rank
+            m.reseed_for_rank(rank)
+            seed_everything(self.cfg.seed + 1_000_003 * rank + self.counters.iteration)
+
+    def start(self, state: dict | None) -> None:
+        """Load a resumed run's state (or keep the fresh one) and write the readable config."""
+        if state is not None:
+            self.load_state(state)
+            log.info("resumed %s at iteration %d (epoch %d)", self.ckpt_dir / "latest.pt",
+                     self.counters.iteration, self.counters.epoch + 1)
+        distributed.broadcast_module(self.model, self.dist.world_size)  # every rank starts from rank 0's weights
+        if self.model.use_fused_optimizers():
+            log.debug("fused Adam")
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(
+            yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg)}, sort_keys=False))
+
+    def save(self) -> Path:
+        self._check_finite()  # never save a diverged model
+        state = self.state()  # on every rank: it gathers the per-rank streams
+        if not self.dist.is_main:
+            return self.ckpt_dir / "latest.pt"
+        path = save_numbered(state, self.ckpt_dir, self.counters.iteration, self.cfg.keep)
+        log.info("checkpoint: %s (iteration %d)", path, self.counters.iteration)
+        return path
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _collate(self, items: list) -> dict:
+        return torch.utils.data.default_collate(items)
+
+    def _to_device(self, batch: dict) -> dict:
+        out = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device, non_blocking=True)
+                if self.cfg.channels_last and v.dim() == 4:
+                    v = v.contiguous(memory_format=torch.channels_last)
+            out[k] = v
+        return out
+
+    def _write_preview(self) -> None:
+        import torchvision.utils as vutils
+
+        with self._eager():  # rare, and CUDA-graph replays would overwrite G_B's first output with its second
+            grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
+        image = vutils.make_grid(grid, nrow=self.model.preview_nrow, padding=2)
+        it = self.counters.iteration
+        path = self.preview_dir / f"iter_{it:08d}.png"
+        self.preview_dir.mkdir(parents=True, exist_ok=True)
+        vutils.save_image(image, path)
+        if self.writer:
+            self.writer.add_image("preview", image, it)
+
+    def _check_finite(self) -> dict[str, torch.Tensor] | None:
+        """Raise TrainingDiverged if any loss since the last check was NaN or infinite; else
+        return the latest losses. Losses stay on the device between checks (at log steps and
+        before every save), so the loop does not wait for the GPU after every step; a bad
+        iteration is still named exactly and never saved.
+
+        Under torchrun every rank checks at the same iterations, and the pending losses are first
+        averaged over the ranks (one collective): the logged figures are the global batch's, and
+        a NaN on any rank stops every rank at once instead of leaving the others in a collective."""
+        pending, self._pending = self._pending, []
+        if pending and self.dist.enabled:
+            keys = list(pending[0][1])
+            table = torch.stack([torch.stack([losses[k].detach().float() for k in keys]) for _, losses in pending])
+            table = distributed.average(table, self.dist.world_size)
+            pending = [(it, dict(zip(keys, row))) for (it, _), row in zip(pending, table)]
+        if not pending:
+            return None
+        if bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float() for _, l in pending])).all()):
+            return pending[-1][1]
+        for it, losses in pending:
+            bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+            if bad:
+                what = f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}"
+                raise TrainingDiverged(
+                    f"{what}; stopped without saving it. The last good checkpoint is in {self.ckpt_dir} (try "
+                    "a lower --lr or --precision fp32, then --resume)", what)
+
+    def _roll_back(self, err: TrainingDiverged) -> None:
+        """After a NaN: reload the last checkpoint and lower the learning rates, if --nan-retries
+        allows and a checkpoint exists; else stop the run with ``err``, saying why not. Every rank
+        gets here at the same iteration (the losses they check are averaged) and reads the same file."""
+        latest = self.ckpt_dir / "latest.pt"
+        if not self.cfg.nan_retries:
+            raise TrainingDiverged(f"{err}; --nan-retries N rolls back and lowers the learning rates "
+                                   "automatically") from None
+        if self.rollbacks >= self.cfg.nan_retries:
+            raise TrainingDiverged(f"{err}; {self.rollbacks} roll-back(s) with lower learning rates did not "
+                                   "help") from None
+        if not latest.exists():
+            raise TrainingDiverged(f"{err}; there is no checkpoint to roll back to yet") from None
+        self.rollbacks += 1
+        bad_iteration = self.counters.iteration
+        # The checkpoint's rates carry the roll-backs made before it was written; lower them to
+        # nan_lr_factor ** (all roll-backs so far) of the schedule's.
+        scale = self.lr_scale * self.cfg.nan_lr_factor
+        self.load_state(load_checkpoint(latest))  # sets lr_scale to the checkpoint's
+        scale_learning_rates(self.model, scale / self.lr_scale)
+        self.lr_scale = scale
+        self._pending = []
+        lr = self.model.optimizers["G"].param_groups[0]["lr"]
+        if self.dist.is_main:
+            log.warning("%s: roll-back %d of %d to iteration %d (%s), learning rates x %g (G now %.3g)",
+                        err.what, self.rollbacks, self.cfg.nan_retries, self.counters.iteration, latest,
+                        self.cfg.nan_lr_factor, lr)
+        if self.writer:
+            self.writer.add_text("nan_rollback", f"iteration {bad_iteration} -> {self.counters.iteration}, "
+                                                 f"learning rates x {self.cfg.nan_lr_factor}", bad_iteration)
+
+    def _enable_compile(self) -> None:
+        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
+            net.compile(mode=self.cfg.compile_mode)
+
+    @contextlib.contextmanager
+    def _eager(self):
+        nets = [n for n in (*self.model.generators.values(), *self.model.discriminators.values())
+                if getattr(n, "_compiled_call_impl", None) is not None]
+        saved = [n._compiled_call_impl for n in nets]
+        for n in nets:
+            n._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            for n, impl in zip(nets, saved):
+                n._compiled_call_impl = impl
+
+    def _disable_compile(self, err: Exception) -> None:
+        log.warning("torch.compile failed (%s: %s); continuing in eager mode", type(err).__name__, err)
+        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
+            net._compiled_call_impl = None
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint."""
+        cfg, model, c = self.cfg, self.model, self.counters
+        from torch.utils.tensorboard import SummaryWriter
+
+        main = self.dist.is_main  # rank 0 alone logs and writes files
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None) if main else None
+        if cfg.compile:
+            self._enable_compile()
+        model.train()
+        last = None
+        start = time.time()
+        with StopFlag() as stop:
+            try:
+                while self.counters.epoch < self.total_epochs:
+                    c = self.counters  # a roll-back replaces the counters
+                    try:
+                        stopped, last = self._run_epoch(stop, main, last)
+                    except TrainingDiverged as e:
+                        self._roll_back(e)  # or stops the run
+                        continue
+                    if stopped:
+                        return last
+                    if cfg.max_iters is not None and c.iteration >= cfg.max_iters:
+                        break
+                    # End of epoch: schedules step after the optimizer (never before the first step).
+                    c.epoch += 1
+                    c.epoch_samples = 0
+                    model.step_schedulers()
+                    try:
+                        last = self.save()
+                    except TrainingDiverged as e:
+                        self._roll_back(e)
+            finally:
+                if self.writer:
+                    self.writer.close()
+                self._stop_workers()
+        if self.export and main:
+            self.export(self.run_dir)
+        elapsed = time.time() - start
+        log.info("finished at iteration %d (epoch %d) in %.1f s", self.counters.iteration, self.counters.epoch,
+                 elapsed)
+        return last if last else self.save()
+
+    def _stop_workers(self) -> None:
+        """Stop the DataLoader's persistent worker processes now, rather than whenever the trainer
+        is garbage-collected (the MNIST trainer's export callback keeps it in a reference cycle)
+        or at interpreter exit: they hold a copy of the data set and the export and evaluation
+        that follow need the memory. A later fit() starts new ones."""
+        it = getattr(self.loader, "_iterator", None)  # the persistent workers' iterator, if any
+        self.loader._iterator = None
+        if hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+    def _run_epoch(self, stop: StopFlag, main: bool, last: Path | None) -> tuple[bool, Path | None]:
+        """The rest of the current epoch (or up to max_iters). Returns (stopped by a signal, the
+        last checkpoint written)."""
+        from tqdm import tqdm
+
+        cfg, model, c = self.cfg, self.model, self.counters
+        self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
+        per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
+        bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
+                   desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
+                   dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=not main)
+        try:
+            for batch in self.loader:
+                losses = self._step(self._to_device(batch), cfg)
+                c.iteration += 1
+                c.epoch_samples += _batch_len(batch)
+                self._pending.append((c.iteration, losses))
+                bar.update(1)
+                if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                    losses = self._check_finite()  # averaged over the ranks under torchrun
+                if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
+                    values = {k: float(v) for k, v in losses.items()}
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+                    for k, v in values.items():
+                        self.writer.add_scalar(f"loss/{k}", v, c.iteration)
+                    for k, opt in model.optimizers.items():
+                        self.writer.add_scalar(f"lr/{k}", opt.param_groups[0]["lr"], c.iteration)
+                if main and cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
+                    self._write_preview()
+                done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
+                if self.dist.enabled and distributed.any_rank(bool(stop.requested), self.dist.world_size):
+                    stop.requested = stop.requested or "a stop request on another rank"
+                if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
+                    last = self.save()
+                if stop.requested:
+                    bar.close()
+                    if main:
+                        print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
+                              f"(checkpoint {last})", file=sys.stderr)
+                    return True, last
+                if done:
+                    break
+        finally:
+            bar.close()
+        return False, last
+
+    def _step(self, batch: dict, cfg: LoopConfig) -> dict[str, torch.Tensor]:
+        try:
+            losses = self.model.train_step(batch)
+        except Exception as e:
+            if not (cfg.compile and self.counters.iteration == 0 and _is_compile_error(e)):
+                raise
+            self._disable_compile(e)
+            losses = self.model.train_step(batch)
+        return losses
+
+
+def scale_learning_rates(model: GANModel, factor: float) -> None:
+    """Multiply every optimizer's learning rate, and its schedule's base, by ``factor`` (the
+    linear scaling rule for a ``factor`` times larger global batch). A resumed run then loads
+    the scaled rates stored in its checkpoint."""
+    for opt in model.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    for sched in model.schedulers.values():
+        sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+def _batch_len(batch: dict) -> int:
+    return next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
+
+
+def _is_compile_error(e: Exception) -> bool:
+    mod = type(e).__module__
+    return mod.startswith("torch._dynamo") or mod.startswith("torch._inductor")
+
+
+def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = None):
+    """Decide between a new run and a resumed one; returns (checkpoint state or None, config).
+
+    On resume the config stored in the checkpoint wins, except the runtime fields in
+    ``runtime_overrides`` (max_iters, save_every, device, ...). A new run never overwrites an
+    existing one."""
+    latest = cfg.run_dir / "checkpoints" / "latest.pt"
+    if resume and latest.exists():
+        state = load_checkpoint(latest)
+        saved = type(cfg).from_dict(state["train_config"])
+        for k, v in (runtime_overrides or {}).items():
+            if k in type(cfg).RUNTIME_FIELDS:
+                setattr(saved, k, v)
+        saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
+        return state, saved
+    if resume:
+        log.info("no checkpoint at %s: starting a new run", latest)
+    elif latest.exists():
+        raise CheckpointError(f"{cfg.run_dir} already holds a run (checkpoint {latest}); pass --resume to "
+                              "continue it, or choose another --name")
+    return None, cfg

@@ -1,0 +1,232 @@
+"""Training, evaluation and benchmarking of the noise -> image GAN, through the shared loop.
+
+The run is driven by the same :class:`~cyclegan.train.Trainer` as CycleGAN (checkpoints, resume,
+previews, TensorBoard, SIGINT handling); this module only supplies the data, the model, the
+export and the evaluation that ends a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from cyclegan.training import distributed
+from cyclegan.core.checkpoint import export_generators
+from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, format_report, load_classifier, quality_report, save_classifier, train_classifier
+from cyclegan.data.images import DataError
+from cyclegan.models.mnist import MnistGAN, MnistGANConfig
+from cyclegan.data.mnist import DataSource, MnistData, MnistDataset
+from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER, EXPORT_KIND, EXPORT_NAME, LatentSampler
+from cyclegan.training.loop import LoopConfig, Trainer, prepare_run, seed_everything
+from cyclegan.core.devices import pick_device
+
+log = logging.getLogger("cyclegan.mnist")
+
+CLASSIFIER_NAME = "classifier.safetensors"
+
+
+@dataclass
+class MnistTrainConfig(LoopConfig):
+    """An MNIST-format GAN run: the shared loop settings plus its data source and evaluation."""
+
+    name: str = "mnist"
+    batch_size: int = 64
+    num_workers: int = 0              # images live in memory: worker processes would only add start-up time
+    save_every: int = 2000
+    preview_every: int = 500
+    preview_count: int = 64           # fixed-noise samples in each preview grid (8 per row)
+    dataset: str | None = None        # mnist, fashion-mnist, kmnist (torchvision; downloaded if missing)
+    idx_dir: str | None = None        # folder of IDX files
+    image_dir: str | None = None      # folder of images
+    data_root: str = "datasets"       # where --dataset looks for / downloads files
+    download: bool = True
+    eval_samples: int = 10000         # generated images for FID/KID/confidence at the end; 0: skip
+    classifier: str | None = None     # feature extractor for evaluation (default: see resolve_classifier)
+
+    RUNTIME_FIELDS = LoopConfig.RUNTIME_FIELDS + ("eval_samples", "classifier", "download", "data_root")
+
+    def source(self) -> DataSource:
+        return DataSource(self.dataset, self.idx_dir, self.image_dir, self.data_root, self.download)
+
+
+# --------------------------------------------------------------------------------------------
+# Classifier and evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def fit_classifier(data: MnistData, epochs: int = 3, batch_size: int = 128, lr: float = 1e-3, width: int = 32,
+                   seed: int = 0, device: torch.device | str = "cpu") -> tuple[SmallClassifier, dict]:
+    """Train the evaluation classifier on ``data``'s training split; returns (model, metadata
+    to store with it: accuracy, the data it was trained on, class names)."""
+    train = data.train
+    if train.labels is None:
+        raise DataError(f"{data.name} has no labels, and the evaluation classifier needs them (IDX: the "
+                        "*-labels-idx1-ubyte files; image folders: one subfolder per class). Pass "
+                        "--classifier FILE, or --eval-samples 0 to skip evaluation")
+    n_classes = max(int(train.labels.max()) + 1, len(data.classes), 2)
+    n, c, h, _ = train.images.shape
+    cfg = ClassifierConfig(channels=c, image_size=h, n_classes=n_classes, width=width,
+                           classes=list(data.classes))
+    held_out = (data.test.images, data.test.labels) if data.test is not None and data.test.labels is not None else None
+    log.info("training the evaluation classifier on %d images (%d epochs)", n, epochs)
+    model, metrics = train_classifier(train.images, train.labels, cfg, epochs=epochs, batch_size=batch_size,
+                                      lr=lr, seed=seed, device=device, held_out=held_out)
+    meta = {"metrics": metrics, "data": data.name, "data_fingerprint": train.fingerprint()}
+    return model, meta
+
+
+def classifier_summary(meta: dict) -> str:
+    m = meta.get("metrics", {})
+    acc = m.get("held_out_accuracy", m.get("train_accuracy"))
+    which = "held-out" if "held_out_accuracy" in m else "training"
+    return f"trained on {meta.get('data', '?')}" + (f", {which} accuracy {acc:.2%}" if acc is not None else "")
+
+
+def resolve_classifier(data: MnistData, explicit: str | None = None, run_dir: Path | None = None,
+                       device: torch.device | str = "cpu") -> tuple[SmallClassifier, str]:
+    """The classifier to evaluate with, and where it came from. In order: ``explicit``; the run's
+    own ``classifier.safetensors``; the bundled one when it was trained on exactly this data
+    (same content fingerprint), so Fashion-MNIST figures are comparable across runs; else one
+    is trained now (a minute or two on a CPU) and saved in the run folder."""
+    fingerprint = data.train.fingerprint()
+
+    def checked(path: Path) -> tuple[SmallClassifier, str]:
+        model, meta = load_classifier(path, device)
+        if meta.get("data_fingerprint") not in (None, fingerprint):
+            log.warning("classifier %s was trained on other data (%s) than %s; its FID/KID are only "
+                        "comparable with figures measured with the same classifier", path, meta.get("data"), data.name)
+        return model, f"{path} ({classifier_summary(meta)})"
+
+    if explicit:
+        return checked(Path(explicit))
+    if run_dir is not None and (run_dir / CLASSIFIER_NAME).is_file():
+        return checked(run_dir / CLASSIFIER_NAME)
+    if BUNDLED_CLASSIFIER.is_file():
+        model, meta = load_classifier(BUNDLED_CLASSIFIER, device)
+        if meta.get("data_fingerprint") == fingerprint:
+            return model, f"bundled {BUNDLED_CLASSIFIER.name} ({classifier_summary(meta)})"
+    model, meta = fit_classifier(data, device=device)
+    where = "not saved"
+    if run_dir is not None:
+        where = str(save_classifier(model, run_dir / CLASSIFIER_NAME, meta))
+    return model, f"{where} (trained now; {classifier_summary(meta)})"
+
+
+def evaluate(sampler: LatentSampler, data: MnistData, classifier: SmallClassifier, n_samples: int = 10000,
+             seed: int = 0, device: torch.device | str = "cpu") -> dict:
+    """FID/KID/confidence of ``n_samples`` generated images (z from ``seed``) against the held-out
+    split (the training split when there is none); the reference FID compares as many training
+    images with the held-out ones."""
+    if data.test is not None:
+        real, reference = data.test.images, data.train.images[: len(data.test)]
+    else:
+        real, reference = data.train.images, None
+    fake = sampler.sample(n_samples, seed=seed)
+    if fake.shape[1:] != real.shape[1:]:
+        raise DataError(f"the generator makes {tuple(fake.shape[1:])} images but {data.name} holds "
+                        f"{tuple(real.shape[1:])}; evaluate against the data it was trained on")
+    return quality_report(classifier, real, fake, reference=reference, device=device)
+
+
+def print_evaluation(report: dict, classifier_source: str, classes: list[str]) -> None:
+    print(f"evaluation classifier: {classifier_source}")
+    print(format_report(report, classes))
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def export_mnist(model: MnistGAN, cfg: MnistTrainConfig, data: MnistData, iteration: int, path: Path) -> Path:
+    """The generator alone, config inside: what sampling and the app load."""
+    meta = {"kind": EXPORT_KIND, "name": cfg.name, "iteration": iteration, "classes": data.classes,
+            # where the data came from, for `cyclegan mnist eval` (whether to download is the user's call then)
+            "data": {k: v for k, v in asdict(cfg.source()).items() if k != "download"},
+            "data_fingerprint": data.train.fingerprint()}
+    out = export_generators({"G": model.generators["G"]}, model.config_dict(), path, meta)
+    log.info("exported the generator: %s", out)
+    return out
+
+
+def train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool = False,
+                runtime_overrides: dict | None = None) -> Path:
+    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``; at the end, export the
+    generator and print its evaluation (``cfg.eval_samples`` > 0). Returns the last checkpoint.
+    Under torchrun, one data-parallel rank; rank 0 alone exports and evaluates."""
+    with distributed.process_group(cfg.device):
+        return _train_mnist(model_cfg, cfg, resume, runtime_overrides)
+
+
+def _train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool,
+                 runtime_overrides: dict | None) -> Path:
+    state, cfg = prepare_run(cfg, resume, runtime_overrides)
+    if state is not None:
+        model_cfg = MnistGANConfig.from_dict(state["model_config"])
+    model_cfg.validate()
+    seed_everything(cfg.seed)
+    data = cfg.source().load(model_cfg.channels, model_cfg.image_size)
+    model = MnistGAN(model_cfg, seed=cfg.seed, preview_count=cfg.preview_count)
+    exported: list[Path] = []
+    trainer = Trainer(model, asdict(model_cfg), cfg, MnistDataset(data.train),
+                      total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
+                      export=lambda run_dir: exported.append(
+                          export_mnist(model, cfg, data, trainer.counters.iteration, run_dir / EXPORT_NAME)))
+    trainer.start(state)
+    n_g = sum(p.numel() for p in model.generators.parameters())
+    n_d = sum(p.numel() for p in model.discriminators.parameters())
+    if trainer.dist.is_main:
+        print(data.summary(), file=sys.stderr)
+        print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} G "
+              f"({n_g / 1e6:.2f}M params, z {model_cfg.z_dim} {model_cfg.noise}) | {model_cfg.netD} D "
+              f"({n_d / 1e6:.2f}M, norm {model_cfg.d_norm}) | {model_cfg.gan_mode}, {model_cfg.d_steps} D step(s) "
+              f"per G step | batch {cfg.batch_size} x {trainer.dist.world_size} rank(s) | "
+              f"{model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
+              + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
+    start = time.time()
+    last = trainer.fit()
+    if exported:  # the run ended normally (not stopped by a signal)
+        print(f"trained to iteration {trainer.counters.iteration} in {time.time() - start:.0f} s; "
+              f"generator: {exported[0]}", file=sys.stderr)
+        if cfg.eval_samples > 0:
+            classifier, source = resolve_classifier(data, cfg.classifier, cfg.run_dir, trainer.device)
+            sampler = LatentSampler(model.generators["G"], model_cfg, device=trainer.device)
+            report = evaluate(sampler, data, classifier, cfg.eval_samples, seed=cfg.seed, device=trainer.device)
+            report.update(iteration=trainer.counters.iteration, classifier=source)
+            (cfg.run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+            print_evaluation(report, source, data.classes)
+    return last
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------
+
+
+def bench_mnist(model_cfg: MnistGANConfig, batch_sizes: list[int], device: str = "auto", precision: str = "fp32",
+                warmup: int = 3, iters: int = 20, repeats: int = 3) -> list[dict]:
+    """Training speed of the real MnistGAN step on synthetic images, per batch size."""
+    from cyclegan.bench.measure import flops_per_iteration, peak_memory, time_steps
+    from cyclegan.models.gan import Precision
+
+    dev = pick_device(device)
+    results = []
+    for batch_size in batch_sizes:
+        torch.manual_seed(0)
+        model = MnistGAN(MnistGANConfig.from_dict(asdict(model_cfg))).to(dev)
+        model.precision = Precision(dev.type, precision)
+        size = model_cfg.image_size
+        batch = {"image": torch.rand(batch_size, model_cfg.channels, size, size, device=dev).mul(2).sub(1)}
+        flops = flops_per_iteration(model, batch)
+        sec = time_steps(lambda: model.train_step(batch), dev, warmup, iters, repeats)
+        peak, mem_kind = peak_memory(dev)
+        results.append({"batch_size": batch_size, "device": str(dev), "precision": precision,
+                        "sec_per_iter": sec, "iters_per_sec": 1 / sec, "images_per_sec": batch_size / sec,
+                        "flops_per_iter": flops, "peak_memory_bytes": peak, "memory_kind": mem_kind})
+    return results
