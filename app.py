@@ -21,7 +21,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the
 import gradio as gr  # noqa: E402
 
 from cyclegan import app as logic  # noqa: E402
-from cyclegan.cli.app import parse_args  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
 
@@ -200,7 +199,7 @@ def _stop(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes
-    settings = parse_args(argv)
+    settings = logic.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         serve(settings)

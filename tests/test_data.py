@@ -18,7 +18,8 @@ from PIL import Image, ImageFile
 
 from cyclegan.data.images import IMAGE_EXTENSIONS, DataError, UnreadableImageError, find_images, load_image
 from cyclegan.data.augment_config import PREPROCESS_MODES, AugmentConfig
-from cyclegan.data.unpaired import EpochSampler, ImageFolder, UnpairedImageDataset, build_transform
+from cyclegan.data.transforms import build_transform
+from cyclegan.data.unpaired import EpochSampler, ImageFolder, UnpairedImageDataset
 
 SMALL = AugmentConfig(load_size=32, crop_size=24)  # fast everywhere a size does not matter
 
@@ -280,9 +281,9 @@ def test_normalisation_maps_0_255_to_minus1_1() -> None:
 
 def test_only_training_imports_albumentations() -> None:
     # Every command imports the CLI; translation and the app must not pay for albumentations.
-    code = ("import sys, cyclegan.cli, cyclegan.translate, cyclegan.app_logic\n"
+    code = ("import sys, cyclegan.cli, cyclegan.inference.translator, cyclegan.app\n"
             "assert 'albumentations' not in sys.modules, 'albumentations imported'\n"
-            "from cyclegan.data import build_transform\n"
+            "from cyclegan.data.transforms import build_transform\n"
             "assert 'albumentations' in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.models import gan
+from cyclegan.models import gan, image_pool, init, losses
 
 
 def _sig(x):
@@ -21,7 +21,7 @@ FAKE = torch.tensor([0.5, -3.0])
 
 
 def test_minimax_values():
-    loss = gan.make_loss("minimax")
+    loss = losses.make_loss("minimax")
     d = -(math.log(_sig(2)) + math.log(_sig(-1))) / 2 - (math.log(1 - _sig(0.5)) + math.log(1 - _sig(-3))) / 2
     g = (math.log(1 - _sig(0.5)) + math.log(1 - _sig(-3))) / 2
     assert loss.d_loss(REAL, FAKE).item() == pytest.approx(d, rel=1e-5)
@@ -31,38 +31,38 @@ def test_minimax_values():
 def test_nonsaturating_and_vanilla_alias():
     g = -(math.log(_sig(0.5)) + math.log(_sig(-3))) / 2
     for name in ("nonsaturating", "vanilla"):
-        loss = gan.make_loss(name)
+        loss = losses.make_loss(name)
         assert loss.g_loss(FAKE).item() == pytest.approx(g, rel=1e-5)
-        assert loss.d_loss(REAL, FAKE).item() == pytest.approx(gan.make_loss("minimax").d_loss(REAL, FAKE).item())
+        assert loss.d_loss(REAL, FAKE).item() == pytest.approx(losses.make_loss("minimax").d_loss(REAL, FAKE).item())
 
 
 def test_lsgan_values():
-    loss = gan.make_loss("lsgan")
+    loss = losses.make_loss("lsgan")
     assert loss.d_loss(REAL, FAKE).item() == pytest.approx(((1 + 4) / 2) + (0.25 + 9) / 2)
     assert loss.g_loss(FAKE).item() == pytest.approx((0.25 + 16) / 2)
 
 
 def test_wgan_and_hinge_values():
-    w = gan.make_loss("wgangp")
+    w = losses.make_loss("wgangp")
     assert w.needs_gradient_penalty
     assert w.d_loss(REAL, FAKE).item() == pytest.approx(-1.25 - 0.5)
     assert w.g_loss(FAKE).item() == pytest.approx(1.25)
-    h = gan.make_loss("hinge")
+    h = losses.make_loss("hinge")
     # relu(1-2)=0, relu(1+1)=2 -> 1 ; relu(1.5)=1.5, relu(-2)=0 -> 0.75
     assert h.d_loss(REAL, FAKE).item() == pytest.approx(1.75)
     assert h.g_loss(FAKE).item() == pytest.approx(1.25)
 
 
 def test_losses_are_float32_under_half_inputs():
-    for name in gan.LOSSES:
-        loss = gan.make_loss(name)
+    for name in losses.LOSSES:
+        loss = losses.make_loss(name)
         assert loss.d_loss(REAL.bfloat16(), FAKE.bfloat16()).dtype == torch.float32
         assert loss.g_loss(FAKE.half()).dtype == torch.float32
 
 
 def test_unknown_loss_lists_choices():
     with pytest.raises(ValueError, match="lsgan"):
-        gan.make_loss("nope")
+        losses.make_loss("nope")
 
 
 def test_gradient_penalty_zero_for_unit_gradient_and_positive_otherwise():
@@ -70,22 +70,22 @@ def test_gradient_penalty_zero_for_unit_gradient_and_positive_otherwise():
     # D(x) = sum(x * w) / ||w|| has gradient norm exactly 1 everywhere.
     w = torch.randn(3, 2, 2)
     unit = lambda x: (x * w / w.norm()).flatten(1).sum(1)  # noqa: E731
-    assert gan.gradient_penalty(unit, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    assert losses.gradient_penalty(unit, real, fake).item() == pytest.approx(0.0, abs=1e-10)
     double = lambda x: 2 * unit(x)  # noqa: E731  gradient norm 2 -> penalty (2-1)^2 = 1
-    assert gan.gradient_penalty(double, real, fake).item() == pytest.approx(1.0, rel=1e-5)
+    assert losses.gradient_penalty(double, real, fake).item() == pytest.approx(1.0, rel=1e-5)
 
 
 # -- image pool --------------------------------------------------------------------------------
 
 
 def test_pool_disabled_returns_input():
-    pool = gan.ImagePool(0)
+    pool = image_pool.ImagePool(0)
     x = torch.randn(3, 1, 2, 2)
     assert pool.query(x) is x
 
 
 def test_pool_fills_then_mixes_history():
-    pool = gan.ImagePool(4, seed=0)
+    pool = image_pool.ImagePool(4, seed=0)
     first = torch.arange(4.0).view(4, 1, 1, 1)
     assert torch.equal(pool.query(first), first)  # filling: returned as is
     assert len(pool) == 4
@@ -104,10 +104,10 @@ def test_pool_fills_then_mixes_history():
 
 
 def test_pool_state_round_trip_reproduces_draws():
-    a = gan.ImagePool(3, seed=7)
+    a = image_pool.ImagePool(3, seed=7)
     for i in range(5):
         a.query(torch.full((2, 1, 1, 1), float(i)))
-    b = gan.ImagePool(3, seed=99)
+    b = image_pool.ImagePool(3, seed=99)
     b.load_state_dict(a.state_dict())
     for i in range(10):
         x = torch.full((2, 1, 1, 1), 10.0 + i)
@@ -119,17 +119,17 @@ def test_pool_state_round_trip_reproduces_draws():
 
 def test_set_requires_grad():
     nets = [nn.Linear(2, 2), nn.Conv2d(1, 1, 1)]
-    gan.set_requires_grad(nets, False)
+    init.set_requires_grad(nets, False)
     assert not any(p.requires_grad for n in nets for p in n.parameters())
-    gan.set_requires_grad(nets[0], True)
+    init.set_requires_grad(nets[0], True)
     assert all(p.requires_grad for p in nets[0].parameters())
 
 
-@pytest.mark.parametrize("kind", gan.INIT_TYPES)
+@pytest.mark.parametrize("kind", init.INIT_TYPES)
 def test_init_weights(kind):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64), nn.Linear(64, 64))
-    gan.init_weights(net, kind, 0.02)
+    init.init_weights(net, kind, 0.02)
     conv = net[0].weight
     assert torch.count_nonzero(net[0].bias) == 0
     if kind == "normal":
@@ -142,7 +142,7 @@ def test_init_weights(kind):
 
 def test_init_unknown():
     with pytest.raises(ValueError, match="xavier"):
-        gan.init_weights(nn.Linear(1, 1), "bogus")
+        init.init_weights(nn.Linear(1, 1), "bogus")
 
 
 def test_linear_schedule_matches_paper():
@@ -187,7 +187,7 @@ class ToyGAN(gan.GANModel):
         super().__init__(d_steps=d_steps, g_first=g_first)
         self.generators = nn.ModuleDict({"G": nn.Linear(1, 1)})
         self.discriminators = nn.ModuleDict({"D": nn.Linear(1, 1)})
-        self.loss = gan.make_loss(loss)
+        self.loss = losses.make_loss(loss)
         self.make_optimizers(1e-2, 1e-2, (0.5, 0.999))
         self.order: list[str] = []
         self.d_grad_during_g = None
@@ -208,11 +208,11 @@ class ToyGAN(gan.GANModel):
         loss = self.loss.d_loss(D(batch["x"]), D(fake))
         if self.loss.needs_gradient_penalty:
             # weight 1, not 10: with a linear 1-D critic a strong penalty traps a negative slope
-            loss = loss + gan.gradient_penalty(D, batch["x"], fake)
+            loss = loss + losses.gradient_penalty(D, batch["x"], fake)
         return loss, {"D": loss}
 
 
-@pytest.mark.parametrize("loss", sorted(set(gan.LOSSES)))
+@pytest.mark.parametrize("loss", sorted(set(losses.LOSSES)))
 def test_each_loss_trains_and_d_separates(loss):
     torch.manual_seed(0)
     model = ToyGAN(loss)
@@ -220,7 +220,7 @@ def test_each_loss_trains_and_d_separates(loss):
     D = model.discriminators["D"]
     gap0 = (D(batch["x"]) - D(model.generators["G"](batch["z"]))).mean().item()
     # Train D only: its outputs must move apart (real up, fake down).
-    gan.set_requires_grad(model.generators, False)
+    init.set_requires_grad(model.generators, False)
     for _ in range(50):
         with torch.no_grad():
             out = model.generate(batch)
@@ -229,7 +229,7 @@ def test_each_loss_trains_and_d_separates(loss):
     gap1 = (D(batch["x"]) - D(model.generators["G"](batch["z"]))).mean().item()
     assert gap1 > gap0
     # Full alternating steps stay finite.
-    gan.set_requires_grad(model.generators, True)
+    init.set_requires_grad(model.generators, True)
     for _ in range(20):
         logs = model.train_step(batch)
         assert all(torch.isfinite(v) for v in logs.values())

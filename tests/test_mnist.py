@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.models import gan
+from cyclegan.models import init, losses
 from cyclegan.core.checkpoint import CheckpointError, export_generators, load_checkpoint
 from cyclegan.evaluation.classifier import ClassifierConfig, extract, load_classifier, quality_report, save_classifier, train_classifier
 from cyclegan.cli.main import main
@@ -215,7 +215,7 @@ def _real_batch(n: int = 16) -> dict:
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-@pytest.mark.parametrize("loss", sorted(gan.LOSSES))
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES))
 def test_each_loss_moves_d_and_g_the_right_way(loss, arch):
     torch.manual_seed(0)
     model = MnistGAN(MnistGANConfig(netG=arch, netD=arch, gan_mode=loss, lr=1e-3, **TINY), preview_count=16)
@@ -228,12 +228,12 @@ def test_each_loss_moves_d_and_g_the_right_way(loss, arch):
 
     # D steps alone: D's outputs on real images rise above those on fakes.
     before = gap()
-    gan.set_requires_grad(model.generators, False)
+    init.set_requires_grad(model.generators, False)
     for _ in range(15):
         with torch.no_grad():
             out = model.generate(batch)
         model._d_update(batch, out, {})
-    gan.set_requires_grad(model.generators, True)
+    init.set_requires_grad(model.generators, True)
     assert gap() > before
 
     # G steps alone (D frozen): D's output on G's images rises.

@@ -192,7 +192,7 @@ def test_a_failed_write_inside_torch_save_names_the_file(tmp_path, monkeypatch):
 
     from cyclegan.core.checkpoint import save_checkpoint
 
-    import cyclegan.checkpoint as ck
+    import cyclegan.core.checkpoint as ck
 
     save_checkpoint({"x": torch.zeros(3)}, tmp_path / "latest.pt")
 

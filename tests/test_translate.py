@@ -195,10 +195,10 @@ def test_inference_imports_no_training_code(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, cyclegan.translate; "
+    code = ("import sys, cyclegan.inference.translator; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cyclegan', 'albumentations', 'tensorboard')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert r.returncode == 0, r.stderr
     loaded = r.stdout
-    assert "cyclegan.train" not in loaded and "cyclegan.data'" not in loaded and "albumentations" not in loaded
+    assert "cyclegan.training" not in loaded and "cyclegan.data.transforms" not in loaded and "albumentations" not in loaded

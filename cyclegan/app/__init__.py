@@ -3,9 +3,9 @@ catalogue of models it offers, decoding uploads, and the actions (translate, gen
 
 from cyclegan.app.actions import EXAMPLES_DIR, AppBackend, GenerateResult, TranslateResult, example_images
 from cyclegan.app.catalog import BUNDLED_CYCLEGAN, Catalog, Choice, ModelEntry, is_inside
-from cyclegan.app.settings import AppSettings, UserError
+from cyclegan.app.settings import AppSettings, UserError, add_app_arguments, parse_args, settings_from_args
 from cyclegan.app.uploads import enlarge, read_upload, to_image
 
 __all__ = ["BUNDLED_CYCLEGAN", "EXAMPLES_DIR", "AppBackend", "AppSettings", "Catalog", "Choice", "GenerateResult",
-           "ModelEntry", "TranslateResult", "UserError", "enlarge", "example_images", "is_inside", "read_upload",
+           "ModelEntry", "TranslateResult", "UserError", "add_app_arguments", "enlarge", "example_images", "is_inside", "parse_args", "read_upload", "settings_from_args",
            "to_image"]

@@ -186,7 +186,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     add_architecture_args(cyc)
     cyc.set_defaults(func=_cmd_cycle)
 
-    from cyclegan.cli.argtypes import positive_int
+    from cyclegan.core.argtypes import positive_int
     from cyclegan.evaluation.domains import __doc__ as domains_doc
 
     def classifier_args(q: argparse.ArgumentParser) -> None:

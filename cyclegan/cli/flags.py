@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, fields
-from cyclegan.cli.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
+from cyclegan.core.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
 from cyclegan.models.gan import COMPILE_MODES, LR_POLICIES, PRECISIONS
 from cyclegan.models.init import INIT_TYPES
 from cyclegan.models.losses import LOSSES

@@ -8,7 +8,7 @@ import faulthandler
 import logging
 import sys
 from cyclegan import __version__
-from cyclegan.cli.argtypes import image_size
+from cyclegan.core.argtypes import image_size
 from cyclegan.cli.train import _add_train_parser, _cmd_bench, _cmd_export
 
 

@@ -15,7 +15,7 @@ import platform
 import sys
 from pathlib import Path
 
-from cyclegan.cli.argtypes import image_size, nonneg_float, nonneg_int, positive_int
+from cyclegan.core.argtypes import image_size, nonneg_float, nonneg_int, positive_int
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given, with_help
 from cyclegan.models.gan import PRECISIONS
 from cyclegan.models.mnist import NOISE_DISTRIBUTIONS, MnistGANConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from cyclegan.cli.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
+from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
 from cyclegan.models.cyclegan import PRESETS, CycleGANConfig, resolve_preset
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from cyclegan.data.augment_config import PREPROCESS_MODES

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 import torch.nn.functional as F
-from cyclegan.cli.argtypes import nonneg_int as _nonneg
-from cyclegan.cli.argtypes import positive_int as _positive
+from cyclegan.core.argtypes import nonneg_int as _nonneg
+from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
 from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_jobs
 from cyclegan.inference.html_index import write_index_html

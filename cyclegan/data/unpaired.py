@@ -34,13 +34,6 @@ __all__ = ['EpochSampler', 'ImageFolder', 'UnpairedImageDataset']
 logger = logging.getLogger("cyclegan.data")
 
 
-def __getattr__(name: str) -> Any:
-    # The augmentation pipeline lives in .transforms so that importing this module (the CLI does,
-    # for every command) does not import albumentations, 0.7 s of start-up here.
-    if name == "build_transform":
-        from cyclegan.data.transforms import build_transform
-        return build_transform
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 _EXIF_ORIENTATION = 0x0112
 _U64 = (1 << 64) - 1  # SeedSequence wants non-negative entropy words
 
