@@ -15,6 +15,9 @@ import pytest
 from PIL import Image
 
 from cyclegan import app as app_logic
+from cyclegan.app.settings import app_script
+from cyclegan.cli.app import _argv_of
+from cyclegan.inference.mnist_sampler import BUNDLED_GENERATOR
 from cyclegan.app.actions import AppBackend
 from cyclegan.app.settings import AppSettings, UserError
 from cyclegan.app.uploads import read_upload
@@ -294,7 +297,7 @@ def test_generate_without_any_generator_says_what_to_do(tmp_path):
 
 def test_bundled_models_are_the_defaults(tmp_path):
     """A fresh checkout is useful at once: the demo CycleGAN and DCGAN ship in cyclegan/assets."""
-    assert app_logic.BUNDLED_CYCLEGAN.is_file() and app_logic.BUNDLED_GENERATOR.is_file()
+    assert app_logic.BUNDLED_CYCLEGAN.is_file() and BUNDLED_GENERATOR.is_file()
     app = AppBackend(AppSettings(runs_dir=tmp_path, checkpoints_dir=tmp_path, output_dir=tmp_path / "out"))
     cat = app.catalog()
     assert cat.default_translate == "bundled|AtoB" and cat.default_generate == "bundled-latent"
@@ -325,8 +328,8 @@ def test_flags_and_the_cyclegan_app_command(monkeypatch):
     parser = build_parser()
     args = parser.parse_args(["app", "--port", "9001", "--share", "--model", "m.pt", "--threads", "1"])
     sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)).choices["app"]
-    assert app_logic._argv_of(args, sub) == ["--port", "9001", "--share", "--model", "m.pt", "--threads", "1"]
-    assert app_logic.app_script() == ROOT / "app.py"
+    assert _argv_of(args, sub) == ["--port", "9001", "--share", "--model", "m.pt", "--threads", "1"]
+    assert app_script() == ROOT / "app.py"
 
 
 def _imports(path: Path) -> set[str]:

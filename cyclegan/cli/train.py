@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
-from cyclegan.models.cyclegan import PRESETS, CycleGANConfig, resolve_preset
+from cyclegan.models.cyclegan import PRESETS, CycleGANConfig
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from cyclegan.data.augment_config import PREPROCESS_MODES
-from cyclegan.training.cyclegan import TrainConfig
+from cyclegan.training.cyclegan import TrainConfig, resolve_configs
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given
 
 
@@ -83,12 +83,7 @@ def _add_train_parser(sub) -> None:
 
 def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig, TrainConfig]:
     """The configs a ``train`` command line resolves to: preset, then the flags given."""
-    m, t = resolve_preset(args.preset, _given(args, "model"), _given(args, "train"))
-    if "input_nc" in m:
-        m["output_nc"] = m["input_nc"]
-    if "netG" not in _given(args, "model") and (t.get("size") or 256) <= 128:
-        m["netG"] = "resnet_6blocks"  # the paper's choice for 128x128 images
-    return CycleGANConfig(**m), TrainConfig(**t)
+    return resolve_configs(_given(args, "model"), _given(args, "train"), args.preset)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -6,14 +6,12 @@ import argparse
 import html
 import os
 import sys
-from pathlib import Path
 from typing import Any
 import torch.nn.functional as F
 from cyclegan.core.argtypes import nonneg_int as _nonneg
 from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
-from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_jobs
-from cyclegan.inference.html_index import write_index_html
+from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_folder
 from cyclegan.inference.loading import DIRECTIONS, load_generator
 from cyclegan.inference.translator import PRECISION_CHOICES, Translator
 
@@ -93,13 +91,12 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
     print(f"{generator.describe()}\non {translator.device}, {mode}: {len(jobs)} image(s) -> {args.output}",
           file=sys.stderr)
-    summary = translate_jobs(translator, jobs, batch_size=args.batch_size, workers=args.workers, fmt=args.format,
-                             quality=args.quality, side_by_side=args.side_by_side, overwrite=args.overwrite,
-                             progress=not args.no_progress)
-    if Path(args.input).is_dir() and not args.no_html:
-        page = write_index_html(Path(args.output) / "index.html", jobs, f"{generator.name} ({generator.direction or 'translation'})",
-                                generator.describe())
-        print(f"index: {page}", file=sys.stderr)
+    summary = translate_folder(translator, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
+                               workers=args.workers, quality=args.quality, side_by_side=args.side_by_side,
+                               overwrite=args.overwrite, html=not args.no_html, progress=not args.no_progress,
+                               jobs=jobs)
+    if summary.index:
+        print(f"index: {summary.index}", file=sys.stderr)
     print(summary.describe(), file=sys.stderr)
     return 0 if summary.ok else 1
 

@@ -34,5 +34,5 @@ def pick_device(name: str = "auto") -> torch.device:
 # --------------------------------------------------------------------------------------------
 
 
-#: Device choice is the same rule as training's; it lives in the GAN base, which imports no training code.
+#: inference calls it by this name; the same rule as training's
 resolve_device = pick_device

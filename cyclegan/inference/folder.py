@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+import html
+import urllib.parse
 from cyclegan.core.checkpoint import atomic_write
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
@@ -45,6 +47,7 @@ class TranslateSummary:
     skipped: int = 0  # outputs that already existed
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
+    index: Path | None = None  # the index.html written for a folder, if any
 
     @property
     def ok(self) -> bool:
@@ -226,4 +229,49 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
                 fail(job, f"could not write {job.output}: {e}")
     bar.close()
     summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def write_index_html(path: str | os.PathLike, jobs: list[TranslateJob], title: str, subtitle: str = "",
+                     width: int = 256) -> Path:
+    """An HTML page with one row per image (name, input, output), like the original release's
+    results page; links are relative, so the page works wherever the folders are opened."""
+    path = Path(path)
+    base = path.parent.resolve()
+
+    def link(p: Path) -> str:
+        return urllib.parse.quote(Path(os.path.relpath(p.resolve(), base)).as_posix())
+
+    rows = []
+    for job in jobs:
+        if not job.output.exists():
+            continue  # failed inputs have no output to show
+        src, out = link(job.source), link(job.output)
+        rows.append(f'<tr><td>{html.escape(job.label)}</td>'
+                    f'<td><a href="{src}"><img src="{src}" width="{width}" loading="lazy"></a></td>'
+                    f'<td><a href="{out}"><img src="{out}" width="{width}" loading="lazy"></a></td></tr>')
+    page = "\n".join([
+        "<!DOCTYPE html>", '<html><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif} td{padding:4px;vertical-align:top} img{display:block}</style>",
+        "</head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(subtitle)}</p>",
+        "<table><tr><th>image</th><th>input</th><th>output</th></tr>", *rows, "</table>", "</body></html>", ""])
+    return atomic_write(path, lambda f: f.write(page.encode("utf-8")))
+
+
+def translate_folder(model: "Translator | str | os.PathLike", input: str | os.PathLike, output: str | os.PathLike, *,
+                     direction: str | None = None, device: str = "auto", fmt: str | None = None,
+                     batch_size: int = 4, workers: int = 4, quality: int = 95, side_by_side: bool = False,
+                     overwrite: bool = False, html: bool = True, progress: bool = False,
+                     jobs: list[TranslateJob] | None = None, title: str | None = None) -> TranslateSummary:
+    """Translate an image folder (searched recursively, mirrored under ``output``) or one file, as
+    ``cyclegan translate`` does, and for a folder write ``output``/index.html (unless ``html`` is
+    False). ``model``: a :class:`Translator`, or what :meth:`Translator.from_pretrained` takes."""
+    translator = model if isinstance(model, Translator) else Translator.from_pretrained(model, direction, device=device)
+    jobs = plan_jobs(input, output, fmt) if jobs is None else jobs
+    summary = translate_jobs(translator, jobs, batch_size=batch_size, workers=workers, fmt=fmt, quality=quality,
+                             side_by_side=side_by_side, overwrite=overwrite, progress=progress)
+    if Path(input).is_dir() and html:
+        gen = translator.generator
+        summary.index = write_index_html(Path(output) / "index.html", jobs,
+                                         title or f"{gen.name} ({gen.direction or 'translation'})", gen.describe())
     return summary

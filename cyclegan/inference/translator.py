@@ -34,7 +34,10 @@ from PIL import Image
 from torch import Tensor, nn
 from cyclegan.inference.winograd import use_winograd
 from cyclegan.core.devices import resolve_device
-from cyclegan.inference.loading import LoadedGenerator, PUBLISHED_SIZE
+import os
+from collections.abc import Mapping
+
+from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator
 from cyclegan.inference.tiling import _StopForward, _TileContext, _WholeImageInstanceNorm, _crop, _pad_to_multiple, _plan_axis, _ramp, _whole_image_norm_copy
 
 __all__ = ['Translator']
@@ -113,6 +116,32 @@ class Translator:
                                                options=options)
             except Exception as e:  # an unknown backend, a platform torch.compile does not support
                 self._compile_failed(e)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, direction: str | None = None, *,
+                        device: str | torch.device = "auto", arch: Mapping[str, Any] | None = None,
+                        runs_dir: str | os.PathLike = "runs", checkpoints_dir: str | os.PathLike = "checkpoints",
+                        **options: Any) -> "Translator":
+        """A ready translator for what ``cyclegan translate --model`` takes: a run folder, a training
+        checkpoint, a generators.safetensors export, an original-release .pth or a published name.
+        ``direction``: AtoB (default) or BtoA; ``options``: the keyword arguments of the constructor."""
+        generator = load_generator(source, direction, arch=arch, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir)
+        return cls(generator, device=device, **options)
+
+    def __call__(self, image: Image.Image | np.ndarray | Tensor) -> Image.Image | np.ndarray | Tensor:
+        """Translate one image, answering in the form it came in: a PIL image, a uint8 HxWxC (or HxW)
+        array, or a float tensor in [-1, 1] shaped CxHxW or NxCxHxW (kept at its own size)."""
+        if isinstance(image, Image.Image):
+            mode = "L" if self.input_channels == 1 else "RGB"
+            out = self.translate(np.asarray(image.convert(mode)))
+            return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
+        if isinstance(image, Tensor):
+            if image.ndim not in (3, 4):
+                raise ValueError(f"expected a CxHxW or NxCxHxW tensor, got shape {tuple(image.shape)}")
+            with torch.inference_mode():
+                out = self.forward(image[None] if image.ndim == 3 else image)
+            return out[0] if image.ndim == 3 else out
+        return self.translate(np.asarray(image))
 
     @property
     def input_channels(self) -> int:

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from typing import Iterable
 import torch.distributed as dist
 from cyclegan.models.init import set_requires_grad
-from cyclegan.training.distributed import average
 
 
 def ema_decay_at(decay: float, updates: int) -> float:

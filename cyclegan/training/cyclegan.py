@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from cyclegan.training import distributed
 from cyclegan.core.checkpoint import export_generators
-from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+from dataclasses import fields
+
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig, resolve_preset
 from cyclegan.data.augment_config import AugmentConfig
 from cyclegan.data.images import DataError
 from cyclegan.data.unpaired import UnpairedImageDataset
@@ -71,6 +73,36 @@ def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageD
     aug = AugmentConfig(preprocess=cfg.preprocess, load_size=cfg.resolved_load_size(), crop_size=cfg.size,
                         flip=cfg.flip, channels=model_cfg.input_nc)
     return UnpairedImageDataset(folder_a, folder_b, aug, seed=cfg.seed, serial=cfg.serial_batches)
+
+
+def resolve_configs(model: dict, train: dict, preset: str | None = None) -> tuple[CycleGANConfig, TrainConfig]:
+    """The configs a run resolves to: the preset's (or our defaults), then the values given. Used by
+    ``cyclegan train`` and :func:`train`, so the command line and Python agree; sizes up to 128
+    pick ResNet-6 unless a generator is given (the paper's choice for 128x128 images)."""
+    m, t = resolve_preset(preset, dict(model), dict(train))
+    if "input_nc" in m:
+        m["output_nc"] = m["input_nc"]
+    if "netG" not in model and (t.get("size") or 256) <= 128:
+        m["netG"] = "resnet_6blocks"
+    return CycleGANConfig(**m), TrainConfig(**t)
+
+
+def train(dataroot: str | Path | None = None, *, preset: str | None = None, resume: bool = False,
+          **options) -> Path:
+    """Train a CycleGAN from Python, as ``cyclegan train`` does with the same defaults: ``options`` are
+    the fields of :class:`TrainConfig` (name, size, batch_size, max_iters, ...) and of
+    :class:`CycleGANConfig` (netG, ngf, lambda_A, ...). Returns the last checkpoint."""
+    train_fields = {f.name for f in fields(TrainConfig)}
+    model_fields = {f.name for f in fields(CycleGANConfig)}
+    unknown = sorted(set(options) - train_fields - model_fields)
+    if unknown:
+        raise TypeError(f"train() got unknown options {unknown}; see TrainConfig and CycleGANConfig")
+    given_train = {k: v for k, v in options.items() if k in train_fields}
+    if dataroot is not None:
+        given_train["dataroot"] = str(dataroot)
+    given_model = {k: v for k, v in options.items() if k in model_fields and k not in train_fields}
+    model_cfg, train_cfg = resolve_configs(given_model, given_train, preset)
+    return train_cyclegan(model_cfg, train_cfg, resume=resume, runtime_overrides=given_train)
 
 
 def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
