@@ -9,6 +9,7 @@ import logging
 import sys
 from cyclegan import __version__
 from cyclegan.core.argtypes import image_size
+from cyclegan.cli.help import use_everywhere
 from cyclegan.cli.train import _add_train_parser, _cmd_bench, _cmd_export
 
 
@@ -43,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cyclegan.cli.bench import add_bench_args
 
-    b = sub.add_parser("bench", help="measure training speed, memory and FLOPs on synthetic data",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b = sub.add_parser("bench", help="measure training speed, memory and FLOPs on synthetic data")
     add_bench_args(b)
     b.set_defaults(func=_cmd_bench)
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cyclegan.cli.app import add_app_command
 
     add_app_command(sub)
-    return parser
+    return use_everywhere(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
