@@ -1,5 +1,5 @@
-"""Per-layer timing of cyclegan.winograd against the direct convolution on this machine's CPU:
-where Winograd F(4x4, 3x3) pays (the thresholds in cyclegan/winograd.py come from this table),
+"""Per-layer timing of cyclegan.inference.winograd against the direct convolution on this machine's CPU:
+where Winograd F(4x4, 3x3) pays (the thresholds in cyclegan/inference/winograd.py come from this table),
 and what it would give a training step (forward + backward through the transforms).
 
     OMP_NUM_THREADS=1 python docs/winograd_probe.py [--threads 1] [--repeats 5]

@@ -23,7 +23,7 @@ def _default_output(source: Path, gen: LoadedGenerator, suffix: str) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """The onnx and torchscript formats of ``cyclegan export`` (safetensors stays in cli.py)."""
+    """The onnx and torchscript formats of ``cyclegan export`` (safetensors: cli/train.py)."""
     suffix = {"onnx": ".onnx", "torchscript": ".ts"}[args.format]
     arch = architecture_overrides(args)
     first = load_generator(args.run, args.direction, arch=arch)

@@ -48,7 +48,7 @@ LOOP_SWITCHES = [
 ]
 
 
-#: the shared GAN base's flags (gan.py: init, loss, optimizers, schedules), for both models
+#: the shared GAN base's flags (cyclegan.models: init, loss, optimizers, schedules), for both models
 GAN_FLAGS = [
     ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
     ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),

@@ -1,7 +1,7 @@
 """Image files on disk: discovery and robust decoding, shared by training and inference.
 
-Kept apart from :mod:`cyclegan.data` (training datasets and albumentations pipelines) so that
-inference (:mod:`cyclegan.translate`, the app) reads images exactly as training does without
+Kept apart from :mod:`cyclegan.data.unpaired` and :mod:`cyclegan.data.transforms` (training datasets, albumentations) so that
+inference (:mod:`cyclegan.inference.translator`, the app) reads images exactly as training does without
 importing the training data stack.
 """
 

@@ -1,6 +1,6 @@
 """The training augmentation pipeline (albumentations), built from an :class:`AugmentConfig`.
 
-Kept apart from :mod:`cyclegan.data` so that only training imports albumentations: the
+Kept apart from :mod:`cyclegan.data.unpaired` so that only training imports albumentations: the
 inference commands and the app start about 0.7 s sooner without it (docs/benchmarks.md).
 """
 

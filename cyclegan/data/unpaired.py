@@ -2,7 +2,7 @@
 
 Data flows: folder of images on disk -> :class:`ImageFolder` (discovery and a cheap
 readability check) -> :class:`UnpairedImageDataset` (decode, augment with the pipeline of
-:mod:`cyclegan.transforms`, normalise) -> model.
+:mod:`cyclegan.data.transforms`, normalise) -> model.
 The on-disk layout follows the original CycleGAN release: ``DATAROOT/trainA`` and
 ``DATAROOT/trainB`` hold the two domains, unpaired.
 

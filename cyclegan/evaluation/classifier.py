@@ -2,7 +2,7 @@
 
 FID and KID usually compare Inception-v3 features, which need downloaded ImageNet weights and
 mean little on 28x28 grayscale digits. Instead we train a small CNN on the same data (minutes on
-a CPU) and compare its penultimate features (:mod:`cyclegan.metrics`), plus how often it is
+a CPU) and compare its penultimate features (:mod:`cyclegan.evaluation.metrics`), plus how often it is
 confident about a generated image (a proxy for "looks like some class"). Any channel count and
 image size works, so the same code can judge a CycleGAN domain (classes = domains).
 

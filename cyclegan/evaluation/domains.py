@@ -6,7 +6,7 @@ trained to tell DATAROOT/trainA (class 0) from DATAROOT/trainB (class 1) at a fi
 against the real testB; BtoA: testB through G_B against the real testA) we report:
 
 * **hit rate**: the share of translations the classifier assigns to the target domain;
-* **FID** and **KID** (:mod:`cyclegan.metrics`) on the classifier's penultimate features, against
+* **FID** and **KID** (:mod:`cyclegan.evaluation.metrics`) on the classifier's penultimate features, against
   the real target test images;
 * **cycle L1**: mean |G_back(G_fwd(x)) - x| on [-1, 1] images at the generator's size.
 

@@ -1,6 +1,6 @@
 """Evaluation: FID and KID between two image folders, and a model's cycle-reconstruction error.
 
-The distances themselves are :mod:`cyclegan.metrics`; this module turns folders into features.
+The distances themselves are :mod:`cyclegan.evaluation.metrics`; this module turns folders into features.
 Feature extractors (``--features``):
 
 * ``inception`` (default): the Inception-v3 of the standard FID (the TensorFlow 2015 weights, as

@@ -15,7 +15,7 @@ our files, which carry their config):
 
 Files are read with safetensors or ``torch.load(weights_only=True)``: never arbitrary unpickling.
 
-This module must not import training code (train.py, the albumentations datasets): the Gradio
+This module must not import training code (cyclegan.training, the albumentations pipelines): the Gradio
 app builds on :class:`Translator` and :func:`load_generator`.
 """
 
@@ -70,7 +70,7 @@ class Translator:
     called or on the first forward pass (no C compiler, no Triton), is logged and the translator
     carries on in eager mode; :attr:`compile_error` then says why. Tiled forward passes always run
     eagerly. ``winograd`` computes the wide 3x3 convolutions (the residual blocks') by Winograd
-    F(4x4, 3x3) (:mod:`cyclegan.winograd`: CPU fp32 only, 1.2-1.5x for a ResNet-9 at 256 px here, a
+    F(4x4, 3x3) (:mod:`cyclegan.inference.winograd`: CPU fp32 only, 1.2-1.5x for a ResNet-9 at 256 px here, a
     ~1e-6 relative difference); ``None`` turns it on exactly there. ``channels_last`` and
     ``winograd`` convert the generator in place (as moving it to the device does), so translators
     sharing one generator share them; the compiled wrapper is this translator's own.

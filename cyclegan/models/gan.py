@@ -1,7 +1,7 @@
 """The shared GAN base: adversarial losses, the image history pool, weight init, learning-rate
 schedules, and the alternating discriminator/generator update.
 
-CycleGAN (``cyclegan.cyclegan``) and the unconditional MNIST GAN are both subclasses of
+CycleGAN (``cyclegan.models.cyclegan``) and the unconditional MNIST GAN are both subclasses of
 :class:`GANModel`; they only say how to run their generators and what their losses are.
 """
 

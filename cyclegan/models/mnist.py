@@ -1,11 +1,11 @@
 """The unconditional GAN on MNIST-format data: noise z -> 28x28 image, built on the shared base.
 
 Everything GAN-generic (losses, gradient penalty, the alternating D/G update with ``d_steps``,
-optimizers, schedules, init) comes from :mod:`cyclegan.gan`; the networks come from the
-noise -> image registries of :mod:`cyclegan.networks`. This module only says how z is drawn,
+optimizers, schedules, init) comes from :mod:`cyclegan.models.gan`; the networks come from the
+noise -> image registries of :mod:`cyclegan.models.networks`. This module only says how z is drawn,
 how the generator is run and which objective each side minimises.
 
-Objective (Goodfellow et al. 2014, with the loss chosen by ``gan_mode``, see ``cyclegan.gan``):
+Objective (Goodfellow et al. 2014, with the loss chosen by ``gan_mode``, see ``cyclegan.models.gan``):
 
     D minimises  loss.d_loss(D(x), D(G(z)))  [+ gp_weight * E[(||grad D(x_hat)||_2 - 1)^2] for wgangp]
     G minimises  loss.g_loss(D(G(z)))

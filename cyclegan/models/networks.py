@@ -547,7 +547,7 @@ class DCGANDiscriminator(nn.Module):
 
     Conv(channels -> ndf, 4, 2, 1) + LeakyReLU(0.2) -> Conv(ndf -> 2 ndf, 4, 2, 1) + norm +
     LeakyReLU(0.2) -> Conv(2 ndf -> 1, kernel S/4): one logit per image. No sigmoid: the
-    losses of :mod:`cyclegan.gan` take logits, and a WGAN critic must not squash its output.
+    losses of :mod:`cyclegan.models.gan` take logits, and a WGAN critic must not squash its output.
     ``norm="none"`` is required for WGAN-GP, whose penalty is per sample (BatchNorm mixes
     samples of a batch).
     """

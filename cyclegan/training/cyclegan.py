@@ -108,7 +108,7 @@ def train(dataroot: str | Path | None = None, *, preset: str | None = None, resu
 def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
                    runtime_overrides: dict | None = None) -> Path:
     """Train (or, with ``resume``, continue: see :func:`prepare_run`) the run ``cfg.run_dir``.
-    Returns the last checkpoint. Under torchrun, one data-parallel rank (see cyclegan.distributed)."""
+    Returns the last checkpoint. Under torchrun, one data-parallel rank (see cyclegan.training.distributed)."""
     with distributed.process_group(cfg.device):
         return _train_cyclegan(model_cfg, cfg, resume, runtime_overrides)
 
