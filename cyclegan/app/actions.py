@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 import torch
 from PIL import Image
+
 from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.inference.mnist_sampler import BUNDLED_GENERATOR, LatentSampler, to_pil
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, LoadedGenerator, load_generator
@@ -41,7 +42,7 @@ from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Cho
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
 from cyclegan.app.uploads import NO_IMAGE, enlarge, read_upload, to_image
 
-__all__ = ['EXAMPLES_DIR', 'AppBackend', 'GenerateResult', 'TranslateResult']
+__all__ = ["EXAMPLES_DIR", "AppBackend", "GenerateResult", "TranslateResult"]
 
 log = logging.getLogger("cyclegan.app")
 #: example inputs shown under the Translate tab (Fashion-MNIST test images, enlarged to 112 px)

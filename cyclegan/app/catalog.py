@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from cyclegan.core.checkpoint import EXPORT_FORMAT
 from cyclegan.inference.mnist_sampler import EXPORT_KIND, LatentSampler
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, load_generator
 from cyclegan.app.settings import ASSETS, UserError
 
-__all__ = ['BUNDLED_CYCLEGAN', 'Catalog', 'Choice']
+__all__ = ["BUNDLED_CYCLEGAN", "Catalog", "Choice"]
 
 #: the default CycleGAN: Fashion-MNIST T-shirt/top (A) <-> Pullover (B), 32 px, grayscale
 BUNDLED_CYCLEGAN = ASSETS / "fmnist_tshirt2pullover.safetensors"

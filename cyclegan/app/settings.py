@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cyclegan.core.argtypes import positive_int as _positive
 
-__all__ = ['AppSettings', 'UserError', 'add_app_arguments', 'parse_args', 'settings_from_args']
+__all__ = ["AppSettings", "UserError", "add_app_arguments", "parse_args", "settings_from_args"]
 
 log = logging.getLogger("cyclegan.app")
 

@@ -8,11 +8,11 @@ import warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image
+
 from cyclegan.data.images import UnreadableImageError, load_image
 from cyclegan.app.settings import UserError
 
-__all__ = ['read_upload']
-
+__all__ = ["read_upload"]
 
 
 # --------------------------------------------------------------------------------------------

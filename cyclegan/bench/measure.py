@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable
 import torch
+
 from cyclegan.models.gan import GANModel
 
 #: Dense (no sparsity) peak TFLOP/s from NVIDIA's data sheets: fp32 (CUDA cores), tf32, bf16 and
@@ -27,7 +28,6 @@ _GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     ("V100", {"fp32": 15.7, "fp16": 125.0}),
     ("T4", {"fp32": 8.1, "fp16": 65.0}),
 )
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+
 from cyclegan.data.images import DataError
 from cyclegan.app.settings import add_app_arguments, app_script
 
-__all__ = ['add_app_command']
-
-
+__all__ = ["add_app_command"]
 
 
 def _argv_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import torch
+
 from cyclegan.core.argtypes import nonneg_int, positive_float, positive_int
 from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.models.gan import COMPILE_MODES, PRECISIONS

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from cyclegan.data.images import DataError
 from cyclegan.inference.download import BASE_URL, BASE_URL_ENV, CITYSCAPES_STEPS, DATASETS, download_dataset, download_weights, prepare_cityscapes
 
-__all__ = ['add_download_commands']
-
+__all__ = ["add_download_commands"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 import numpy as np
+
 from cyclegan.core.checkpoint import atomic_write
 from cyclegan.data.images import DataError, find_images
 from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
@@ -17,8 +18,7 @@ from cyclegan.cli.translate import add_architecture_args, architecture_overrides
 from cyclegan.core.devices import resolve_device
 from cyclegan.evaluation.fid import cycle_errors, folder_features, load_feature_extractor
 
-__all__ = ['add_eval_commands']
-
+__all__ = ["add_eval_commands"]
 
 
 # -- the `cyclegan eval` command ---------------------------------------------------------------

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from cyclegan.inference.loading import LoadedGenerator, load_generator
 from cyclegan.cli.translate import architecture_overrides
 from cyclegan.inference.export import export_onnx, export_torchscript
 
-__all__ = ['run_export']
-
+__all__ = ["run_export"]
 
 
 # -- `cyclegan export --format onnx|torchscript` -----------------------------------------------

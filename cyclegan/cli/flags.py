@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, fields
+
 from cyclegan.core.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
 from cyclegan.models.gan import COMPILE_MODES, LR_POLICIES, PRECISIONS
 from cyclegan.models.init import INIT_TYPES
 from cyclegan.models.losses import LOSSES
-
-
 
 
 def _defaults(dc) -> dict:

@@ -7,6 +7,7 @@ import argparse
 import faulthandler
 import logging
 import sys
+
 from cyclegan import __version__
 from cyclegan.core.argtypes import image_size
 from cyclegan.cli.help import use_everywhere

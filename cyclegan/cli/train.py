@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
 from cyclegan.models.cyclegan import PRESETS, CycleGANConfig
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 import torch.nn.functional as F
+
 from cyclegan.core.argtypes import nonneg_int as _nonneg
 from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
@@ -15,8 +16,7 @@ from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_folde
 from cyclegan.inference.loading import DIRECTIONS, load_generator
 from cyclegan.inference.translator import PRECISION_CHOICES, Translator
 
-__all__ = ['add_translate_commands']
-
+__all__ = ["add_translate_commands"]
 
 
 # --------------------------------------------------------------------------------------------

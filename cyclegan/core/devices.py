@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ['resolve_device']
+__all__ = ["resolve_device"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -26,7 +26,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
     return device
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 # Discovery and decoding live in .images (shared with inference); re-exported here.
 
-__all__ = ['PREPROCESS_MODES', 'AugmentConfig']
-
+__all__ = ["PREPROCESS_MODES", "AugmentConfig"]
 
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")

@@ -29,7 +29,7 @@ from PIL import Image
 from cyclegan.data.images import IMAGE_EXTENSIONS, DataError, UnreadableImageError, _decode_strictly, _describe, find_images, load_image
 from cyclegan.data.augment_config import AugmentConfig
 
-__all__ = ['EpochSampler', 'ImageFolder', 'UnpairedImageDataset']
+__all__ = ["EpochSampler", "ImageFolder", "UnpairedImageDataset"]
 
 logger = logging.getLogger("cyclegan.data")
 

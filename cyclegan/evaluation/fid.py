@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.folder import _ordered_map
 from cyclegan.core.devices import resolve_device
 
-__all__ = ['FeatureExtractor', 'cycle_errors', 'folder_features', 'load_feature_extractor']
+__all__ = ["FeatureExtractor", "cycle_errors", "folder_features", "load_feature_extractor"]
 
 log = logging.getLogger("cyclegan.evaluate")
 

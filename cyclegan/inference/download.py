@@ -34,10 +34,11 @@ import urllib.request
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+
 from cyclegan import __version__
 from cyclegan.data.images import DataError
 
-__all__ = ['BASE_URL', 'DATASETS', 'DownloadError', 'base_url', 'download_dataset', 'download_file', 'download_weights', 'prepare_cityscapes', 'safe_extract']
+__all__ = ["BASE_URL", "DATASETS", "DownloadError", "base_url", "download_dataset", "download_file", "download_weights", "prepare_cityscapes", "safe_extract"]
 
 log = logging.getLogger("cyclegan.download")
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 import torch
 from torch import Tensor
+
 from cyclegan.core.checkpoint import atomic_write, code_version
 from cyclegan.data.images import DataError
 from cyclegan.inference.loading import LoadedGenerator
 
-__all__ = ['export_onnx', 'export_torchscript']
+__all__ = ["export_onnx", "export_torchscript"]
 
 log = logging.getLogger("cyclegan.export")
 

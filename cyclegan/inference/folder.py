@@ -19,11 +19,12 @@ from PIL import Image
 from torch import Tensor
 import html
 import urllib.parse
+
 from cyclegan.core.checkpoint import atomic_write
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
 
-__all__ = ['TranslateJob', 'TranslateSummary', 'plan_jobs', 'translate_jobs']
+__all__ = ["TranslateJob", "TranslateSummary", "plan_jobs", "translate_jobs"]
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}

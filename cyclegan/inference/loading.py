@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 import torch
 from torch import Tensor, nn
+
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_export
 from cyclegan.models.cyclegan import CycleGANConfig
 
-__all__ = ['DIRECTIONS', 'PUBLISHED_GENERATORS', 'GeneratorSpec', 'LoadedGenerator', 'load_generator', 'size_multiple']
+__all__ = ["DIRECTIONS", "PUBLISHED_GENERATORS", "GeneratorSpec", "LoadedGenerator", "load_generator", "size_multiple"]
 
 log = logging.getLogger("cyclegan.translate")
 

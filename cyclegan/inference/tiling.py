@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-
 def _pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int, int, int]]:
     """Pad H and W up to a multiple, split over both sides, by reflection (replication where an
     image is too small to reflect). Returns the padded tensor and (left, right, top, bottom)."""

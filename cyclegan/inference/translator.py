@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+
 from cyclegan.inference.winograd import use_winograd
 from cyclegan.core.devices import resolve_device
 import os
@@ -40,7 +41,7 @@ from collections.abc import Mapping
 from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator
 from cyclegan.inference.tiling import _StopForward, _TileContext, _WholeImageInstanceNorm, _crop, _pad_to_multiple, _plan_axis, _ramp, _whole_image_norm_copy
 
-__all__ = ['Translator']
+__all__ = ["Translator"]
 
 log = logging.getLogger("cyclegan.translate")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from typing import Iterable
 import torch.distributed as dist
+
 from cyclegan.models.init import set_requires_grad
 
 
@@ -258,7 +259,6 @@ class GANModel(nn.Module):
     def load_extra_state(self, state: Mapping) -> None:
         self.step_count = int(state["step_count"])
         self.ema_updates = int(state.get("ema_updates", 0))
-
 
 
 def all_reduce_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> None:

@@ -7,6 +7,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 from cyclegan.training import distributed
 from cyclegan.core.checkpoint import export_generators
 from dataclasses import fields

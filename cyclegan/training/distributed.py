@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Iterator
 import torch
 import torch.distributed as dist
+
 from cyclegan.core.devices import pick_device
 
 log = logging.getLogger("cyclegan.distributed")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 import yaml
+
 from cyclegan.training import distributed
 from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_numbered
 from cyclegan.models.cyclegan import CycleGAN
