@@ -348,7 +348,7 @@ def test_a_native_abort_says_where_the_run_was(tmp_path):
     # not a bare "Aborted", and the checkpoints written so far stay loadable.
     status, out, ckdir = _signal_mid_training(tmp_path, signal.SIGABRT, save_every=2, at=2)
     assert status == -signal.SIGABRT
-    assert "Fatal Python error: Aborted" in out and "cyclegan/train.py" in out, out[-3000:]
+    assert "Fatal Python error: Aborted" in out and "cyclegan/training/loop.py" in out, out[-3000:]
     assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] >= 2
 
 
