@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cyclegan import fastpath
+from cyclegan.core import fastpath
 
 
 @pytest.fixture
