@@ -54,3 +54,9 @@ def test_help_from_the_command_line():
     r = subprocess.run([sys.executable, "-m", "cyclegan", "eval", "domains", "--help"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "usage: cyclegan eval domains" in r.stdout and not problems(r.stdout)
+
+
+def test_eval_descriptions_are_the_modules_own():
+    helps = {" ".join(p): parser.format_help() for p, parser in COMMANDS}
+    assert "Feature extractors" in helps["eval fid"] and "argparse only" not in helps["eval fid"]
+    assert "classifier" in helps["eval domains"]

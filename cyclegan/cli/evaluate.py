@@ -143,6 +143,8 @@ def _cmd_domain_classifier(args: argparse.Namespace) -> int:
 
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan eval {fid,cycle,domains,domain-classifier}``."""
+    from cyclegan.evaluation.fid import __doc__ as fid_doc
+
     from cyclegan.cli.translate import add_runtime_args
 
     p = sub.add_parser("eval", help="FID/KID between two folders, a model's cycle-reconstruction error, or a "
@@ -155,7 +157,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     kinds.required = True
 
     fid = kinds.add_parser("fid", help="FID and KID between two image folders",
-                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           description=fid_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     fid.add_argument("--real", required=True, help="folder of real images (e.g. datasets/horse2zebra/testB)")
     fid.add_argument("--fake", required=True, help="folder of translated images")
     fid.add_argument("--features", default="inception",
