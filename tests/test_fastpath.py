@@ -3,10 +3,18 @@ are set through CYCLEGAN_CPU_FLAGS, so every row of the table is checked on any 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from cyclegan.core import fastpath
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -71,3 +79,40 @@ def test_cuda_defaults_to_bf16_and_graphs_for_training():
     assert train.describe() == "bf16 + CUDA graphs"
     assert not fastpath.choose("cuda", "translate").compile
     assert not fastpath.choose("cuda", "train", static_shapes=False).compile
+
+
+TINY = ["--ngf", "4", "--ndf", "4", "--size", "32", "--netG", "resnet_6blocks", "--num-workers", "0",
+        "--preview-every", "0", "--max-iters", "2"]
+
+
+def _train(tmp_path, name: str, *flags: str, cpu_flags: str) -> subprocess.CompletedProcess:
+    from test_train import make_domain
+
+    data = tmp_path / "data"
+    if not data.exists():
+        make_domain(data / "trainA", 2, 0)
+        make_domain(data / "trainB", 2, 1)
+    env = {**os.environ, "CYCLEGAN_CPU_FLAGS": cpu_flags, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cyclegan", "train", *TINY, "--dataroot", str(data),
+                           "--runs-dir", str(tmp_path / "runs"), "--name", name, *flags],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_train_header_and_config_say_which_path_ran(tmp_path):
+    # A CPU with native bf16 (as the flags say) trains in bf16 by default; the header and
+    # config.yaml say so; --precision fp32 --no-compile is the reference arithmetic anywhere.
+    r = _train(tmp_path, "auto", cpu_flags="avx2 avx512f avx512_bf16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fast path: bf16 + eager (CPU with native bf16" in r.stderr
+    saved = yaml.safe_load((tmp_path / "runs" / "auto" / "config.yaml").read_text())
+    assert saved["train"]["precision"] == "auto" and saved["fast_path"]["precision"] == "bf16"
+    assert saved["fast_path"]["compile"] is False
+
+    r = _train(tmp_path, "ref", "--precision", "fp32", "--no-compile", cpu_flags="avx512_bf16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fast path: fp32 + eager (as given)" in r.stderr
+    saved = yaml.safe_load((tmp_path / "runs" / "ref" / "config.yaml").read_text())
+    assert saved["fast_path"] == {"precision": "fp32", "compile": False, "compile_mode": None, "why": "as given"}
+
+    r = _train(tmp_path, "avx2", cpu_flags="avx2 fma")
+    assert r.returncode == 0 and "fast path: fp32 + eager (CPU without native bf16" in r.stderr

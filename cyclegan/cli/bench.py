@@ -8,7 +8,7 @@ import torch
 
 from cyclegan.core.argtypes import nonneg_int, positive_float, positive_int
 from cyclegan.models.cyclegan import CycleGAN
-from cyclegan.models.gan import COMPILE_MODES, PRECISIONS
+from cyclegan.core.fastpath import COMPILE_MODES, PRECISIONS
 from cyclegan.models.networks import GENERATORS
 from cyclegan.bench.runner import MODES, SWITCH
 

@@ -7,7 +7,8 @@ import argparse
 from dataclasses import MISSING, fields
 
 from cyclegan.core.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
-from cyclegan.models.gan import COMPILE_MODES, LR_POLICIES, PRECISIONS
+from cyclegan.core.fastpath import COMPILE_MODES, PRECISION_CHOICES
+from cyclegan.models.gan import LR_POLICIES
 from cyclegan.models.init import INIT_TYPES
 from cyclegan.models.losses import LOSSES
 
@@ -25,7 +26,9 @@ LOOP_FLAGS = [
                                                                  "the global batch is this x world size")),
     ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
     ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
-    ("--precision", "precision", dict(choices=PRECISIONS, help="fp32, or bf16/fp16 autocast (fp16 with grad scaling)")),
+    ("--precision", "precision", dict(choices=PRECISION_CHOICES, help="auto: bf16 on CUDA and on CPUs with native "
+                                      "bf16, else fp32 (the run header says which); fp32 is the reference "
+                                      "arithmetic; bf16/fp16 autocast (fp16 with grad scaling)")),
     ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
     ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
     ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
@@ -41,7 +44,9 @@ LOOP_FLAGS = [
 ]
 LOOP_SWITCHES = [
     ("--channels-last", "channels_last", True, "channels_last memory format"),
-    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure)"),
+    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure); default: "
+                                   "auto, on CUDA with fixed-size crops (CUDA graphs)"),
+    ("--no-compile", "compile", False, "eager, even where auto would compile"),
     ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size "
                                      "(linear scaling rule; see docs/distributed.md)"),
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cyclegan.core.argtypes import image_size, nonneg_float, nonneg_int, positive_int
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given, with_help
-from cyclegan.models.gan import PRECISIONS
+from cyclegan.core.fastpath import PRECISIONS
 from cyclegan.models.mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
 from cyclegan.data.mnist import TORCHVISION_DATASETS
 from cyclegan.models.networks import LATENT_DISCRIMINATORS, LATENT_GENERATORS, NORM_LAYERS

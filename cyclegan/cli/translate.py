@@ -14,7 +14,8 @@ from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
 from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_folder
 from cyclegan.inference.loading import DIRECTIONS, load_generator
-from cyclegan.inference.translator import PRECISION_CHOICES, Translator
+from cyclegan.core.fastpath import PRECISION_CHOICES
+from cyclegan.inference.translator import Translator
 
 __all__ = ["add_translate_commands"]
 
@@ -75,7 +76,10 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="threads decoding images while the network runs [min(4, cores)]")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [auto]")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="autocast dtype; auto = bf16 (or fp16) on CUDA, fp32 elsewhere [auto]")
+                   help="autocast dtype; auto = bf16 on CUDA, fp32 elsewhere (printed before the run) [auto]")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the generator (falls back to eager on failure) [auto: off; compiling "
+                        "each image size costs more than it saves on a folder]")
     g.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
                    help="Winograd F(4x4,3x3) for the residual blocks' convolutions: 1.2-1.5x faster on a CPU "
                         "in fp32, results equal to ~1e-6 [on for CPU fp32, off elsewhere]")
@@ -86,11 +90,12 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     generator = load_generator(args.model, args.direction, arch=architecture_overrides(args),
                                runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     translator = Translator(generator, device=args.device, precision=args.precision, full_res=args.full_res,
-                            size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd)
+                            size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd,
+                            compile=args.compile)
     jobs = plan_jobs(args.input, args.output, args.format)
     mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
-    print(f"{generator.describe()}\non {translator.device}, {mode}: {len(jobs)} image(s) -> {args.output}",
-          file=sys.stderr)
+    print(f"{generator.describe()}\non {translator.device} ({translator.fast_path.describe()}), {mode}: "
+          f"{len(jobs)} image(s) -> {args.output}", file=sys.stderr)
     summary = translate_folder(translator, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
                                workers=args.workers, quality=args.quality, side_by_side=args.side_by_side,
                                overwrite=args.overwrite, html=not args.no_html, progress=not args.no_progress,

@@ -27,6 +27,10 @@ import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto", *PRECISIONS)
+#: the autocast dtype of each precision (None: no autocast)
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: torch.compile modes (inductor); reduce-overhead replays CUDA graphs, cutting launch overhead
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: what a CPU needs for bf16 convolutions in hardware rather than emulated
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 TASKS = ("train", "translate")

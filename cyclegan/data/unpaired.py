@@ -158,6 +158,11 @@ class UnpairedImageDataset(torch.utils.data.Dataset):
     processes are fine.
     """
 
+    @property
+    def static_shapes(self) -> bool:
+        """Whether every sample has the same size (all preprocessing but ``none`` crops to it)."""
+        return self.cfg.preprocess != "none"
+
     def __init__(
         self,
         folder_a: str | os.PathLike[str],

@@ -34,7 +34,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from cyclegan.inference.winograd import use_winograd
+from cyclegan.core import fastpath
 from cyclegan.core.devices import resolve_device
+from cyclegan.core.fastpath import AUTOCAST_DTYPES
 import os
 from collections.abc import Mapping
 
@@ -44,17 +46,6 @@ from cyclegan.inference.tiling import _StopForward, _TileContext, _WholeImageIns
 __all__ = ["Translator"]
 
 log = logging.getLogger("cyclegan.translate")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-
-
-def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISION_CHOICES)}")
-    if precision == "auto":
-        if device.type != "cuda":
-            return None  # CPU bf16 is slower than fp32 for convolutions on most CPUs
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class Translator:
@@ -69,7 +60,8 @@ class Translator:
     oneDNN CPUs); ``compile`` runs it through ``torch.compile`` (``compile_backend``: a backend
     name or callable, inductor by default). A compilation failure, when ``torch.compile`` is
     called or on the first forward pass (no C compiler, no Triton), is logged and the translator
-    carries on in eager mode; :attr:`compile_error` then says why. Tiled forward passes always run
+    carries on in eager mode; :attr:`compile_error` then says why. ``precision="auto"`` and
+    ``compile=None`` take :func:`cyclegan.core.fastpath.choose`'s choice for this machine. Tiled forward passes always run
     eagerly. ``winograd`` computes the wide 3x3 convolutions (the residual blocks') by Winograd
     F(4x4, 3x3) (:mod:`cyclegan.inference.winograd`: CPU fp32 only, 1.2-1.5x for a ResNet-9 at 256 px here, a
     ~1e-6 relative difference); ``None`` turns it on exactly there. ``channels_last`` and
@@ -80,11 +72,14 @@ class Translator:
     def __init__(self, generator: LoadedGenerator, *, device: str | torch.device = "auto",
                  precision: str = "auto", full_res: bool = False, size: int | None = None,
                  tile: int = 1024, tile_overlap: int = 64, channels_last: bool = False,
-                 compile: bool = False, compile_backend: str | Callable[..., Any] = "inductor",
+                 compile: bool | None = None, compile_backend: str | Callable[..., Any] = "inductor",
                  compile_mode: str | None = None, winograd: bool | None = None) -> None:
         self.generator = generator
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.dtype = _autocast_dtype(self.device, precision)
+        #: precision and compilation as resolved for this machine (core.fastpath; None/"auto": its choice)
+        self.fast_path = fastpath.choose(self.device, "translate", precision, compile, compile_mode,
+                                         static_shapes=not full_res)
+        self.dtype = AUTOCAST_DTYPES[self.fast_path.precision]
         self.net = generator.net.to(self.device).eval()
         self.multiple = generator.multiple
         self.full_res = full_res
@@ -108,7 +103,7 @@ class Translator:
         self.winograd = use_winograd(self.net, winograd) > 0 and winograd and self.device.type == "cpu"
         self.compile_error: str | None = None
         self._compiled: Callable[[Tensor], Tensor] | None = None
-        if compile:
+        if self.fast_path.compile:
             try:
                 # Inference weights never change: let inductor fold them into the graph
                 # ("freezing"; on CPUs it also prepacks oneDNN convolution weights, 1.2x here).

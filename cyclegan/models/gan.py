@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from typing import Iterable
 import torch.distributed as dist
 
+from cyclegan.core.fastpath import AUTOCAST_DTYPES, PRECISIONS
 from cyclegan.models.init import set_requires_grad
 
 
@@ -67,11 +68,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, policy: str, n_epochs: int,
         optimizer, lambda e: lr_factor(policy, e, n_epochs, n_epochs_decay, step_every))
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-#: torch.compile modes (inductor); reduce-overhead replays CUDA graphs, cutting launch overhead
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 @dataclass
 class Precision:
     """Autocast settings for one device. fp16 uses a gradient scaler; bf16 and fp32 do not."""
@@ -82,7 +78,7 @@ class Precision:
     def __post_init__(self) -> None:
         if self.name not in PRECISIONS:
             raise ValueError(f"unknown precision {self.name!r}; choose one of: {', '.join(PRECISIONS)}")
-        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+        self.dtype = AUTOCAST_DTYPES[self.name]
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
 
     def autocast(self) -> contextlib.AbstractContextManager:

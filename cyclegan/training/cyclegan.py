@@ -137,7 +137,8 @@ def _print_summary(trainer: Trainer, model: CycleGAN, model_cfg: CycleGANConfig,
     world = trainer.dist.world_size
     ranks = f" x {world} ranks (global batch {cfg.batch_size * world})" if world > 1 else ""
     print(dataset.summary(), file=sys.stderr)
-    print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} "
+    print(f"fast path: {trainer.fast_path.describe()} ({trainer.fast_path.why})", file=sys.stderr)
+    print(f"run {cfg.run_dir} | device {trainer.device} | {trainer.fast_path.describe()} | {model_cfg.netG} "
           f"({n_g / 1e6:.2f}M params, 2 generators) | {model_cfg.netD} D ({n_d / 1e6:.2f}M) | "
           f"{cfg.size}px batch {cfg.batch_size}{ranks} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
           + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)

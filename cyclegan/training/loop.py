@@ -22,6 +22,7 @@ from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_numb
 from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
+from cyclegan.core import fastpath
 from cyclegan.core.devices import pick_device  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cyclegan.train")
@@ -47,9 +48,9 @@ class LoopConfig:
     scale_lr: bool = False            # under torchrun: learning rates x world size (linear scaling rule)
     num_workers: int = -1             # -1: one per spare core, at most 4
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"           # auto: what core.fastpath picks for this machine; fp32 is the reference
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | None = None       # None: auto (core.fastpath); True/False as given
     compile_mode: str | None = None   # torch.compile mode: None (default), reduce-overhead (CUDA graphs), max-autotune
     seed: int = 0
     serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
@@ -174,8 +175,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        model.precision = Precision(self.device.type, cfg.precision)
-        if cfg.precision == "fp16" and self.device.type == "cpu":
+        # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
+        self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
+                                         static_shapes=getattr(dataset, "static_shapes", True))
+        model.precision = Precision(self.device.type, self.fast_path.precision)
+        if self.fast_path.precision == "fp16" and self.device.type == "cpu":
             log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
         if world > 1:
             model.world_size = world                # gradients averaged over ranks in every update
@@ -261,7 +265,8 @@ class Trainer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg)}, sort_keys=False))
+            yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg),
+                            "fast_path": self.fast_path.as_dict()}, sort_keys=False))
 
     def save(self) -> Path:
         self._check_finite()  # never save a diverged model
@@ -359,7 +364,7 @@ class Trainer:
 
     def _enable_compile(self) -> None:
         for net in (*self.model.generators.values(), *self.model.discriminators.values()):
-            net.compile(mode=self.cfg.compile_mode)
+            net.compile(mode=self.fast_path.compile_mode)
 
     @contextlib.contextmanager
     def _eager(self):
@@ -387,7 +392,7 @@ class Trainer:
 
         main = self.dist.is_main  # rank 0 alone logs and writes files
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None) if main else None
-        if cfg.compile:
+        if self.fast_path.compile:
             self._enable_compile()
         model.train()
         last = None
@@ -484,7 +489,7 @@ class Trainer:
         try:
             losses = self.model.train_step(batch)
         except Exception as e:
-            if not (cfg.compile and self.counters.iteration == 0 and _is_compile_error(e)):
+            if not (self.fast_path.compile and self.counters.iteration == 0 and _is_compile_error(e)):
                 raise
             self._disable_compile(e)
             losses = self.model.train_step(batch)

@@ -183,7 +183,8 @@ def _train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool,
     n_d = sum(p.numel() for p in model.discriminators.parameters())
     if trainer.dist.is_main:
         print(data.summary(), file=sys.stderr)
-        print(f"run {cfg.run_dir} | device {trainer.device} | {cfg.precision} | {model_cfg.netG} G "
+        print(f"fast path: {trainer.fast_path.describe()} ({trainer.fast_path.why})", file=sys.stderr)
+        print(f"run {cfg.run_dir} | device {trainer.device} | {trainer.fast_path.describe()} | {model_cfg.netG} G "
               f"({n_g / 1e6:.2f}M params, z {model_cfg.z_dim} {model_cfg.noise}) | {model_cfg.netD} D "
               f"({n_d / 1e6:.2f}M, norm {model_cfg.d_norm}) | {model_cfg.gan_mode}, {model_cfg.d_steps} D step(s) "
               f"per G step | batch {cfg.batch_size} x {trainer.dist.world_size} rank(s) | "
