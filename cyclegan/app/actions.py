@@ -258,7 +258,11 @@ class AppBackend:
     def _reverse(self, choice: Choice) -> tuple[ModelEntry, str | None] | str:
         """The model that translates back, or a note saying why there is none."""
         if choice.direction is not None:
-            return choice.entry, "BtoA" if choice.direction == "AtoB" else "AtoB"
+            back = "BtoA" if choice.direction == "AtoB" else "AtoB"
+            if back not in choice.entry.directions:
+                return (f"{choice.entry.label} translates {choice.direction} only (a CUT model learns one "
+                        "direction), so there is no cycle reconstruction.")
+            return choice.entry, back
         reverse = PUBLISHED_GENERATORS.get(choice.entry.published or "")
         if not reverse:
             return f"{choice.entry.label} has no published reverse model, so there is no cycle reconstruction."

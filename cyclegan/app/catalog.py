@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.core.checkpoint import EXPORT_FORMAT
+from cyclegan.models.cut import config_directions
 from cyclegan.inference.mnist_sampler import EXPORT_KIND, LatentSampler
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, load_generator
 from cyclegan.app.settings import ASSETS, UserError
@@ -166,15 +167,17 @@ def _export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
     return ("cyclegan", directions, extra) if directions else None
 
 
-def _run_kind(folder: Path) -> str:
-    """A run folder with a checkpoint but no export: its config.yaml says which GAN it is."""
+def _run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
+    """A run folder with a checkpoint but no export: its config.yaml says which GAN it is, and
+    which directions it translates (a CUT run one)."""
     import yaml
 
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-        return "latent" if "z_dim" in (config.get("model") or {}) else "cyclegan"
+        model = config.get("model") or {}
+        return ("latent", ()) if "z_dim" in model else ("cyclegan", config_directions(model))
     except (OSError, yaml.YAMLError, AttributeError):
-        return "cyclegan"  # if it is not, loading says so
+        return "cyclegan", ("AtoB", "BtoA")  # if it is not, loading says so
 
 
 def _domains(meta: dict, fallback: tuple[str, str] = ("A", "B")) -> tuple[str, str]:
@@ -204,9 +207,8 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
             if "generators.safetensors" in files or (folder / "checkpoints" / "latest.pt").is_file():
                 export = folder / "generators.safetensors"
                 info = _export_kind(export) if export.is_file() else None
-                kind = info[0] if info else _run_kind(folder)
+                kind, directions = (info[0], info[1] or ("AtoB", "BtoA")) if info else _run_kind(folder)
                 meta = info[2] if info else {}
-                directions = info[1] if info and info[1] else ("AtoB", "BtoA")
                 found.append(ModelEntry(key, f"{shown}/{name}" if depth else shown, folder, kind, directions,
                                         _domains(meta)))
                 dirnames[:] = []  # a run's checkpoints/ holds its history, not more models

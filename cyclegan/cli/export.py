@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cyclegan.inference.loading import LoadedGenerator, load_generator
+from cyclegan.inference.loading import LoadedGenerator, OneDirectionError, load_generator
 from cyclegan.cli.translate import architecture_overrides
 from cyclegan.inference.export import export_onnx, export_torchscript
 
@@ -28,8 +28,11 @@ def run_export(args: argparse.Namespace) -> int:
     arch = architecture_overrides(args)
     first = load_generator(args.run, args.direction, arch=arch)
     gens = [first]
-    if args.direction is None and first.direction is not None:  # a CycleGAN: both directions
-        gens.append(load_generator(args.run, "BtoA" if first.direction == "AtoB" else "AtoB", arch=arch))
+    if args.direction is None and first.direction is not None:  # a CycleGAN: both directions (CUT: one)
+        try:
+            gens.append(load_generator(args.run, "BtoA" if first.direction == "AtoB" else "AtoB", arch=arch))
+        except OneDirectionError:
+            pass
     if args.output and len(gens) > 1:
         outputs = [Path(args.output) / _default_output(g.source, g, suffix).name for g in gens]
     elif args.output:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_int
+from dataclasses import fields
+
+from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_float, positive_int
+from cyclegan.models.cut import MODES, CUTConfig, build_model, config_from_dict
 from cyclegan.models.cyclegan import PRESETS, CycleGANConfig
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from cyclegan.data.augment_config import PREPROCESS_MODES
@@ -50,6 +53,21 @@ _MODEL_FLAGS = [
     ("--r1-gamma", "r1_gamma", dict(type=nonneg_float, help="R1 penalty weight on real images; 0 = off")),
 ]
 
+#: CUT / FastCUT only (cyclegan.models.cut.CUTConfig)
+_CUT_FLAGS = [
+    ("--direction", "direction", dict(choices=("AtoB", "BtoA"), help="cut/fastcut: the one direction the model "
+                                                                      "learns (train one model per direction) [AtoB]")),
+    ("--lambda-GAN", "lambda_GAN", dict(type=nonneg_float, help="cut/fastcut: adversarial loss weight [1]")),
+    ("--lambda-NCE", "lambda_NCE", dict(type=nonneg_float, help="cut/fastcut: PatchNCE weight [cut 1, fastcut 10]")),
+    ("--num-patches", "num_patches", dict(type=positive_int, help="cut/fastcut: patches per PatchNCE layer [256]")),
+    ("--nce-T", "nce_T", dict(type=positive_float, help="cut/fastcut: PatchNCE temperature [0.07]")),
+    ("--netF-nc", "netF_nc", dict(type=positive_int, help="cut/fastcut: width of the MLP projection heads [256]")),
+]
+_CUT_SWITCHES = [
+    ("--nce-idt", "nce_idt", "cut/fastcut: identity PatchNCE on target images [cut on, fastcut off]"),
+    ("--flip-equivariance", "flip_equivariance", "cut/fastcut: flip-equivariance augmentation [cut off, fastcut on]"),
+]
+
 
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a CycleGAN on two unpaired image folders",
@@ -69,6 +87,9 @@ def _add_train_parser(sub) -> None:
                       help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
                            "except max-iters, save/log/preview intervals, device and workers)")
     model = p.add_argument_group("model and objective")
+    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default="cyclegan",
+                       help="cyclegan: two generators and the cycle loss; cut / fastcut: contrastive unpaired "
+                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md)")
     for flag, field, kw in _MODEL_FLAGS:
         model.add_argument(flag, dest=f"model.{field}", default=None,
                            **{**kw, "help": f"{kw['help']} [{mdef[field]}]"})
@@ -76,15 +97,32 @@ def _add_train_parser(sub) -> None:
                        help="dropout 0.5 in the generators")
     model.add_argument("--spectral-norm", dest="model.spectral_norm", action=argparse.BooleanOptionalAction,
                        default=None, help=f"spectral normalisation in the discriminators [{mdef['spectral_norm']}]")
+    for flag, field, kw in _CUT_FLAGS:
+        model.add_argument(flag, dest=f"model.{field}", default=None, **kw)
+    for flag, field, text in _CUT_SWITCHES:
+        model.add_argument(flag, dest=f"model.{field}", action=argparse.BooleanOptionalAction, default=None, help=text)
     model.add_argument("--preset", choices=tuple(PRESETS),
                        help="start from a named recipe (paper: the original release's, exactly; see "
                             "docs/quality.md); flags given explicitly still win [our defaults]")
     p.set_defaults(func=_cmd_train)
 
 
-def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig, TrainConfig]:
-    """The configs a ``train`` command line resolves to: preset, then the flags given."""
-    return resolve_configs(_given(args, "model"), _given(args, "train"), args.preset)
+def _flag_names() -> dict[str, str]:
+    """Model config field -> its flag, for messages."""
+    names = {field: flag for flag, field, _ in (*_MODEL_FLAGS, *_CUT_FLAGS)}
+    names.update({field: flag for flag, field, _ in _CUT_SWITCHES})
+    return {**names, "dropout": "--dropout", "spectral_norm": "--spectral-norm"}
+
+
+def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig | CUTConfig, TrainConfig]:
+    """The configs a ``train`` command line resolves to: the model kind, preset, then the flags given."""
+    kind = getattr(args, "kind", "cyclegan")
+    given = _given(args, "model")
+    known = {f.name for f in fields(CycleGANConfig if kind == "cyclegan" else CUTConfig)}
+    foreign = [_flag_names().get(k, k) for k in given if k not in known]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not a setting of --model {kind}")
+    return resolve_configs(given, _given(args, "train"), args.preset, kind)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -101,13 +139,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
         return run_export(args)
     from cyclegan.core.checkpoint import load_checkpoint
-    from cyclegan.models.cyclegan import CycleGAN
     from cyclegan.training.cyclegan import export_cyclegan
 
     run = Path(args.run)
     ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
     state = load_checkpoint(ckpt)
-    model = CycleGAN(CycleGANConfig.from_dict(state["model_config"]))
+    model = build_model(config_from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     train_cfg = TrainConfig.from_dict(state["train_config"])
     out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"

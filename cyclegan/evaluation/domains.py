@@ -10,6 +10,9 @@ against the real testB; BtoA: testB through G_B against the real testA) we repor
   the real target test images;
 * **cycle L1**: mean |G_back(G_fwd(x)) - x| on [-1, 1] images at the generator's size.
 
+A one-direction model (CUT, FastCUT) is judged in its direction only, without cycle L1 (it has no
+generator back).
+
 Two reference rows per direction frame those numbers:
 
 * **untranslated**: the input test images themselves, judged as if they were translations (the
@@ -325,24 +328,31 @@ def _given_classifier(path: str | os.PathLike, device: torch.device | str) -> tu
 
 
 def _loaded_pair(model: Any, runs_dir: str | os.PathLike, checkpoints_dir: str | os.PathLike) -> dict[str, Any]:
-    """{"AtoB": LoadedGenerator, "BtoA": LoadedGenerator} from a model path or such a mapping."""
-    from cyclegan.inference.loading import LoadedGenerator, load_generator
+    """{"AtoB": LoadedGenerator, "BtoA": LoadedGenerator} from a model path or such a mapping;
+    only the one direction of a one-direction model (CUT)."""
+    from cyclegan.inference.loading import LoadedGenerator, OneDirectionError, load_generator
 
     if isinstance(model, Mapping):
-        missing = [d for d in DIRECTIONS if not isinstance(model.get(d), LoadedGenerator)]
-        if missing:
-            raise ValueError(f"model: expected LoadedGenerators for AtoB and BtoA, missing {', '.join(missing)}")
-        return dict(model)
-    gens = {d: load_generator(model, d, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir) for d in DIRECTIONS}
-    if gens["AtoB"].direction is None:
-        raise DataError(f"--model {model}: {gens['AtoB'].source} holds a single generator; `eval domains` needs "
-                        "both directions of a CycleGAN (a run folder, checkpoint or generators.safetensors)")
+        given = {d: g for d, g in model.items() if d in DIRECTIONS and isinstance(g, LoadedGenerator)}
+        if not given:
+            raise ValueError("model: expected LoadedGenerators for AtoB and/or BtoA")
+        return given
+    gens = {}
+    for d in DIRECTIONS:
+        try:
+            gens[d] = load_generator(model, d, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir)
+        except OneDirectionError:
+            continue
+    first = next(iter(gens.values()))
+    if first.direction is None:
+        raise DataError(f"--model {model}: {first.source} holds a single generator of unknown direction; `eval "
+                        "domains` needs a run folder, checkpoint or generators.safetensors")
     return gens
 
 
 def model_channels(gens: Mapping[str, Any]) -> int:
     """The channel count the classifier should see: the generators' (3 when A and B differ)."""
-    spec = gens["AtoB"].spec
+    spec = next(iter(gens.values())).spec
     return spec.input_nc if spec.input_nc == spec.output_nc else 3
 
 
@@ -442,8 +452,8 @@ class DomainJudge:
     def _translators(self, gens: Mapping[str, Any], size: int | None, precision: str) -> dict[str, Any]:
         from cyclegan.inference.translator import Translator
 
-        fwd = {d: Translator(gens[d], device=self.device, precision=precision, size=size) for d in DIRECTIONS}
-        back = {d: Translator(gens[d], device=self.device, precision=precision, full_res=True) for d in DIRECTIONS}
+        fwd = {d: Translator(g, device=self.device, precision=precision, size=size) for d, g in gens.items()}
+        back = {d: Translator(g, device=self.device, precision=precision, full_res=True) for d, g in gens.items()}
         return {"fwd": fwd, "back": back}
 
     def _for_classifier(self, x: Tensor) -> np.ndarray:
@@ -466,11 +476,14 @@ class DomainJudge:
                             f"(or train) one for {channels} channels, or train it with `cyclegan eval "
                             f"domain-classifier --dataroot {self.dataroot} --channels {channels}`")
         tr = self._translators(gens, size, precision)
-        result: dict[str, Any] = {"model": str(model) if not isinstance(model, Mapping) else gens["AtoB"].name,
-                                  "size": tr["fwd"]["AtoB"].size}
+        first = next(iter(gens))
+        result: dict[str, Any] = {"model": str(model) if not isinstance(model, Mapping) else gens[first].name,
+                                  "size": tr["fwd"][first].size}
         strips = []
         for direction, (src, dst, back_direction) in DIRECTIONS.items():
-            fwd, back = tr["fwd"][direction], tr["back"][back_direction]
+            if direction not in gens:
+                continue
+            fwd, back = tr["fwd"][direction], tr["back"].get(back_direction)
             target = DOMAINS.index(dst)
             judged: list[np.ndarray] = []
             l1: list[Tensor] = []
@@ -479,18 +492,19 @@ class DomainJudge:
             for i in range(0, len(images), batch_size):
                 x = torch.stack([fwd.prepare(_convert(im, fwd.input_channels)) for im in images[i:i + batch_size]])
                 fake = fwd.forward(x)
-                rec = back.forward(fake)
-                l1.append((rec - x).abs().mean(dim=(1, 2, 3)))
+                rec = back.forward(fake) if back is not None else None
+                if rec is not None:
+                    l1.append((rec - x).abs().mean(dim=(1, 2, 3)))
                 judged += [self._for_classifier(f) for f in fake]
                 if i == 0:
-                    shown = [x[:8], fake[:8], rec[:8]]
+                    shown = [x[:8], fake[:8]] + ([rec[:8]] if rec is not None else [])
             feats, probs = self._judge(_stack(judged))
             row = _row(float((probs.argmax(1) == target).float().mean()), self.features[dst], feats,
-                       self.kid_subsets, self.subset_size, cycle_l1=float(torch.cat(l1).mean()))
+                       self.kid_subsets, self.subset_size, cycle_l1=float(torch.cat(l1).mean()) if l1 else None)
             result[direction] = {"translated": row, **self.reference_rows[direction]}
             strips.append(shown)
-            log.info("%s: hit rate %.3f, FID %.3f, cycle L1 %.4f", direction, row["hit_rate"], row["fid"],
-                     row["cycle_l1"])
+            log.info("%s: hit rate %.3f, FID %.3f, cycle L1 %s", direction, row["hit_rate"], row["fid"],
+                     "-" if row["cycle_l1"] is None else f"{row['cycle_l1']:.4f}")
         if strip:
             result["strip"] = str(write_strip(strip, strips))
         return result
@@ -505,8 +519,8 @@ class DomainJudge:
 
 
 def write_strip(path: str | os.PathLike, strips: list[list[Tensor]]) -> Path:
-    """Per direction three rows (input, translation, reconstruction) of up to 8 images, upscaled
-    (nearest) so that small images are visible."""
+    """Per direction three rows (input, translation, reconstruction; no reconstruction for a
+    one-direction model) of up to 8 images, upscaled (nearest) so that small images are visible."""
     import torch.nn.functional as F
     import torchvision.utils as vutils
 
@@ -550,7 +564,7 @@ def format_table(result: dict) -> str:
     def num(value: float | None, fmt: str) -> str:
         return format(value, fmt) if value is not None else "-"
 
-    for direction in DIRECTIONS:
+    for direction in (d for d in DIRECTIONS if d in result):
         for key in ROWS:
             r = result[direction][key]
             cyc = num(r.get("cycle_l1"), ".4f") if "cycle_l1" in r else ""

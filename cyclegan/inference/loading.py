@@ -14,9 +14,11 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_export
+from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
 
-__all__ = ["DIRECTIONS", "PUBLISHED_GENERATORS", "GeneratorSpec", "LoadedGenerator", "load_generator", "size_multiple"]
+__all__ = ["DIRECTIONS", "PUBLISHED_GENERATORS", "GeneratorSpec", "LoadedGenerator", "OneDirectionError", "load_generator",
+           "size_multiple"]
 
 log = logging.getLogger("cyclegan.translate")
 
@@ -130,11 +132,11 @@ def load_generator(model: str | os.PathLike, direction: str | None = None, *,
     path = _resolve(model, direction, Path(runs_dir), Path(checkpoints_dir))
     if path.suffix == ".safetensors":
         _ignore_arch(arch, path)
-        return _from_export(path, direction or "AtoB")
+        return _from_export(path, direction)
     obj = _torch_load(path)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         _ignore_arch(arch, path)
-        return _from_checkpoint(obj, path, direction or "AtoB")
+        return _from_checkpoint(obj, path, direction)
     # An original-release state dict: one generator, one direction.
     pair = _original_pair_direction(path)
     if pair is not None and direction is not None and pair != direction:
@@ -200,8 +202,27 @@ def _direction_key(direction: str) -> str:
     return "G_A" if direction == "AtoB" else "G_B"
 
 
-def _from_export(path: Path, direction: str) -> LoadedGenerator:
+class OneDirectionError(CheckpointError):
+    """The other direction of a model that translates one way only (CUT, FastCUT)."""
+
+
+def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path) -> str:
+    """The direction to load from our file of ``config``: the one asked for, else AtoB, or the
+    only one of a CUT / FastCUT model; asking a one-direction model for the other says why not."""
+    have = config_directions(dict(config))
+    if direction is None:
+        return have[0]
+    if direction not in have:
+        kind = config.get("model")
+        raise OneDirectionError(f"{path} is a {kind} model, which translates {have[0]} only ({kind} learns one "
+                                f"direction); for {direction} train another with `cyclegan train --model {kind} "
+                                f"--direction {direction}`")
+    return direction
+
+
+def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     states, config, extra = load_export(path)
+    direction = _pick_direction(config, direction, path)
     key = _direction_key(direction)
     if key not in states:
         raise CheckpointError(f"{path} holds no {key} weights (has {', '.join(sorted(states))})")
@@ -210,16 +231,18 @@ def _from_export(path: Path, direction: str) -> LoadedGenerator:
     return _build(spec, states[key], path, direction, extra.get("size"), name)
 
 
-def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str) -> LoadedGenerator:
+def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None) -> LoadedGenerator:
     config = state.get("model_config") or {}
     model = state.get("model", {})
+    direction = _pick_direction(config, direction, path)
     # The generators' moving average when the run kept one: what inference should use.
     key = _direction_key(direction)
     prefix = next((p for p in (f"ema_generators.{key}.", f"generators.{key}.") if any(k.startswith(p) for k in model)),
                   f"generators.{key}.")
     weights = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
     if "netG" not in config or not weights:
-        raise CheckpointError(f"{path} is a training checkpoint but not of a CycleGAN (no {prefix}* weights)")
+        raise CheckpointError(f"{path} is a training checkpoint but not of an image translation model (no "
+                              f"{prefix}* weights)")
     spec = GeneratorSpec.from_config(config, direction)
     train = state.get("train_config") or {}
     run = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem

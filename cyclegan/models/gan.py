@@ -1,8 +1,9 @@
 """The shared GAN base: adversarial losses, the image history pool, weight init, learning-rate
 schedules, and the alternating discriminator/generator update.
 
-CycleGAN (``cyclegan.models.cyclegan``) and the unconditional MNIST GAN are both subclasses of
-:class:`GANModel`; they only say how to run their generators and what their losses are.
+CycleGAN (``cyclegan.models.cyclegan``), CUT / FastCUT (``cyclegan.models.cut``) and the unconditional
+MNIST GAN are subclasses of :class:`GANModel`; they only say how to run their generators and what their
+losses are.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ from cyclegan.training import distributed
 from cyclegan.core.checkpoint import export_generators
 from dataclasses import fields
 
-from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig, resolve_preset
+from cyclegan.models.cut import CUTConfig, build_model, config_from_dict
+from cyclegan.models.cut import resolve_preset as resolve_cut_preset
+from cyclegan.models.cyclegan import CycleGANConfig, resolve_preset
+from cyclegan.models.gan import GANModel
 from cyclegan.data.augment_config import AugmentConfig
 from cyclegan.data.images import DataError
 from cyclegan.data.unpaired import UnpairedImageDataset
@@ -55,9 +58,10 @@ class TrainConfig(LoopConfig):
 # --------------------------------------------------------------------------------------------
 
 
-def export_cyclegan(model: CycleGAN, train_cfg: TrainConfig, path: Path) -> Path:
-    """Generators only, config inside: what translation and the app load. With an EMA, its
-    averaged weights are the ones written (``weights: ema`` in the metadata)."""
+def export_cyclegan(model: GANModel, train_cfg: TrainConfig, path: Path) -> Path:
+    """Generators only (CycleGAN: G_A and G_B; CUT: its one), config inside: what translation and
+    the app load. With an EMA, its averaged weights are the ones written (``weights: ema`` in the
+    metadata)."""
     nets = model.inference_generators()
     meta = {"size": train_cfg.size, "preprocess": train_cfg.preprocess, "name": train_cfg.name,
             "weights": "ema" if nets is model.ema_generators else "last"}
@@ -66,7 +70,7 @@ def export_cyclegan(model: CycleGAN, train_cfg: TrainConfig, path: Path) -> Path
     return out
 
 
-def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageDataset:
+def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig | CUTConfig) -> UnpairedImageDataset:
     if model_cfg.input_nc != model_cfg.output_nc:
         raise DataError("unpaired folders are read with one channel count; --input-nc and --output-nc "
                         "must be equal (1 or 3)")
@@ -76,16 +80,21 @@ def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig) -> UnpairedImageD
     return UnpairedImageDataset(folder_a, folder_b, aug, seed=cfg.seed, serial=cfg.serial_batches)
 
 
-def resolve_configs(model: dict, train: dict, preset: str | None = None) -> tuple[CycleGANConfig, TrainConfig]:
+def resolve_configs(model: dict, train: dict, preset: str | None = None,
+                    kind: str = "cyclegan") -> tuple[CycleGANConfig | CUTConfig, TrainConfig]:
     """The configs a run resolves to: the preset's (or our defaults), then the values given. Used by
     ``cyclegan train`` and :func:`train`, so the command line and Python agree; sizes up to 128
-    pick ResNet-6 unless a generator is given (the paper's choice for 128x128 images)."""
-    m, t = resolve_preset(preset, dict(model), dict(train))
+    pick ResNet-6 unless a generator is given (the paper's choice for 128x128 images). ``kind``:
+    cyclegan, or cut / fastcut (:mod:`cyclegan.models.cut`)."""
+    if kind == "cyclegan":
+        m, t = resolve_preset(preset, dict(model), dict(train))
+    else:
+        m, t = resolve_cut_preset(kind, preset, dict(model), dict(train))
     if "input_nc" in m:
         m["output_nc"] = m["input_nc"]
     if "netG" not in model and (t.get("size") or 256) <= 128:
         m["netG"] = "resnet_6blocks"
-    return CycleGANConfig(**m), TrainConfig(**t)
+    return (CycleGANConfig if kind == "cyclegan" else CUTConfig)(**m), TrainConfig(**t)
 
 
 def train(dataroot: str | Path | None = None, *, preset: str | None = None, resume: bool = False,
@@ -106,22 +115,23 @@ def train(dataroot: str | Path | None = None, *, preset: str | None = None, resu
     return train_cyclegan(model_cfg, train_cfg, resume=resume, runtime_overrides=given_train)
 
 
-def train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool = False,
+def train_cyclegan(model_cfg: CycleGANConfig | CUTConfig, cfg: TrainConfig, resume: bool = False,
                    runtime_overrides: dict | None = None) -> Path:
-    """Train (or, with ``resume``, continue: see :func:`prepare_run`) the run ``cfg.run_dir``.
+    """Train (or, with ``resume``, continue: see :func:`prepare_run`) the run ``cfg.run_dir``: a
+    CycleGAN, or CUT / FastCUT when ``model_cfg`` is a :class:`~cyclegan.models.cut.CUTConfig`.
     Returns the last checkpoint. Under torchrun, one data-parallel rank (see cyclegan.training.distributed)."""
     with distributed.process_group(cfg.device):
         return _train_cyclegan(model_cfg, cfg, resume, runtime_overrides)
 
 
-def _train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool,
+def _train_cyclegan(model_cfg: CycleGANConfig | CUTConfig, cfg: TrainConfig, resume: bool,
                     runtime_overrides: dict | None) -> Path:
     state, cfg = prepare_run(cfg, resume, runtime_overrides)
     if state is not None:
-        model_cfg = CycleGANConfig.from_dict(state["model_config"])
+        model_cfg = config_from_dict(state["model_config"])
     seed_everything(cfg.seed)
     dataset = build_dataset(cfg, model_cfg)
-    model = CycleGAN(model_cfg, seed=cfg.seed)
+    model = build_model(model_cfg, seed=cfg.seed)
     trainer = Trainer(model, asdict(model_cfg), cfg, dataset,
                       total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
                       export=lambda run_dir: export_cyclegan(model, cfg, run_dir / "generators.safetensors"))
@@ -131,7 +141,7 @@ def _train_cyclegan(model_cfg: CycleGANConfig, cfg: TrainConfig, resume: bool,
     return trainer.fit()
 
 
-def _print_summary(trainer: Trainer, model: CycleGAN, model_cfg: CycleGANConfig, cfg: TrainConfig, dataset) -> None:
+def _print_summary(trainer: Trainer, model: GANModel, model_cfg, cfg: TrainConfig, dataset) -> None:
     n_g = sum(p.numel() for p in model.generators.parameters())
     n_d = sum(p.numel() for p in model.discriminators.parameters())
     world = trainer.dist.world_size
@@ -139,6 +149,11 @@ def _print_summary(trainer: Trainer, model: CycleGAN, model_cfg: CycleGANConfig,
     print(dataset.summary(), file=sys.stderr)
     print(f"fast path: {trainer.fast_path.describe()} ({trainer.fast_path.why})", file=sys.stderr)
     print(f"run {cfg.run_dir} | device {trainer.device} | {trainer.fast_path.describe()} | {model_cfg.netG} "
-          f"({n_g / 1e6:.2f}M params, 2 generators) | {model_cfg.netD} D ({n_d / 1e6:.2f}M) | "
+          f"({n_g / 1e6:.2f}M params, {_generators_text(model_cfg)}) | {model_cfg.netD} D ({n_d / 1e6:.2f}M) | "
           f"{cfg.size}px batch {cfg.batch_size}{ranks} | {model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
           + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
+
+
+def _generators_text(model_cfg) -> str:
+    kind = getattr(model_cfg, "model", "cyclegan")
+    return "2 generators" if kind == "cyclegan" else f"{kind}, 1 generator {model_cfg.direction}"
