@@ -393,7 +393,7 @@ def test_load_from_run_folder_and_checkpoint_and_reject_others(tmp_path):
                                         tmp_path / "cg.safetensors")
     with pytest.raises(CheckpointError, match="CycleGAN generator export"):
         LatentSampler.load(cyclegan_export)
-    with pytest.raises(CheckpointError, match="neither generators.safetensors nor checkpoints/latest.pt"):
+    with pytest.raises(CheckpointError, match="holds no generators.safetensors, checkpoints/latest.pt"):
         LatentSampler.load(tmp_path)
 
 

@@ -35,10 +35,11 @@ from PIL import Image
 
 from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.inference.mnist_sampler import BUNDLED_GENERATOR, LatentSampler, to_pil
-from cyclegan.inference.loading import PUBLISHED_GENERATORS, LoadedGenerator, load_generator
+from cyclegan.inference.loading import LoadedGenerator, load_generator
+from cyclegan.inference.sources import PUBLISHED_GENERATORS, published_name, resolve_location
 from cyclegan.inference.translator import Translator
 from cyclegan.core.devices import resolve_device
-from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, _direction_label, _domains, _download_command, _export_kind, _published_name, _run_kind, _scan
+from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, _direction_label, _domains, _download_command, _export_kind, _run_kind, _scan
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
 from cyclegan.app.uploads import NO_IMAGE, enlarge, read_upload, to_image
 
@@ -134,17 +135,12 @@ class AppBackend:
 
     # -- the catalog ----------------------------------------------------------------------------
     def _entry_for_model(self, model: Path) -> ModelEntry:
-        """``--model``: a path, or a name found as runs/NAME or checkpoints/NAME_pretrained."""
+        """``--model``: what :func:`resolve_location` accepts (a path, a run, published or bundled name)."""
         s = self.settings
-        path = Path(model).expanduser()
-        if not path.exists():
-            for candidate in (s.runs_dir / str(model), s.checkpoints_dir / f"{model}_pretrained" / "latest_net_G.pth"):
-                if candidate.exists():
-                    path = candidate
-                    break
-            else:
-                hint = f"; `cyclegan download weights {model}` fetches it" if str(model) in PUBLISHED_GENERATORS else ""
-                raise UserError(f"--model {model}: no such file or folder{hint}")
+        try:
+            path = resolve_location(model, runs_dir=s.runs_dir, checkpoints_dir=s.checkpoints_dir)
+        except CheckpointError as e:
+            raise UserError(str(e)) from None
         problems: list[str] = []
         if path.is_dir():
             entries = [e for e in _scan(path, path.as_posix(), problems) if e.source == path]
@@ -161,7 +157,7 @@ class AppBackend:
                 raise UserError(f"--model {path} is a safetensors file but not a cyclegan export")
             entry = ModelEntry("model", path.name, path, info[0], info[1] or ("AtoB", "BtoA"), _domains(info[2]))
         elif path.suffix == ".pth" and not path.stem.startswith("latest_net_G_"):
-            published = _published_name(path)
+            published = published_name(path)
             entry = ModelEntry("model", published, path, "cyclegan", (None,),  # type: ignore[arg-type]
                                published=published if published in PUBLISHED_GENERATORS else None)
         else:  # a .pt checkpoint (CycleGAN or noise GAN) or one file of an original-release run

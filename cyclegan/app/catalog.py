@@ -12,13 +12,13 @@ from typing import Any
 from cyclegan.core.checkpoint import EXPORT_FORMAT
 from cyclegan.models.cut import config_directions
 from cyclegan.inference.mnist_sampler import EXPORT_KIND, LatentSampler
-from cyclegan.inference.loading import PUBLISHED_GENERATORS, load_generator
-from cyclegan.app.settings import ASSETS, UserError
+from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, published_name
+from cyclegan.app.settings import UserError
 
 __all__ = ["BUNDLED_CYCLEGAN", "Catalog", "Choice"]
 
 #: the default CycleGAN: Fashion-MNIST T-shirt/top (A) <-> Pullover (B), 32 px, grayscale
-BUNDLED_CYCLEGAN = ASSETS / "fmnist_tshirt2pullover.safetensors"
+BUNDLED_CYCLEGAN = BUNDLED_MODELS["demo"]
 BUNDLED_DOMAINS = ("T-shirt/top", "Pullover")
 #: published generators the Translate tab offers, or the command that downloads them
 OFFERED_PUBLISHED = ("horse2zebra", "zebra2horse", "style_monet", "monet2photo")
@@ -230,7 +230,7 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
                     found.append(ModelEntry(fkey, f"{shown}/{(rel / f).as_posix()}", path, kind,
                                             directions or ("AtoB", "BtoA"), _domains(meta)))
                 elif f.endswith(".pth") and "net_D" not in f:  # an original run's discriminators: not generators
-                    published = _published_name(path)
+                    published = published_name(path)
                     known = published in PUBLISHED_GENERATORS
                     label = f"{published} (published)" if known else f"{shown}/{(rel / f).as_posix()}"
                     found.append(ModelEntry(fkey, label, path, "cyclegan", (None,),  # type: ignore[arg-type]
@@ -243,14 +243,6 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
             if count >= _SCAN_LIMIT:
                 problems.append(f"{shown}: more than {_SCAN_LIMIT} models; only the first are listed")
                 return
-
-
-def _published_name(path: Path) -> str:
-    """``NAME_pretrained/latest_net_G.pth`` (where ``cyclegan download weights`` puts it) -> NAME;
-    any other ``X.pth`` -> X."""
-    if path.name == "latest_net_G.pth" and path.parent.name.endswith("_pretrained"):
-        return path.parent.name[: -len("_pretrained")]
-    return path.stem
 
 
 def _download_command(name: str, checkpoints_dir: Path) -> str:

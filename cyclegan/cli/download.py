@@ -17,7 +17,7 @@ __all__ = ["add_download_commands"]
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from cyclegan.inference.loading import PUBLISHED_GENERATORS
+    from cyclegan.inference.sources import PUBLISHED_GENERATORS
 
     if args.kind == "list":
         print("data sets (cyclegan download dataset NAME):")

@@ -342,7 +342,7 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
     """Download the original release's published generator ``name`` to
     ``root/NAME_pretrained/latest_net_G.pth`` (the original layout; ``cyclegan translate --model
     NAME`` finds it there) and check it loads as that generator."""
-    from cyclegan.inference.loading import PUBLISHED_GENERATORS
+    from cyclegan.inference.sources import PUBLISHED_GENERATORS
 
     if name not in PUBLISHED_GENERATORS:
         raise DownloadError(f"unknown published model {name!r}; available: {', '.join(PUBLISHED_GENERATORS)}")

@@ -1,5 +1,6 @@
 """Loading a generator from what the user names: a run folder, a training checkpoint, a
-safetensors export, an original-release .pth or a published model's name."""
+safetensors export, an original-release .pth, a published or a bundled model's name (which file
+that is: :mod:`cyclegan.inference.sources`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from cyclegan.models import networks
 from cyclegan.core.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_export
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
+from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
 
-__all__ = ["DIRECTIONS", "PUBLISHED_GENERATORS", "GeneratorSpec", "LoadedGenerator", "OneDirectionError", "load_generator",
-           "size_multiple"]
+__all__ = ["BUNDLED_MODELS", "DIRECTIONS", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "GeneratorSpec", "LoadedGenerator",
+           "OneDirectionError", "load_generator", "size_multiple"]
 
 log = logging.getLogger("cyclegan.translate")
 
@@ -59,30 +61,6 @@ class GeneratorSpec:
         return cls(cfg.netG, cfg.ngf, cfg.norm, cfg.dropout, *((a, b) if direction == "AtoB" else (b, a)))
 
 
-#: The original release's published CycleGAN generators (its scripts/download_cyclegan_model.sh),
-#: each mapped to the published model of the opposite direction, if any. All are ResNet-9, ngf 64,
-#: instance norm, no dropout, RGB, trained at 256 px: ``GeneratorSpec()`` and :data:`PUBLISHED_SIZE`.
-PUBLISHED_GENERATORS: dict[str, str | None] = {
-    "apple2orange": "orange2apple",
-    "orange2apple": "apple2orange",
-    "summer2winter_yosemite": "winter2summer_yosemite",
-    "winter2summer_yosemite": "summer2winter_yosemite",
-    "horse2zebra": "zebra2horse",
-    "zebra2horse": "horse2zebra",
-    "monet2photo": "style_monet",
-    "style_monet": "monet2photo",
-    "style_cezanne": None,
-    "style_ukiyoe": None,
-    "style_vangogh": None,
-    "sat2map": "map2sat",
-    "map2sat": "sat2map",
-    "cityscapes_photo2label": "cityscapes_label2photo",
-    "cityscapes_label2photo": "cityscapes_photo2label",
-    "facades_photo2label": "facades_label2photo",
-    "facades_label2photo": "facades_photo2label",
-    "iphone2dslr_flower": None,
-}
-PUBLISHED_SIZE = 256
 
 
 def size_multiple(net: nn.Module) -> int:
@@ -129,7 +107,7 @@ def load_generator(model: str | os.PathLike, direction: str | None = None, *,
     weights; our own files carry their config and ignore it."""
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    path = _resolve(model, direction, Path(runs_dir), Path(checkpoints_dir))
+    path = resolve(model, direction, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir).file
     if path.suffix == ".safetensors":
         _ignore_arch(arch, path)
         return _from_export(path, direction)
@@ -146,7 +124,7 @@ def load_generator(model: str | os.PathLike, direction: str | None = None, *,
             raise CheckpointError(f"--direction {direction}: {path} not found")
         obj, pair = _torch_load(path), direction
     if direction == "BtoA" and pair is None:  # AtoB is taken as "the way this file translates"
-        reverse = PUBLISHED_GENERATORS.get(_published_name(path))
+        reverse = PUBLISHED_GENERATORS.get(published_name(path))
         hint = f" (the reverse model is published as {reverse!r})" if reverse else ""
         raise ValueError(f"--direction BtoA: {path} holds a single generator, which translates one way only; "
                          f"leave --direction out, or load the reverse model's file instead{hint}")
@@ -157,36 +135,6 @@ def _ignore_arch(arch: Mapping[str, Any] | None, path: Path) -> None:
     if arch:
         log.warning("%s carries its own model config; ignoring %s", path,
                     ", ".join(f"--{k}" for k in arch))
-
-
-def _resolve(model: str | os.PathLike, direction: str | None, runs_dir: Path, checkpoints_dir: Path) -> Path:
-    """The file to read for ``model`` (see :func:`load_generator`)."""
-    p = Path(model).expanduser()
-    if not p.exists():
-        name = str(model)
-        candidates = [runs_dir / name, checkpoints_dir / f"{name}_pretrained" / "latest_net_G.pth"]
-        found = next((c for c in candidates if c.exists()), None) if p.name == name else None
-        if found is None:
-            hint = (f"; `cyclegan download weights {name}` fetches the published model"
-                    if name in PUBLISHED_GENERATORS else "")
-            looked = f" (also looked for {candidates[0]} and {candidates[1]})" if p.name == name else ""
-            raise CheckpointError(f"--model {model}: no such file or folder{looked}{hint}")
-        p = found
-    if p.is_file():
-        return p
-    export, latest = p / "generators.safetensors", p / "checkpoints" / "latest.pt"
-    if export.is_file() and latest.is_file():
-        # A resumed run writes the export only when it finishes: use whichever is newer.
-        return latest if latest.stat().st_mtime > export.stat().st_mtime else export
-    for candidate in (export, latest, p / "latest_net_G.pth"):
-        if candidate.is_file():
-            return candidate
-    original = p / f"latest_net_G_{'B' if direction == 'BtoA' else 'A'}.pth"
-    if original.is_file():  # an original-release training run: one file per direction
-        return original
-    raise CheckpointError(
-        f"--model {p}: the folder holds no generators.safetensors, checkpoints/latest.pt or "
-        "latest_net_G*.pth; pass a run folder, a checkpoint, an export or a .pth file")
 
 
 def _torch_load(path: Path) -> Any:
@@ -249,15 +197,6 @@ def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None
     return _build(spec, weights, path, direction, train.get("size"), str(train.get("name") or run))
 
 
-def _published_name(path: Path) -> str:
-    """``horse2zebra.pth`` -> horse2zebra; ``checkpoints/horse2zebra_pretrained/latest_net_G.pth``
-    (the original layout) -> horse2zebra."""
-    if path.stem.startswith("latest_net_G"):
-        parent = path.parent.name
-        return parent[: -len("_pretrained")] if parent.endswith("_pretrained") else parent
-    return path.stem
-
-
 def _original_pair_direction(path: Path) -> str | None:
     return {"latest_net_G_A": "AtoB", "latest_net_G_B": "BtoA"}.get(path.stem)
 
@@ -292,7 +231,7 @@ def infer_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
 
 def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_direction: str | None) -> LoadedGenerator:
     weights = _unwrap_state_dict(obj, path)
-    name = _published_name(path)
+    name = published_name(path)
     size: int | None = None
     if name in PUBLISHED_GENERATORS:
         base: dict[str, Any] = {}  # GeneratorSpec's defaults are the published architecture

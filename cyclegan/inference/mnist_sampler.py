@@ -18,35 +18,20 @@ from torch import Tensor, nn
 
 from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
+from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: the default generator, trained on Fashion-MNIST (see docs/mnist.md for how)
-BUNDLED_GENERATOR = ASSETS / "fashion_mnist_dcgan.safetensors"
+BUNDLED_GENERATOR = BUNDLED_MODELS["fashion_mnist_dcgan"]
 #: the classifier its figures were measured with
 BUNDLED_CLASSIFIER = ASSETS / "fashion_mnist_classifier.safetensors"
 #: ``kind`` in the metadata of MNIST GAN exports (CycleGAN exports hold two image-to-image generators)
 EXPORT_KIND = "mnist-gan"
-EXPORT_NAME = "generators.safetensors"
 
 
-def resolve_model(source: str | os.PathLike | None) -> Path:
-    """A run folder (its export, else its latest checkpoint), a .safetensors export, a .pt
-    checkpoint, or None for the bundled generator."""
-    if source is None:
-        if not BUNDLED_GENERATOR.is_file():
-            raise CheckpointError(f"the bundled generator {BUNDLED_GENERATOR} is missing (a partial install?); "
-                                  "pass a run folder or a .safetensors export")
-        return BUNDLED_GENERATOR
-    path = Path(source)
-    if path.is_dir():
-        for candidate in (path / EXPORT_NAME, path / "checkpoints" / "latest.pt"):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"{path} holds neither {EXPORT_NAME} nor checkpoints/latest.pt; "
-                              "pass the folder given to `cyclegan mnist train --out`")
-    if not path.exists():
-        raise CheckpointError(f"model not found: {path} (pass a run folder, a .safetensors export or a .pt checkpoint)")
-    return path
+def resolve_model(source: str | os.PathLike | None, runs_dir: str | os.PathLike = "runs") -> Path:
+    """The file to load for ``source`` (:func:`cyclegan.inference.sources.resolve`: a run folder,
+    an export, a checkpoint, a run or bundled name), or for None the bundled generator."""
+    return resolve("fashion_mnist_dcgan" if source is None else source, runs_dir=runs_dir).file
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -76,9 +61,10 @@ class LatentSampler:
         self.path: Path | None = None
 
     @classmethod
-    def load(cls, source: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> "LatentSampler":
-        """From a run folder, an export, a checkpoint, or (None) the bundled generator."""
-        path = resolve_model(source)
+    def load(cls, source: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+             runs_dir: str | os.PathLike = "runs") -> "LatentSampler":
+        """From a run folder, an export, a checkpoint, a run or bundled name, or (None) the bundled generator."""
+        path = resolve_model(source, runs_dir)
         if path.suffix == ".pt":
             state = load_checkpoint(path)
             config = state.get("model_config", {})
