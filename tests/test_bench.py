@@ -144,3 +144,14 @@ def test_translator_falls_back_to_eager_when_compilation_fails(caplog):
         got = t.forward(X)
     assert not t.compiled and "no compiler here" in t.compile_error and torch.equal(got, want)
     assert "translating in eager mode" in caplog.text
+
+
+def test_channels_last_translator_leaves_the_shared_generator_alone():
+    gen = _gen()
+    plain = Translator(gen, device="cpu", full_res=True, winograd=False)
+    want = plain.forward(X)
+    fast = Translator(gen, device="cpu", full_res=True, channels_last=True, winograd=False)
+    assert all(p.is_contiguous() for p in gen.net.parameters())  # the loaded generator: unchanged
+    assert fast.net is not plain.net and torch.allclose(fast.forward(X), want, atol=1e-4)
+    assert torch.equal(plain.forward(X), want)
+    assert fast.net is not Translator(gen, device="cpu", full_res=True, channels_last=True).net

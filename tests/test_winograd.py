@@ -155,10 +155,16 @@ def test_translator_uses_winograd_on_the_cpu_in_fp32_by_default():
     auto = Translator(gen, device="cpu", full_res=True)
     assert auto.winograd
     fast = auto.forward(x)
-    off = Translator(gen, device="cpu", full_res=True, winograd=False)  # switches the shared net back
-    assert not off.winograd and not any(isinstance(m, WinogradConv2d) for m in gen.net.modules())
+    assert not any(isinstance(m, WinogradConv2d) for m in gen.net.modules())  # the translator's own modules
+    off = Translator(gen, device="cpu", full_res=True, winograd=False)
+    assert not off.winograd and not any(isinstance(m, WinogradConv2d) for m in off.net.modules())
     direct = off.forward(x)
     assert fast.shape == direct.shape and (fast - direct).abs().max() < 1e-4
+    # the second translator changed nothing of the first: its outputs are bit for bit the same
+    assert any(isinstance(m, WinogradConv2d) for m in auto.net.modules())
+    assert torch.equal(auto.forward(x), fast) and not torch.equal(fast, direct)
+    # weights are shared, not copied, on the generator's own device
+    assert next(auto.net.parameters()) is next(gen.net.parameters())
     assert not Translator(gen, device="cpu", precision="bf16", full_res=True).winograd  # autocast: not used
     assert not Translator(_loaded(16), device="cpu", full_res=True).winograd  # no eligible layer
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+import copy
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 import torch
@@ -63,6 +65,14 @@ class GeneratorSpec:
 
 
 
+def module_copy(net: nn.Module) -> nn.Module:
+    """``net``'s module tree copied, its parameters and buffers shared (not copied): changing a
+    module of the copy (its class, its mode) leaves ``net`` alone, for the price of a few hundred
+    small objects."""
+    shared = {id(t): t for t in (*net.parameters(), *net.buffers())}
+    return copy.deepcopy(net, memo=shared)
+
+
 def size_multiple(net: nn.Module) -> int:
     """Height and width must be multiples of this for ``net`` to return its input's size."""
     if isinstance(net, networks.ResnetGenerator):
@@ -82,10 +92,26 @@ class LoadedGenerator:
     size: int | None        # the side it was trained at, when known
     source: Path            # the file the weights came from
     name: str               # run or model name, for messages and the HTML page
+    _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def multiple(self) -> int:
         return size_multiple(self.net)
+
+    def net_for(self, device: torch.device, channels_last: bool = False) -> nn.Module:
+        """The network with its weights on ``device`` (in the channels-last memory format if
+        asked): :attr:`net` itself where it already is that, else a copy made on the first call and
+        kept for the next translators. Shared between translators, so never modified: a
+        translator that changes modules (Winograd) does it on a copy of its own (:func:`module_copy`)."""
+        if not channels_last and all(t.device == device for t in (*self.net.parameters(), *self.net.buffers())):
+            return self.net
+        key = (str(device), channels_last)
+        with self._lock:
+            if key not in self._copies:
+                net = copy.deepcopy(self.net).to(device)
+                self._copies[key] = net.to(memory_format=torch.channels_last) if channels_last else net
+            return self._copies[key]
 
     def describe(self) -> str:
         which = f"{self.direction} generator" if self.direction else "generator"

@@ -40,7 +40,7 @@ from cyclegan.core.fastpath import AUTOCAST_DTYPES
 import os
 from collections.abc import Mapping
 
-from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator
+from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator, module_copy
 from cyclegan.inference.tiling import _StopForward, _TileContext, _WholeImageInstanceNorm, _crop, _pad_to_multiple, _plan_axis, _ramp, _whole_image_norm_copy
 
 __all__ = ["Translator"]
@@ -64,9 +64,11 @@ class Translator:
     ``compile=None`` take :func:`cyclegan.core.fastpath.choose`'s choice for this machine. Tiled forward passes always run
     eagerly. ``winograd`` computes the wide 3x3 convolutions (the residual blocks') by Winograd
     F(4x4, 3x3) (:mod:`cyclegan.inference.winograd`: CPU fp32 only, 1.2-1.5x for a ResNet-9 at 256 px here, a
-    ~1e-6 relative difference); ``None`` turns it on exactly there. ``channels_last`` and
-    ``winograd`` convert the generator in place (as moving it to the device does), so translators
-    sharing one generator share them; the compiled wrapper is this translator's own.
+    ~1e-6 relative difference); ``None`` turns it on exactly there. Each translator owns its
+    modules (:func:`~cyclegan.inference.loading.module_copy`) over weights shared with the other
+    translators of the generator (moved to the device, or made channels-last, once:
+    :meth:`LoadedGenerator.net_for`), so one translator's options never change another's outputs;
+    the compiled wrapper is this translator's own too.
     """
 
     def __init__(self, generator: LoadedGenerator, *, device: str | torch.device = "auto",
@@ -80,7 +82,9 @@ class Translator:
         self.fast_path = fastpath.choose(self.device, "translate", precision, compile, compile_mode,
                                          static_shapes=not full_res)
         self.dtype = AUTOCAST_DTYPES[self.fast_path.precision]
-        self.net = generator.net.to(self.device).eval()
+        # Our own modules over weights shared with the other translators of this generator: what
+        # this translator switches (Winograd, eval mode) changes no other.
+        self.net = module_copy(generator.net_for(self.device, channels_last)).eval()
         self.multiple = generator.multiple
         self.full_res = full_res
         self.size = size or generator.size or PUBLISHED_SIZE
@@ -95,8 +99,6 @@ class Translator:
         self._ctx = _TileContext()
         self._tiled: tuple[nn.Module, list[_WholeImageInstanceNorm]] | None = None
         self.channels_last = channels_last
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
         if winograd is None:
             winograd = self.device.type == "cpu" and self.dtype is None
         #: whether any convolution runs by Winograd (False where none qualifies, or on a GPU)
