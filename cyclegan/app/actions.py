@@ -38,7 +38,7 @@ from cyclegan.inference.mnist_sampler import BUNDLED_GENERATOR, LatentSampler, t
 from cyclegan.inference.loading import LoadedGenerator, load_generator
 from cyclegan.inference.sources import PUBLISHED_GENERATORS, published_name, resolve_location
 from cyclegan.inference.translator import Translator
-from cyclegan.core.devices import resolve_device
+from cyclegan.core.devices import pick_device
 from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, _direction_label, _domains, _download_command, _export_kind, _run_kind, _scan
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
 from cyclegan.app.uploads import NO_IMAGE, enlarge, read_upload, to_image
@@ -118,7 +118,7 @@ class AppBackend:
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         try:
-            self.device = resolve_device(settings.device)
+            self.device = pick_device(settings.device)
         except ValueError as e:
             raise UserError(str(e)) from None
         if settings.threads:

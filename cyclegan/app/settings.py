@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cyclegan.core.argtypes import int_between
 from cyclegan.core.argtypes import positive_int as _positive
 
 __all__ = ["AppSettings", "UserError", "add_app_arguments", "parse_args", "settings_from_args"]
@@ -51,11 +52,7 @@ class AppSettings:
     threads: int | None = None                # torch intra-op threads [torch's default]
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text}")
-    return value
+_port = int_between(1, 65535, "a port number")
 
 
 def _env_port() -> int:

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 import numpy as np
 
-from cyclegan.core.checkpoint import atomic_write
+from cyclegan.core.checkpoint import write_json
 from cyclegan.data.images import DataError, find_images
 from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
 from cyclegan.inference.loading import DIRECTIONS, load_generator
 from cyclegan.inference.translator import Translator
 from cyclegan.cli.translate import add_architecture_args, architecture_overrides
-from cyclegan.core.devices import resolve_device
+from cyclegan.core.devices import pick_device
 from cyclegan.evaluation.fid import cycle_errors, folder_features, load_feature_extractor
 
 __all__ = ["add_eval_commands"]
 
 
 # -- the `cyclegan eval` command ---------------------------------------------------------------
-
-
-def _write_json(path: str, result: dict[str, Any]) -> None:
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _cmd_fid(args: argparse.Namespace) -> int:
@@ -50,7 +44,7 @@ def _cmd_fid(args: argparse.Namespace) -> int:
         print(f"note: fewer images than feature dimensions ({dims}): FID is biased upwards; compare only "
               "numbers computed on the same image counts (KID is unbiased)", file=sys.stderr)
     if args.json:
-        _write_json(args.json, result)
+        write_json(args.json, result)
     unreadable = bad_real + bad_fake
     if unreadable:
         print(f"{len(unreadable)} unreadable image(s) skipped", file=sys.stderr)
@@ -83,7 +77,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
     print(f"cycle L1 {g.direction or g.name} then back, over {len(values)} images ([-1, 1] units): "
           f"mean {values.mean():.5f}, median {np.median(values):.5f}, max {values.max():.5f} ({worst})")
     if args.json:
-        _write_json(args.json, {"mean": float(values.mean()), "median": float(np.median(values)),
+        write_json(args.json, {"mean": float(values.mean()), "median": float(np.median(values)),
                                 "max": float(values.max()), "n": len(values), "model": str(g.source),
                                 "reverse": str(f.source), "per_image": errors,
                                 "unreadable": [str(p) for p, _ in failed]})
@@ -91,7 +85,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
 
 
 def _cmd_domains(args: argparse.Namespace) -> int:
-    from cyclegan.evaluation.domains import format_table, evaluate_domains, write_json
+    from cyclegan.evaluation.domains import format_table, evaluate_domains
 
     result = evaluate_domains(
         args.model, args.dataroot, classifier=args.classifier, classifier_size=args.classifier_size, seed=args.seed,
@@ -118,7 +112,7 @@ def _cmd_domain_classifier(args: argparse.Namespace) -> int:
     from cyclegan.evaluation.classifier import extract
     from cyclegan.evaluation.domains import DOMAINS, detect_channels, domain_classifier, read_images, _stack
 
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     channels = args.channels or detect_channels(args.dataroot)
     model, info = domain_classifier(args.dataroot, channels, size=args.classifier_size, seed=args.seed,
                                     max_train=args.max_train, epochs=args.epochs, force=args.force, device=device,

@@ -9,13 +9,13 @@ dataclasses or, with --resume, from the run. Heavy modules are imported inside t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
 from pathlib import Path
 
 from cyclegan.core.argtypes import image_size, nonneg_float, nonneg_int, positive_int
+from cyclegan.core.checkpoint import write_json
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given, with_help
 from cyclegan.core.fastpath import PRECISIONS
 from cyclegan.models.mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
@@ -179,7 +179,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report.update(model=str(sampler.path), classifier=source)
     print_evaluation(report, source, data.classes)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return 0
 
 
@@ -215,8 +215,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"{r['batch_size']:>5} {r['sec_per_iter'] * 1e3:>9.1f} {r['iters_per_sec']:>8.2f} "
               f"{r['images_per_sec']:>8.1f} {r['flops_per_iter'] / 1e9:>11.2f} {r['peak_memory_bytes'] / 2**20:>9.0f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"torch": torch.__version__, "config": cfg.__dict__,
-                                               "results": results}, indent=2))
+        write_json(args.json, {"torch": torch.__version__, "config": cfg.__dict__, "results": results})
     return 0
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 import torch.nn.functional as F
 
+from cyclegan.core.argtypes import int_between
 from cyclegan.core.argtypes import nonneg_int as _nonneg
 from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
@@ -25,11 +26,7 @@ __all__ = ["add_translate_commands"]
 # --------------------------------------------------------------------------------------------
 
 
-def _quality(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {text}")
-    return value
+_quality = int_between(1, 100, "a JPEG/WebP quality")
 
 
 def add_architecture_args(p: argparse.ArgumentParser) -> None:

@@ -204,3 +204,10 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
         states.setdefault(name, {})[param] = value
     extra = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}
     return states, json.loads(metadata["config"]), extra
+
+
+def write_json(path: str | os.PathLike, doc: Any) -> Path:
+    """``doc`` as indented JSON at ``path``, written atomically (:func:`atomic_write`): a reader
+    never sees half a file, an interrupted write leaves the previous one."""
+    text = json.dumps(doc, indent=2) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))

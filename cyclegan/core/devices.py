@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["cudnn_benchmark", "pick_device"]
 
 
-# --------------------------------------------------------------------------------------------
-# Device, mixed precision and the alternating update
-# --------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error; a
+    :class:`torch.device` is taken as it is."""
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -28,10 +29,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-# --------------------------------------------------------------------------------------------
-# Running a generator: padding, precision, tiles
-# --------------------------------------------------------------------------------------------
-
-
-#: inference calls it by this name; the same rule as training's
-resolve_device = pick_device
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """On CUDA, let cuDNN time its algorithms once per input shape and keep the fastest (for
+    fixed shapes: training, benchmarks); the process-wide switch is restored on the way out."""
+    before = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -127,3 +127,15 @@ def _auto_compile(device: torch.device, task: str, static_shapes: bool) -> tuple
         return True, "reduce-overhead", "static shapes: the networks replayed as CUDA graphs"
     return False, None, "eager (image sizes vary; compiling each size costs more than it saves)"
 
+
+def is_compile_error(e: BaseException) -> bool:
+    """Whether ``e`` came from ``torch.compile`` (dynamo or inductor: a missing C compiler or
+    Triton, an unsupported operation), as opposed to an error of the model itself: the one rule
+    by which the translator, the training loop and the benchmark fall back to eager mode."""
+    return any(t.__module__.startswith(("torch._dynamo", "torch._inductor")) for t in type(e).__mro__)
+
+
+def describe_error(e: BaseException, limit: int = 300) -> str:
+    """One line: the type and the message (dynamo's span lines), cut at ``limit`` characters."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"

@@ -150,11 +150,6 @@ class ImageSet:
             h.update(self.labels.numpy().tobytes())
         return h.hexdigest()[:16]
 
-    def as_float(self, indices: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Images (or a subset) as float32 in [-1, 1], the generator's output range."""
-        x = self.images if indices is None else self.images[indices]
-        return x.float().div(127.5).sub(1.0)
-
 
 @dataclass
 class MnistData:

@@ -6,19 +6,35 @@ inference commands and the app start about 0.7 s sooner without it (docs/benchma
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
-# albumentations phones home for a version check on import unless told not to; a
-# training job (often offline, on a cluster) should not do that or wait for its timeout.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import albumentations as A  # noqa: E402
+@contextlib.contextmanager
+def _no_update_check() -> Iterator[None]:
+    """albumentations phones home for a version check on import unless NO_ALBUMENTATIONS_UPDATE
+    is set; a training job (often offline, on a cluster) should not do that or wait for its
+    timeout. Set for the import only: the process's environment is left as it was."""
+    before = os.environ.get("NO_ALBUMENTATIONS_UPDATE")
+    os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NO_ALBUMENTATIONS_UPDATE"]
+        else:
+            os.environ["NO_ALBUMENTATIONS_UPDATE"] = before
+
+
+with _no_update_check():
+    import albumentations as A
+    from albumentations.augmentations.geometric import functional as _fgeometric
+    from albumentations.pytorch import ToTensorV2
 import numpy as np  # noqa: E402
-from albumentations.augmentations.geometric import functional as _fgeometric  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 from cyclegan.data.augment_config import _SIZE_MULTIPLE, AugmentConfig  # noqa: E402
 

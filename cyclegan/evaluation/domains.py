@@ -36,7 +36,6 @@ sorted names and sizes) inside: a changed data set retrains. A read-only DATAROO
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -401,9 +400,9 @@ class DomainJudge:
                       workers: int = 4) -> "DomainJudge":
         """The judge of DATAROOT's test sets for ``channels``-channel models, with the classifier
         from ``classifier`` or else the cache (trained now when there is none)."""
-        from cyclegan.core.devices import resolve_device
+        from cyclegan.core.devices import pick_device
 
-        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        dev = pick_device(device)
         if classifier is not None:
             model, info = _given_classifier(classifier, dev)
         else:
@@ -571,8 +570,3 @@ def format_table(result: dict) -> str:
             lines.append(f"{direction:<10} {labels[key]:<16} {r['hit_rate']:>9.3f} {num(r['fid'], '.3f'):>9} "
                          f"{num(r['kid'], '.4f'):>9} {cyc:>9}")
     return "\n".join(lines)
-
-
-def write_json(path: str | os.PathLike, result: dict) -> Path:
-    text = json.dumps(result, indent=2) + "\n"
-    return atomic_write(path, lambda f: f.write(text.encode()))

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.folder import _ordered_map
-from cyclegan.core.devices import resolve_device
+from cyclegan.core.devices import pick_device
 
 __all__ = ["FeatureExtractor", "cycle_errors", "folder_features", "load_feature_extractor"]
 
@@ -167,7 +167,7 @@ def _python_callable(spec: str) -> Callable[[Tensor], Tensor]:
 def load_feature_extractor(spec: str = "inception", device: str | torch.device = "auto",
                            inception_weights: str | None = None) -> FeatureExtractor:
     """See the module docstring for what ``spec`` may be."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = pick_device(device)
     if spec == "inception":
         return _fidelity_inception(dev, inception_weights)
     if spec == "inception-torchvision":

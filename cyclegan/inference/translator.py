@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from cyclegan.inference.winograd import use_winograd
 from cyclegan.core import fastpath
-from cyclegan.core.devices import resolve_device
+from cyclegan.core.devices import pick_device
 from cyclegan.core.fastpath import AUTOCAST_DTYPES
 import os
 from collections.abc import Mapping
@@ -77,7 +77,7 @@ class Translator:
                  compile: bool | None = None, compile_backend: str | Callable[..., Any] = "inductor",
                  compile_mode: str | None = None, winograd: bool | None = None) -> None:
         self.generator = generator
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device = pick_device(device)
         #: precision and compilation as resolved for this machine (core.fastpath; None/"auto": its choice)
         self.fast_path = fastpath.choose(self.device, "translate", precision, compile, compile_mode,
                                          static_shapes=not full_res)
@@ -178,14 +178,9 @@ class Translator:
         return self._compiled is not None
 
     def _compile_failed(self, err: Exception) -> None:
-        text = " ".join(str(err).split())  # dynamo's messages span lines: "backend='x' raised:\nTheError: ..."
-        self.compile_error = f"{type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+        self.compile_error = fastpath.describe_error(err)
         self._compiled = None
         log.warning("torch.compile failed (%s); translating in eager mode", self.compile_error)
-
-    @staticmethod
-    def _is_compile_error(err: Exception) -> bool:
-        return any(t.__module__.startswith(("torch._dynamo", "torch._inductor")) for t in type(err).__mro__)
 
     def _to_input(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -197,7 +192,7 @@ class Translator:
             try:
                 return self._compiled(x)
             except Exception as e:
-                if not self._is_compile_error(e):
+                if not fastpath.is_compile_error(e):
                     raise
                 self._compile_failed(e)
         return self.net(x)

@@ -23,7 +23,7 @@ from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
 from cyclegan.core import fastpath
-from cyclegan.core.devices import pick_device  # noqa: F401  (re-exported)
+from cyclegan.core.devices import cudnn_benchmark, pick_device  # noqa: F401  (pick_device re-exported)
 
 log = logging.getLogger("cyclegan.train")
 
@@ -170,9 +170,6 @@ class Trainer:
         self.writer = None
 
         model.to(self.device)
-        if self.device.type == "cuda":
-            # Training shapes are fixed: let cuDNN time its algorithms once and keep the fastest.
-            torch.backends.cudnn.benchmark = True
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
@@ -397,7 +394,8 @@ class Trainer:
         model.train()
         last = None
         start = time.time()
-        with StopFlag() as stop:
+        # Training shapes are fixed: cuDNN may time its algorithms once (restored when fit returns).
+        with cudnn_benchmark(self.device), StopFlag() as stop:
             try:
                 while self.counters.epoch < self.total_epochs:
                     c = self.counters  # a roll-back replaces the counters
@@ -489,7 +487,7 @@ class Trainer:
         try:
             losses = self.model.train_step(batch)
         except Exception as e:
-            if not (self.fast_path.compile and self.counters.iteration == 0 and _is_compile_error(e)):
+            if not (self.fast_path.compile and self.counters.iteration == 0 and fastpath.is_compile_error(e)):
                 raise
             self._disable_compile(e)
             losses = self.model.train_step(batch)
@@ -512,11 +510,6 @@ def scale_learning_rates(model: GANModel, factor: float) -> None:
 
 def _batch_len(batch: dict) -> int:
     return next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
-
-
-def _is_compile_error(e: Exception) -> bool:
-    mod = type(e).__module__
-    return mod.startswith("torch._dynamo") or mod.startswith("torch._inductor")
 
 
 def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = None):

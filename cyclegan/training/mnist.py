@@ -7,7 +7,6 @@ export and the evaluation that ends a run.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 
 from cyclegan.training import distributed
-from cyclegan.core.checkpoint import export_generators
+from cyclegan.core.checkpoint import export_generators, write_json
 from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, format_report, load_classifier, quality_report, save_classifier, train_classifier
 from cyclegan.data.images import DataError
 from cyclegan.models.mnist import MnistGAN, MnistGANConfig
@@ -200,7 +199,7 @@ def _train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool,
             sampler = LatentSampler(model.generators["G"], model_cfg, device=trainer.device)
             report = evaluate(sampler, data, classifier, cfg.eval_samples, seed=cfg.seed, device=trainer.device)
             report.update(iteration=trainer.counters.iteration, classifier=source)
-            (cfg.run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+            write_json(cfg.run_dir / "eval.json", report)
             print_evaluation(report, source, data.classes)
     return last
 
