@@ -155,3 +155,39 @@ def test_channels_last_translator_leaves_the_shared_generator_alone():
     assert fast.net is not plain.net and torch.allclose(fast.forward(X), want, atol=1e-4)
     assert torch.equal(plain.forward(X), want)
     assert fast.net is not Translator(gen, device="cpu", full_res=True, channels_last=True).net
+
+
+def test_loop_mode_times_the_real_train_loop_on_image_files(tmp_path, capsys):
+    from tiny_models import write_image
+
+    for domain in ("trainA", "trainB"):
+        for i in range(3):
+            write_image(tmp_path / "data" / domain / f"{i}.png", 40, 36, seed=i)  # real files, resized by the loop
+    out = tmp_path / "bench.json"
+    args = _args("--mode", "loop", "train", "--channels-last", "off", "--precision", "auto", "fp32",
+                 "--dataroot", str(tmp_path / "data"), "--loop-workers", "0", "--repeats", "1", "--iters", "2",
+                 "--json", str(out))
+    assert run_bench(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    loop = [r for r in rows if r["mode"] == "loop"]
+    assert loop and all(r["error"] is None and r["sec_per_iter"] > 0 and r["iters_per_sec"] > 0 for r in loop)
+    assert loop[0]["baseline"] and loop[0]["flops_per_iter"] == next(r for r in rows if r["mode"] == "train")["flops_per_iter"]
+    # auto resolves through core.fastpath (fp32 on this CPU unless it has native bf16) and says so
+    from cyclegan.core.fastpath import choose
+
+    auto = choose("cpu", "train", "auto", compile=False).precision
+    table = capsys.readouterr().out
+    assert (f"auto:{auto}" in table) == (auto != "fp32")  # an auto equal to a given fp32 is one row, not two
+    assert {r["precision"] for r in rows} == {auto, "fp32"}
+
+
+def test_loop_mode_without_dataroot_writes_synthetic_pngs(tmp_path):
+    from cyclegan.bench.loop import synthetic_folder
+
+    root = synthetic_folder(tmp_path, 20, count=2)
+    from PIL import Image
+
+    with Image.open(root / "trainB" / "001.png") as im:
+        assert im.size == (20, 20) and im.mode == "RGB"
+    args = _args("--mode", "loop", "--channels-last", "off", "--repeats", "1", "--iters", "1", "--loop-workers", "0")
+    assert run_bench(args) == 0

@@ -9,7 +9,13 @@ Every combination of the sweep flags is one row:
   backwards, both Adam updates, image pools), on the model as built (fused Adam on CUDA);
 * ``translate``: images/s of :meth:`cyclegan.translate.Translator.forward` on a batch of a
   generator built from the same config (host batch in, host result out, as ``cyclegan translate``
-  runs it; no tiling, so one forward pass per batch).
+  runs it; no tiling, so one forward pass per batch);
+* ``loop``: iterations/s of the real ``cyclegan train`` loop end to end, data loading included
+  (:mod:`cyclegan.bench.loop`), beside the synthetic ``train`` rows.
+
+Each kind is one entry of :data:`KINDS` (how it is timed, its FLOPs, the task its ``--precision
+auto`` is chosen for); ``auto`` is resolved by :func:`cyclegan.core.fastpath.choose` and shown
+as ``auto:NAME``. The MNIST GAN has its own ``cyclegan mnist bench``.
 
 Each row runs untimed warm-up iterations (with ``--compile on`` they include compilation), then
 ``--repeats`` timed runs of ``--iters`` iterations; the median run is reported (min and max in the
@@ -21,23 +27,23 @@ direct convolutions) when the sweep has it, and every row of the group shows its
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 import torch
 
+from cyclegan.core.checkpoint import write_json
+from cyclegan.core import fastpath
+from cyclegan.core.fastpath import describe_error, is_compile_error
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
 from cyclegan.models.init import init_weights
 from cyclegan.bench.measure import RowMemory, _count_flops, _release_memory, machine_info, peak_flops, time_runs
 from cyclegan.bench.table import _COLUMNS, _cells, _line, markdown_table
 
-MODES = ("train", "translate")
 SWITCH = ("off", "on")
 
 
@@ -48,16 +54,6 @@ SWITCH = ("off", "on")
 # --------------------------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------------------------
-
-
-def _is_compile_error(e: BaseException) -> bool:
-    return any(t.__module__.startswith(("torch._dynamo", "torch._inductor")) for t in type(e).__mro__)
-
-
-def _describe(e: BaseException, limit: int = 300) -> str:
-    """One line: the type and the message (dynamo's span lines), cut at ``limit`` characters."""
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 class CompileFailed(Exception):
@@ -91,7 +87,7 @@ def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision
             for net in (*model.generators.values(), *model.discriminators.values()):
                 net.compile(backend=args.compile_backend, mode=args.compile_mode)
         except Exception as e:
-            raise CompileFailed(_describe(e)) from e
+            raise CompileFailed(describe_error(e)) from e
     batch = _train_batch(batch_size, size, device, mf)
     return lambda: model.train_step(batch)
 
@@ -134,17 +130,61 @@ def _setup_translate(args: argparse.Namespace, size: int, batch_size: int, preci
     return step
 
 
-def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
-    """FLOPs of one iteration of ``mode`` (fp32, eager, contiguous) by FlopCounterMode."""
-    if mode == "train":
-        torch.manual_seed(0)
-        model = CycleGAN(_train_config(args)).to(device)
-        batch = _train_batch(batch_size, size, device)
-        return _count_flops(lambda: model.train_step(batch))
+def _train_flops(args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
+    torch.manual_seed(0)
+    model = CycleGAN(_train_config(args)).to(device)
+    batch = _train_batch(batch_size, size, device)
+    return _count_flops(lambda: model.train_step(batch))
+
+
+def _translate_flops(args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
     net = _generator(args, size).net.to(device)
     x = _translate_batch(batch_size, size).to(device)
     with torch.inference_mode():
         return _count_flops(lambda: net(x))
+
+
+def _time_steps(setup: Callable[..., Callable[[], object]]) -> Callable[..., tuple[float, list[float]]]:
+    """A kind measured as one step called again and again (:func:`time_runs`)."""
+
+    def timed(args, size, batch_size, precision, channels_last, compile, device, info, winograd, mem):
+        step = setup(args, size, batch_size, precision, channels_last, compile, device, info, winograd)
+        return time_runs(step, device, args.warmup, args.iters, args.repeats, on_timed=mem.timed)
+
+    return timed
+
+
+def _time_loop(args, size, batch_size, precision, channels_last, compile, device, info, winograd, mem):
+    from cyclegan.bench.loop import time_loop
+
+    mem.timed()
+    return time_loop(args, size, batch_size, precision, channels_last, compile, device)
+
+
+@dataclass(frozen=True)
+class BenchKind:
+    """One kind of row: how it is timed (seconds of the warm-up, seconds per iteration of each
+    repeat), the FLOPs of one iteration, the fast-path task its ``auto`` precision is chosen for,
+    and whether the Winograd switch applies."""
+
+    time: Callable[..., tuple[float, list[float]]]
+    flops: Callable[[argparse.Namespace, int, int, torch.device], int]
+    task: str
+    winograd: bool = False
+
+
+#: The kinds of rows, by ``--mode`` name: a new kind is one entry here.
+KINDS: dict[str, BenchKind] = {
+    "train": BenchKind(_time_steps(_setup_train), _train_flops, "train"),
+    "translate": BenchKind(_time_steps(_setup_translate), _translate_flops, "translate", winograd=True),
+    "loop": BenchKind(_time_loop, _train_flops, "train"),
+}
+MODES = tuple(KINDS)
+
+
+def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
+    """FLOPs of one iteration of ``mode`` (fp32, eager, contiguous) by FlopCounterMode."""
+    return KINDS[mode].flops(args, size, batch_size, device)
 
 
 def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, precision: str,
@@ -153,9 +193,10 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
     row: dict[str, Any] = {"mode": mode, "size": size, "batch_size": batch_size, "precision": precision,
                            "channels_last": channels_last, "compile": compile, "winograd": winograd,
                            "compile_backend": args.compile_backend if compile else None,
-                           "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode == "train" else None,
+                           "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode != "translate" else None,
                            "device": str(device), "error": None}
     warmup = max(args.warmup, 2) if compile else args.warmup
+    args = argparse.Namespace(**{**vars(args), "warmup": warmup})
     mem = RowMemory(device)
     info: dict[str, Any] = {}
     if compile:
@@ -164,17 +205,15 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
         torch._dynamo.reset()  # fresh caches: no recompilation limits carried over from earlier rows
     mem.start()
     try:
-        setup = _setup_train if mode == "train" else _setup_translate
-        step = setup(args, size, batch_size, precision, channels_last, compile, device, info, winograd)
-        warm, times = time_runs(step, device, warmup, args.iters, args.repeats, on_timed=mem.timed)
+        warm, times = KINDS[mode].time(args, size, batch_size, precision, channels_last, compile, device, info,
+                                       winograd, mem)
     except CompileFailed as e:
         row["error"] = f"torch.compile failed: {e}"
     except Exception as e:
-        row["error"] = f"torch.compile failed: {_describe(e)}" if compile and _is_compile_error(e) else _describe(e)
+        row["error"] = f"torch.compile failed: {describe_error(e)}" if compile and is_compile_error(e) else describe_error(e)
     finally:
         memory = mem.stop()
         info.pop("translator", None)
-        step = None
         _release_memory(device)
     if "fused_adam" in info:
         row["fused_adam"] = info["fused_adam"]
@@ -194,37 +233,40 @@ def _ordered(values: list, first: Any) -> list:
     return sorted(out, key=lambda v: v != first)
 
 
-def _write_json(path: str, doc: dict) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class _Precision:
+    name: str
+    auto: bool  # chosen by core.fastpath for ``--precision auto``
 
 
-@contextmanager
-def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    before = torch.backends.cudnn.benchmark
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes per row: let cuDNN pick its fastest kernels
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
+def _resolved(precisions: list[str], task: str, device: torch.device) -> list[_Precision]:
+    """``--precision`` values with ``auto`` as :func:`cyclegan.core.fastpath.choose` resolves it for
+    ``task`` on ``device``; an ``auto`` equal to an explicit value given too is one row, not two."""
+    out = []
+    for p in precisions:
+        if p == "auto":
+            p = fastpath.choose(device, task, "auto", compile=False).precision
+            out.append(_Precision(p, True))
+        else:
+            out.append(_Precision(p, False))
+    names = {q.name for q in out if not q.auto}
+    return [q for q in out if not (q.auto and q.name in names)]
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from cyclegan.core.devices import pick_device
+    from cyclegan.core.devices import cudnn_benchmark, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     modes = list(dict.fromkeys(args.mode))
     sizes, batches = list(dict.fromkeys(args.size)), list(dict.fromkeys(args.batch_size))
-    precisions = _ordered(args.precision, "fp32")
+    precisions = _ordered(args.precision, "fp32")  # "auto" is resolved per mode, below
     layouts = [v == "on" for v in _ordered(args.channels_last, "off")]
     compiles = [v == "on" for v in _ordered(args.compile, "off")]
     winograds = [v == "on" for v in _ordered(args.winograd, "off")]
     rows: list[dict] = []
-    with _cudnn_benchmark(device):
+    with cudnn_benchmark(device):
         machine = machine_info(device)
         doc: dict[str, Any] = {
             "argv": sys.argv,
@@ -247,17 +289,18 @@ def run_bench(args: argparse.Namespace) -> int:
                     try:
                         flops = count_flops(mode, args, size, batch_size, device)
                     except Exception as e:
-                        print(f"({mode} {size} px batch {batch_size}: FLOPs not counted: {_describe(e)})",
+                        print(f"({mode} {size} px batch {batch_size}: FLOPs not counted: {describe_error(e)})",
                               file=sys.stderr)
                     _release_memory(device)
                     base: dict | None = None
-                    for precision in precisions:
+                    for precision in _resolved(precisions, KINDS[mode].task, device):
                         for channels_last in layouts:
                             for compile, winograd in [(c, w) for c in compiles
-                                                      for w in (winograds if mode == "translate" else [False])]:
-                                row = bench_row(mode, args, size, batch_size, precision, channels_last, compile,
-                                                device, winograd)
-                                is_base = precision == "fp32" and not channels_last and not compile and not winograd
+                                                      for w in (winograds if KINDS[mode].winograd else [False])]:
+                                row = bench_row(mode, args, size, batch_size, precision.name, channels_last,
+                                                compile, device, winograd)
+                                row["precision_auto"] = precision.auto
+                                is_base = precision.name == "fp32" and not channels_last and not compile and not winograd
                                 row["baseline"] = is_base
                                 if is_base and row["error"] is None:
                                     base = row
@@ -266,14 +309,14 @@ def run_bench(args: argparse.Namespace) -> int:
                                                                   if base is not None else None)
                                     row["flops_per_iter"] = flops
                                     row["achieved_flops_per_sec"] = flops / row["sec_per_iter"] if flops else None
-                                    peak, source = peak_flops(device, precision, args.peak_tflops)
+                                    peak, source = peak_flops(device, precision.name, args.peak_tflops)
                                     row["peak_flops_per_sec"], row["peak_flops_source"] = peak, source
                                     row["fraction_of_peak"] = (row["achieved_flops_per_sec"] / peak
                                                                if peak and flops else None)
                                 rows.append(row)
                                 print(_line(_cells(row)), flush=True)
                                 if args.json:
-                                    _write_json(args.json, doc)
+                                    write_json(args.json, doc)
     failed = sum(1 for r in rows if r["error"])
     if args.markdown:
         print()

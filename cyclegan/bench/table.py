@@ -21,9 +21,10 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _cells(row: dict) -> list[str]:
-    cells = [row["mode"], str(row["size"]), str(row["batch_size"]), row["precision"],
+    precision = f"auto:{row['precision']}" if row.get("precision_auto") else row["precision"]
+    cells = [row["mode"], str(row["size"]), str(row["batch_size"]), precision,
              "on" if row["channels_last"] else "off", "on" if row["compile"] else "off",
-             "-" if row["mode"] == "train" else "on" if row.get("winograd") else "off"]
+             "on" if row.get("winograd") else "off" if row["mode"] == "translate" else "-"]
     if row.get("error"):
         return cells + [f"error: {row['error']}"]
     speedup = row.get("speedup_vs_baseline")

@@ -8,7 +8,7 @@ import torch
 
 from cyclegan.core.argtypes import nonneg_int, positive_float, positive_int
 from cyclegan.models.cyclegan import CycleGAN
-from cyclegan.core.fastpath import COMPILE_MODES, PRECISIONS
+from cyclegan.core.fastpath import COMPILE_MODES, PRECISION_CHOICES
 from cyclegan.models.networks import GENERATORS
 from cyclegan.bench.runner import MODES, SWITCH
 
@@ -16,7 +16,9 @@ from cyclegan.bench.runner import MODES, SWITCH
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Time the real CycleGAN training step (--mode train: iterations/s) and the real inference path "
-        "(--mode translate: Translator.forward, images/s) on synthetic data. Every combination of --size, "
+        "(--mode translate: Translator.forward, images/s) on synthetic data, and the real `cyclegan train` loop "
+        "end to end on an image folder (--mode loop: data loading included; ms/iter after warm-up from two runs' "
+        "difference). Every combination of --size, "
         "--batch-size, --precision, --channels-last and --compile is one row, with its peak memory, FLOPs per "
         "iteration (torch.utils.flop_counter), achieved FLOP/s, fraction of the device's peak where known, and "
         "speed-up over the fp32/eager/contiguous baseline of its (mode, size, batch) group. The defaults suit a "
@@ -27,11 +29,15 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                 "its model. Compare rows as ratios within one run; absolute figures move with the machine and "
                 "its load. On a shared CPU set OMP_NUM_THREADS=1 and --threads 1.")
     s = p.add_argument_group("what to measure (every combination is one row)")
-    s.add_argument("--mode", choices=MODES, nargs="+", default=list(MODES),
-                   help="train: CycleGAN.train_step it/s; translate: Translator.forward images/s")
+    s.add_argument("--mode", choices=MODES, nargs="+", default=["train", "translate"],
+                   help="train: CycleGAN.train_step it/s on a synthetic batch on the device; translate: "
+                        "Translator.forward images/s; loop: the real `cyclegan train` loop end to end (data loading, "
+                        "augmentation, EMA, logging, checkpoints) on --dataroot or synthetic PNGs")
     s.add_argument("--size", type=positive_int, nargs="+", default=[128], help="image sides in pixels")
     s.add_argument("--batch-size", type=positive_int, nargs="+", default=[1], help="images per iteration")
-    s.add_argument("--precision", choices=PRECISIONS, nargs="+", default=["fp32"], help="autocast precisions")
+    s.add_argument("--precision", choices=PRECISION_CHOICES, nargs="+", default=["fp32"],
+                   help="autocast precisions; auto: what cyclegan.core.fastpath picks for this machine and mode "
+                        "(shown as auto:NAME)")
     s.add_argument("--channels-last", choices=SWITCH, nargs="+", default=list(SWITCH),
                    help="channels_last memory format for weights and batches")
     s.add_argument("--compile", choices=SWITCH, nargs="+", default=["off"],
@@ -47,6 +53,11 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--netG", choices=tuple(GENERATORS), default="resnet_9blocks", help="generator")
     m.add_argument("--ngf", type=positive_int, default=64, help="generator filters in the first conv")
     m.add_argument("--ndf", type=positive_int, default=64, help="discriminator filters in the first conv")
+    d = p.add_argument_group("loop rows")
+    d.add_argument("--dataroot", help="image folder with trainA/ and trainB/ [synthetic PNGs at each --size, "
+                                      "written to a temporary folder]")
+    d.add_argument("--loop-workers", type=int, default=-1,
+                   help="DataLoader workers of the loop, as train's --num-workers [-1: one per spare core, at most 4]")
     r = p.add_argument_group("how")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     r.add_argument("--warmup", type=nonneg_int, default=2,

@@ -1,0 +1,76 @@
+"""``cyclegan bench --mode loop``: the real ``cyclegan train`` loop, end to end, on an image folder.
+
+The synthetic ``train`` rows time :meth:`CycleGAN.train_step` on a batch already on the device;
+what a user waits for also includes reading and augmenting images (the DataLoader), the EMA,
+loss logging (TensorBoard), previews and checkpoints. A loop row runs :func:`cyclegan.training.cyclegan.train`
+itself, as ``cyclegan train`` does, on ``--dataroot`` (its trainA/trainB) or, without one, on a
+temporary folder of synthetic PNGs written at the row's size.
+
+Timing: two fresh runs in a temporary runs folder, one stopping after ``--warmup`` iterations
+and one after ``--warmup + --iters``; the difference of their wall times, divided by ``--iters``,
+is the time per iteration after warm-up: start-up, data set scanning, compilation and the final
+checkpoint and export cost both runs the same and cancel out. ``--repeats`` longer runs give the
+median and the spread; the warm-up run is made once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["synthetic_folder", "time_loop"]
+
+_SYNTHETIC_IMAGES = 8  # per domain: enough for a few batches; epochs wrap round as in a real run
+
+
+def synthetic_folder(root: Path, size: int, count: int = _SYNTHETIC_IMAGES, channels: int = 3) -> Path:
+    """``root/trainA`` and ``root/trainB`` with ``count`` seeded random PNGs of ``size`` x ``size``
+    each (smooth gradients plus noise, so PNG decoding costs what a photo's would)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for domain in ("trainA", "trainB"):
+        (root / domain).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            base = (yy + xx * (i + 1))[:, :, None] * (255.0 / (size * (i + 2)))
+            arr = np.clip(base + rng.normal(0, 30, (size, size, channels)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr[:, :, 0] if channels == 1 else arr).save(root / domain / f"{i:03d}.png")
+    return root
+
+
+def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, iters: int, size: int,
+         batch_size: int, precision: str, channels_last: bool, compile: bool, device: torch.device) -> float:
+    """Wall seconds of one ``cyclegan train`` run that stops after ``iters`` iterations."""
+    from cyclegan.training.cyclegan import train
+
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # the run's summary and bars; the bench prints its table
+        train(dataroot, name=name, runs_dir=str(runs_dir), size=size, batch_size=batch_size, max_iters=iters,
+              precision=precision, compile=compile, compile_mode=args.compile_mode if compile else None,
+              channels_last=channels_last, device=str(device), netG=args.netG, ngf=args.ngf, ndf=args.ndf,
+              num_workers=args.loop_workers)
+    return time.perf_counter() - start
+
+
+def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
+              compile: bool, device: torch.device) -> tuple[float, list[float]]:
+    """(warm-up run seconds, seconds per iteration of each timed repeat); see the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="cyclegan-bench-loop-") as tmp:
+        tmp = Path(tmp)
+        dataroot = Path(args.dataroot) if args.dataroot else synthetic_folder(tmp / "data", size)
+        common = dict(size=size, batch_size=batch_size, precision=precision, channels_last=channels_last,
+                      compile=compile, device=device)
+        warm = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
+        times = []
+        for r in range(args.repeats):
+            total = _run(args, dataroot, tmp / "runs", f"timed{r}", max(args.warmup, 1) + args.iters, **common)
+            times.append(max(total - warm, 1e-9) / args.iters)
+        return warm, times
