@@ -164,6 +164,7 @@ def _data_source(args: argparse.Namespace, recorded: dict | None):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from cyclegan.inference.mnist_sampler import EXPORT_NAME
+    from cyclegan.inference.sources import resolve_location
     from cyclegan.training.mnist import evaluate, print_evaluation, resolve_classifier
 
     sampler = _load_sampler(args)
@@ -171,8 +172,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data = _data_source(args, sampler.meta.get("data")).load(cfg.channels, cfg.image_size)
     print(data.summary(), file=sys.stderr)
     run_dir = None
-    if args.model is not None:
-        path = Path(args.model)
+    if args.model is not None:  # a run folder (also one named by its run name), or a run's export
+        path = resolve_location(args.model)
         run_dir = path if path.is_dir() else (path.parent if path.name == EXPORT_NAME else None)
     classifier, source = resolve_classifier(data, args.classifier, run_dir, sampler.device)
     report = evaluate(sampler, data, classifier, args.samples, seed=args.seed, device=sampler.device)
@@ -226,8 +227,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
-                   help="run folder, generators.safetensors export or .pt checkpoint "
-                        "(default: the bundled Fashion-MNIST generator)")
+                   help="run folder, generators.safetensors export, .pt checkpoint, a run name (runs/NAME) or a "
+                        "bundled model (default: the bundled Fashion-MNIST generator, fashion_mnist_dcgan)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
 
 
