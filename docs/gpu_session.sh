@@ -1,7 +1,7 @@
 #!/bin/bash
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
 # torch but not albumentations, whose wheels travel in .whl/). From the repository root:
-#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
 PARTS=${*:-info tests eager compile scaling curves}
@@ -51,6 +51,17 @@ for part in $PARTS; do
     batch8)  # the fraction-of-peak row: batch 8, bf16, CUDA graphs, both memory formats
       bench --mode train --size 256 --batch-size 8 --precision bf16 --channels-last off on --compile on \
         --compile-mode reduce-overhead --json "$OUTDIR/bench_batch8.json" --markdown
+      ;;
+    fastpath) # issue 15: what --precision/--compile auto give on CUDA, and the real `cyclegan train`
+              # loop end to end (data, EMA, logging) at 32 px (target <= 8 ms/iter) and 256 px (<= 15)
+      python3 -m pytest -q -p no:cacheprovider tests/test_fastpath.py 2>&1 | tail -3
+      python3 -c "from cyclegan.core import fastpath; print(fastpath.choose('cuda', 'train'))"
+      for size in 32 256; do
+        net=$([ $size = 32 ] && echo resnet_6blocks || echo resnet_9blocks)
+        python3 -m cyclegan bench --device cuda --mode loop train --size $size --netG $net --precision fp32 auto \
+          --channels-last off --compile off on --compile-mode reduce-overhead --warmup 20 --iters 100 --repeats 1 \
+          --json "$OUTDIR/loop_$size.json" --markdown
+      done
       ;;
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"

@@ -35,9 +35,10 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                         "augmentation, EMA, logging, checkpoints) on --dataroot or synthetic PNGs")
     s.add_argument("--size", type=positive_int, nargs="+", default=[128], help="image sides in pixels")
     s.add_argument("--batch-size", type=positive_int, nargs="+", default=[1], help="images per iteration")
-    s.add_argument("--precision", choices=PRECISION_CHOICES, nargs="+", default=["fp32"],
+    s.add_argument("--precision", choices=PRECISION_CHOICES, nargs="+", default=["fp32", "auto"],
                    help="autocast precisions; auto: what cyclegan.core.fastpath picks for this machine and mode "
-                        "(shown as auto:NAME)")
+                        "(shown as auto:NAME; one row with fp32 where auto is fp32); the default compares the "
+                        "reference with this machine's default")
     s.add_argument("--channels-last", choices=SWITCH, nargs="+", default=list(SWITCH),
                    help="channels_last memory format for weights and batches")
     s.add_argument("--compile", choices=SWITCH, nargs="+", default=["off"],
