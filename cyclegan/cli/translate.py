@@ -6,6 +6,7 @@ import argparse
 import html
 import os
 import sys
+from pathlib import Path
 from typing import Any
 import torch.nn.functional as F
 
@@ -13,10 +14,12 @@ from cyclegan.core.argtypes import int_between
 from cyclegan.core.argtypes import nonneg_int as _nonneg
 from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
+from cyclegan.data.images import DataError
 from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_folder
-from cyclegan.inference.loading import DIRECTIONS, load_generator
+from cyclegan.inference.loading import DIRECTIONS, LoadedGenerator, load_generator
 from cyclegan.core.fastpath import PRECISION_CHOICES
 from cyclegan.inference.translator import Translator
+from cyclegan.inference.video import DEFAULT_CRF, is_video, translate_video
 
 __all__ = ["add_translate_commands"]
 
@@ -27,6 +30,20 @@ __all__ = ["add_translate_commands"]
 
 
 _quality = int_between(1, 100, "a JPEG/WebP quality")
+
+
+def _smoothing(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 51, got {text}")
+    return value
 
 
 def add_architecture_args(p: argparse.ArgumentParser) -> None:
@@ -84,11 +101,16 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
+    if (args.input is None) == (args.input_flag is None):
+        raise DataError("give one input: `cyclegan translate INPUT ...` or --input INPUT")
+    args.input = args.input or args.input_flag
     generator = load_generator(args.model, args.direction, arch=architecture_overrides(args),
                                runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     translator = Translator(generator, device=args.device, precision=args.precision, full_res=args.full_res,
                             size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd,
                             compile=args.compile)
+    if is_video(args.input):
+        return _translate_video(args, generator, translator)
     jobs = plan_jobs(args.input, args.output, args.format)
     mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
     print(f"{generator.describe()}\non {translator.device} ({translator.fast_path.describe()}), {mode}: "
@@ -103,15 +125,35 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _translate_video(args: argparse.Namespace, generator: LoadedGenerator, translator: Translator) -> int:
+    """``cyclegan translate clip.mp4 --output OUT``: OUT is a video file name, or a folder that
+    gets the clip's name."""
+    source, output = Path(args.input), Path(args.output)
+    if not is_video(output):
+        output = output / source.name
+    mode = "full resolution" if translator.full_res else f"frames resized to {translator.size}x{translator.size}"
+    smooth = f", smoothing {args.smooth}" if args.smooth else ""
+    print(f"{generator.describe()}\non {translator.device} ({translator.fast_path.describe()}), {mode}{smooth}: "
+          f"{source} -> {output}", file=sys.stderr)
+    summary = translate_video(translator, source, output, smoothing=args.smooth, crf=args.crf,
+                              batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress)
+    print(summary.describe(), file=sys.stderr)
+    return 0
+
+
 def add_translate_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan translate``."""
     p = sub.add_parser(
         "translate", help="translate an image or a folder of images with a trained or published generator",
-        description="Translate one image or a folder (recursively; the folder structure is mirrored in the "
-                    "output). Existing outputs are skipped unless --overwrite, so a killed run resumes; "
-                    "unreadable inputs are reported and skipped, and make the exit status 1.")
+        description="Translate one image, a folder (recursively; the folder structure is mirrored in the "
+                    "output) or a video. Existing outputs are skipped unless --overwrite, so a killed run resumes; "
+                    "unreadable inputs are reported and skipped, and make the exit status 1. A video is translated "
+                    "frame by frame into a video of the same size, frame rate and audio; an interrupted "
+                    "run resumes from the frames it translated.")
     add_model_args(p, "AtoB uses G_A, BtoA uses G_B [AtoB]; a published .pth is one direction already")
-    p.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="the same as --input")
+    p.add_argument("--input", "-i", dest="input_flag", metavar="INPUT",
+                   help="an image file, a folder of images, or a video (.mp4, .mov, .mkv, .webm, ...)")
     p.add_argument("--output", "-o", required=True,
                    help="output folder (or, for one input file, a file name with an image suffix)")
     out = p.add_argument_group("outputs")
@@ -120,6 +162,12 @@ def add_translate_commands(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--side-by-side", action="store_true", help="write input and output next to each other")
     out.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     out.add_argument("--no-html", action="store_true", help="no index.html page in the output folder")
+    vid = p.add_argument_group("videos (INPUT clip.mp4: every frame translated; frame size, rate and audio kept)")
+    vid.add_argument("--smooth", type=_smoothing, default=0.0,
+                     help="temporal smoothing: blend each output frame with the previous one by this weight, "
+                          "0 <= S < 1; less flicker, more ghosting behind moving things (0: off) [0]")
+    vid.add_argument("--crf", type=_crf, default=DEFAULT_CRF,
+                     help=f"video quality, 0 (lossless) to 51 (worst) [{DEFAULT_CRF}]")
     add_runtime_args(p)
     add_architecture_args(p)
     p.set_defaults(func=_cmd_translate)

@@ -1,0 +1,296 @@
+"""Video translation: every frame of a clip through a :class:`~cyclegan.translate.Translator`,
+with the clip's frame size, frame rate and audio kept.
+
+Decoding and encoding go through PyAV (FFmpeg's libraries, no ``ffmpeg`` binary needed). The
+work happens in two passes so that a killed run can resume, as folder translation does:
+
+1. every decoded frame is translated and written, atomically, as a lossless PNG into a hidden
+   folder beside the output (``.OUTPUT.frames/000000.png``, ...); frames already there are
+   reused, so a second run only translates what is missing;
+2. the PNGs are encoded into the output (H.264, or VP9 for ``.webm``) at the source's average
+   frame rate, with the source's audio packets copied unchanged, and the folder is deleted.
+
+The frame cache costs disk: one PNG per frame at the output size (about 100 KB at 256 x 256,
+several MB at 1080p) until the video is written.
+
+Temporal smoothing (``smoothing = a``, 0 <= a < 1) blends each output frame with the previous
+smoothed one, ``y_t = (1 - a) g_t + a y_{t-1}`` (``g_t`` the generator's output): per-frame
+translation flickers, because the generator sees each frame alone, and the blend damps that
+flicker, at the price of ghosting behind anything that moves (a trail lasting about
+``1 / (1 - a)`` frames) and a smear across scene cuts. It is applied while encoding, to the
+cached raw outputs, so a resumed run gives the same video as an unbroken one.
+
+Nothing here imports training code: ``cyclegan translate clip.mp4`` (cyclegan.cli.translate) and the
+app's Video tab both call :func:`translate_video`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cyclegan.core.checkpoint import atomic_write
+from cyclegan.data.images import DataError
+from cyclegan.inference.translator import Translator
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoSummary", "frames_folder", "is_video", "probe", "translate_video"]
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+#: output suffix -> (video encoder, its options, audio encoder when the source audio cannot be copied)
+_ENCODERS = {".webm": ("libvpx-vp9", {"b:v": "0", "row-mt": "1"}, "libopus")}
+_DEFAULT_ENCODER = ("libx264", {"preset": "medium"}, "aac")
+DEFAULT_CRF = 18  # x264's "visually lossless" end of the scale; VP9 takes the same number
+
+#: ``on_progress(frames done, total frames or None)``, e.g. the app's progress bar
+Progress = Callable[[int, "int | None"], None]
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction            # average frame rate
+    frames: int | None       # as the container states it (None when it does not)
+    audio: str | None        # codec of the first audio stream
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """What a video file holds; a :class:`DataError` naming the file when it is not a video."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--input {path}: no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"--input {path} has no video stream")
+            v = container.streams.video[0]
+            fps = v.average_rate or v.guessed_rate
+            if not fps:
+                raise DataError(f"--input {path}: the video stream states no frame rate")
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            return VideoInfo(v.codec_context.width, v.codec_context.height, Fraction(fps), v.frames or None, audio)
+    except av.FFmpegError as e:
+        raise DataError(f"--input {path} cannot be read as a video ({e})") from None
+
+
+@dataclass
+class VideoSummary:
+    output: Path
+    frames: int = 0          # frames in the output
+    reused: int = 0          # translated by an earlier, interrupted run
+    seconds: float = 0.0
+    skipped: bool = False    # the output existed already
+
+    def describe(self) -> str:
+        if self.skipped:
+            return f"{self.output} exists; --overwrite redoes it"
+        translated = self.frames - self.reused
+        rate = translated / self.seconds if self.seconds > 0 else 0.0
+        again = f", {self.reused} reused from an interrupted run" if self.reused else ""
+        return (f"{self.output}: {self.frames} frames ({translated} translated{again}) "
+                f"in {self.seconds:.1f} s ({rate:.2f} frames/s)")
+
+
+def frames_folder(output: Path) -> Path:
+    """Where the translated frames of ``output`` wait until the video is encoded."""
+    return output.with_name(f".{output.name}.frames")
+
+
+def _frame_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:06d}.png"
+
+
+def _check_paths(source: Path, output: Path) -> None:
+    if not is_video(output):
+        raise DataError(f"--output {output}: a video needs a video file name "
+                        f"({', '.join(VIDEO_EXTENSIONS)})")
+    if output.resolve() == source.resolve():
+        raise DataError(f"--output {output} is the input video itself; choose another name")
+
+
+def translate_video(translator: Translator, source: str | os.PathLike, output: str | os.PathLike, *,
+                    smoothing: float = 0.0, crf: int = DEFAULT_CRF, batch_size: int = 4, overwrite: bool = False,
+                    progress: bool = True, on_progress: Progress | None = None) -> VideoSummary:
+    """Translate every frame of ``source`` into the video ``output`` (see the module docstring).
+    The output keeps the source's frame size (frames translated at the training size are resized
+    back), frame rate and audio. An existing output is left alone unless ``overwrite``."""
+    source, output = Path(source), Path(output)
+    _check_paths(source, output)
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"--smooth {smoothing}: must be at least 0 and below 1")
+    if not 0 <= crf <= 51:
+        raise ValueError(f"--crf {crf}: must be between 0 and 51")
+    info = probe(source)
+    summary = VideoSummary(output)
+    if output.exists() and not overwrite:
+        summary.skipped = True
+        return summary
+    folder = frames_folder(output)
+    if overwrite:
+        shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    summary.frames, summary.reused = _translate_frames(translator, source, info, folder, batch_size, progress,
+                                                       on_progress)
+    if summary.frames == 0:
+        raise DataError(f"--input {source}: no frame could be decoded")
+    _encode(folder, summary.frames, info, source, output, smoothing, crf)
+    shutil.rmtree(folder, ignore_errors=True)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _decoded_frames(source: Path, channels: int) -> Iterator[np.ndarray]:
+    """The video's frames in order, as uint8 HxWxC (C = ``channels``)."""
+    import av
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fmt = "gray" if channels == 1 else "rgb24"
+        for frame in container.decode(stream):
+            image = frame.to_ndarray(format=fmt)
+            yield image[:, :, None] if image.ndim == 2 else image
+
+
+def _translate_frames(translator: Translator, source: Path, info: VideoInfo, folder: Path, batch_size: int,
+                      progress: bool, on_progress: Progress | None) -> tuple[int, int]:
+    """Pass 1: translate each frame not in ``folder`` yet. Returns (frames, frames reused)."""
+    from tqdm import tqdm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    total, reused, done = info.frames, 0, 0
+    bar = tqdm(total=total, unit="frame", desc="translate", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True, mininterval=0.5)
+    size = (info.width, info.height)
+
+    def write(index: int, out: np.ndarray) -> None:
+        image = Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
+        if image.size != size:  # translated at the training size: back to the frame's size
+            image = image.resize(size, Image.BICUBIC)
+        atomic_write(_frame_path(folder, index), lambda f: image.save(f, format="PNG", compress_level=1))
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(n)
+        if on_progress is not None:
+            on_progress(done, total)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="png") as writer:
+        writes: list[Future] = []
+        batch: list[tuple[int, torch.Tensor]] = []
+
+        def run() -> None:
+            out = translator.forward(torch.stack([t for _, t in batch]))
+            writes.extend(writer.submit(write, i, Translator.to_uint8(y)) for (i, _), y in zip(batch, out))
+            tick(len(batch))
+            batch.clear()
+
+        index = -1
+        for index, image in enumerate(_decoded_frames(source, translator.input_channels)):
+            if _frame_path(folder, index).is_file():
+                reused += 1
+                tick(1)
+                continue
+            batch.append((index, translator.prepare(image)))
+            if len(batch) >= batch_size:
+                run()
+        if batch:
+            run()
+        for w in writes:
+            w.result()  # a full disk: raise, with the frames written so far kept for the next run
+    bar.close()
+    return index + 1, reused
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """yuv420p needs an even width and height: repeat the last row/column where they are odd."""
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else image
+
+
+def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Path, smoothing: float,
+            crf: int) -> None:
+    """Pass 2: the cached frames, smoothed, into ``output`` with the source's audio; written to a
+    temporary file beside it and renamed, so an interrupted encode leaves no half video."""
+    import av
+
+    codec, options, audio_codec = _ENCODERS.get(output.suffix.lower(), _DEFAULT_ENCODER)
+    tmp = output.with_name(f".{output.stem}.partial{output.suffix}")
+    try:
+        with av.open(str(source)) as src, av.open(str(tmp), "w") as dst:
+            video = dst.add_stream(codec, rate=info.fps)
+            video.width, video.height = info.width + info.width % 2, info.height + info.height % 2
+            video.pix_fmt = "yuv420p"
+            video.options = {**options, "crf": str(crf)}
+            audio_in = src.streams.audio[0] if src.streams.audio else None
+            audio_out, reencode = _audio_stream(dst, audio_in, audio_codec) if audio_in else (None, False)
+            audio = _audio_packets(src, audio_in, audio_out, reencode) if audio_in else iter(())
+            pending = next(audio, None)
+            smoothed: np.ndarray | None = None
+            for i in range(frames):
+                with Image.open(_frame_path(folder, i)) as img:
+                    frame = np.asarray(img.convert("RGB"), dtype=np.float32)
+                smoothed = frame if smoothed is None or not smoothing else (1 - smoothing) * frame + smoothing * smoothed
+                rgb = _even(np.clip(np.rint(smoothed), 0, 255).astype(np.uint8))
+                out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                out.pts = i
+                dst.mux(video.encode(out))
+                # interleave: the audio up to this frame's time
+                while pending is not None and pending[0] <= (i + 1) / info.fps:
+                    dst.mux(pending[1])
+                    pending = next(audio, None)
+            dst.mux(video.encode(None))
+            while pending is not None:
+                dst.mux(pending[1])
+                pending = next(audio, None)
+            if reencode and audio_out is not None:
+                dst.mux(audio_out.encode(None))
+        os.replace(tmp, output)
+    except av.FFmpegError as e:
+        raise DataError(f"--output {output}: cannot encode the video ({e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _audio_stream(dst, audio_in, fallback_codec: str):
+    """The output's audio stream: a copy of the source's (no re-encoding, so no loss) when the
+    output container takes that codec, else ``fallback_codec`` at the same rate and layout."""
+    if dst.supported_codecs and audio_in.codec_context.name in dst.supported_codecs:
+        return dst.add_stream_from_template(audio_in), False
+    stream = dst.add_stream(fallback_codec, rate=audio_in.codec_context.sample_rate)
+    stream.layout = audio_in.codec_context.layout
+    return stream, True
+
+
+def _audio_packets(src, audio_in, audio_out, reencode: bool) -> Iterator[tuple[float, object]]:
+    """(time in seconds, packet or packets) of the source's audio, made ready for ``audio_out``."""
+    if not reencode:
+        for packet in src.demux(audio_in):
+            if packet.dts is None:  # the demuxer's empty flush packet
+                continue
+            packet.stream = audio_out
+            yield float(packet.pts * packet.time_base) if packet.pts is not None else 0.0, packet
+        return
+    for frame in src.decode(audio_in):
+        frame.pts = None  # let the encoder count samples
+        t = float(frame.time or 0.0)
+        yield t, audio_out.encode(frame)
+
