@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cyclegan.inference.loading import LoadedGenerator, OneDirectionError, load_generator
 from cyclegan.cli.translate import architecture_overrides
-from cyclegan.inference.export import export_onnx, export_torchscript
+from cyclegan.inference.export import TORCHSCRIPT_NOTE, export_onnx, export_pt2, export_torchscript
 
 __all__ = ["run_export"]
 
 
-# -- `cyclegan export --format onnx|torchscript` -----------------------------------------------
+# -- `cyclegan export --format onnx|torchscript|pt2` -------------------------------------------
 
 
 def _default_output(source: Path, gen: LoadedGenerator, suffix: str) -> Path:
@@ -23,8 +24,8 @@ def _default_output(source: Path, gen: LoadedGenerator, suffix: str) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """The onnx and torchscript formats of ``cyclegan export`` (safetensors: cli/train.py)."""
-    suffix = {"onnx": ".onnx", "torchscript": ".ts"}[args.format]
+    """The onnx, torchscript and pt2 formats of ``cyclegan export`` (safetensors: cli/train.py)."""
+    suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt2": ".pt2"}[args.format]
     arch = architecture_overrides(args)
     first = load_generator(args.run, args.direction, arch=arch)
     gens = [first]
@@ -42,7 +43,11 @@ def run_export(args: argparse.Namespace) -> int:
     for gen, out in zip(gens, outputs):
         if args.format == "onnx":
             export_onnx(gen, out, opset=args.opset, dynamic=not args.static, size=args.size, check=not args.no_check)
+        elif args.format == "pt2":
+            export_pt2(gen, out, size=args.size, check=not args.no_check)
         else:
             export_torchscript(gen, out, size=args.size, check=not args.no_check)
         print(out)
+    if args.format == "torchscript":
+        print(TORCHSCRIPT_NOTE, file=sys.stderr)
     return 0

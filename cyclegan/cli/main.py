@@ -24,20 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a run's generators to safetensors (config inside), ONNX or TorchScript",
                        description="Export G_A and G_B of a run (or one checkpoint file) for inference. "
-                                   "onnx and torchscript write one checked file per direction and also take a "
+                                   "onnx, torchscript and pt2 write one checked file per direction and also take a "
                                    "safetensors export or an original-release .pth.")
-    e.add_argument("run", help="run folder (RUNS_DIR/NAME) or checkpoint .pt file (onnx/torchscript: also "
+    e.add_argument("run", help="run folder (RUNS_DIR/NAME) or checkpoint .pt file (onnx/torchscript/pt2: also "
                                "generators.safetensors or a .pth)")
-    e.add_argument("--output", "-o", help="output file [RUN/generators.safetensors; onnx/torchscript: "
+    e.add_argument("--output", "-o", help="output file [RUN/generators.safetensors; onnx/torchscript/pt2: "
                                           "RUN/generator_AtoB.onnx and _BtoA, or a folder for both]")
-    e.add_argument("--format", choices=("safetensors", "onnx", "torchscript"), default="safetensors",
+    e.add_argument("--format", choices=("safetensors", "onnx", "torchscript", "pt2"), default="safetensors",
                    help="safetensors: both generators + config for translate and the app; onnx: checked with "
-                        "onnxruntime, dynamic batch/height/width; torchscript: for torch.jit.load [safetensors]")
-    e.add_argument("--direction", choices=("AtoB", "BtoA"), help="onnx/torchscript: only this generator [both]")
+                        "onnxruntime, dynamic batch/height/width; pt2: torch.export archive for "
+                        "torch.export.load(path).module(), dynamic batch/height/width; torchscript: for "
+                        "torch.jit.load (deprecated by torch, which warns on load; for LibTorch/mobile) [safetensors]")
+    e.add_argument("--direction", choices=("AtoB", "BtoA"), help="onnx/torchscript/pt2: only this generator [both]")
     e.add_argument("--opset", type=int, help="onnx: opset version [the exporter's default]")
     e.add_argument("--static", action="store_true", help="onnx: fixed 1 x SIZE x SIZE input instead of dynamic axes")
     e.add_argument("--size", type=image_size, help="side of the example/check input [the training size]")
-    e.add_argument("--no-check", action="store_true", help="onnx/torchscript: skip the check against PyTorch")
+    e.add_argument("--no-check", action="store_true", help="onnx/torchscript/pt2: skip the check against PyTorch")
     from cyclegan.cli.translate import add_architecture_args
 
     add_architecture_args(e)

@@ -127,12 +127,31 @@ def _load_sampler(args: argparse.Namespace):
     return sampler
 
 
+#: samples in one grid at most (32 x 32 images: a 962 x 962 PNG at 28 px); more is one run per seed
+MAX_SAMPLES = 1024
+#: pixels of one grid image at most, --scale included
+MAX_GRID_PIXELS = 50_000_000
+
+
+def _sample_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SAMPLES} samples in one grid, got {value}; for more, "
+                                         "run again with other --seed values")
+    return value
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from cyclegan.inference.mnist_sampler import save_grid
 
     sampler = _load_sampler(args)
-    images = sampler.sample(args.n, seed=args.seed)
     nrow = args.nrow or math.ceil(math.sqrt(args.n))
+    cell = sampler.cfg.image_size + 2  # the grid's 2 px padding
+    width, height = ((min(nrow, args.n) * cell + 2) * args.scale, (math.ceil(args.n / nrow) * cell + 2) * args.scale)
+    if width * height > MAX_GRID_PIXELS:
+        raise ValueError(f"the grid would be {width}x{height} pixels ({width * height / 1e6:.0f} MP; at most "
+                         f"{MAX_GRID_PIXELS / 1e6:.0f} MP): lower --n, --nrow or --scale")
+    images = sampler.sample(args.n, seed=args.seed)
     print(save_grid(images, args.out, nrow=nrow, scale=args.scale))
     return 0
 
@@ -262,7 +281,7 @@ def add_mnist_commands(sub) -> None:
 
     p = msub.add_parser("sample", help="write a grid of samples", formatter_class=fmt)
     _model_arg(p)
-    p.add_argument("--n", type=positive_int, default=64, help="number of samples")
+    p.add_argument("--n", type=_sample_count, default=64, help=f"number of samples, at most {MAX_SAMPLES}")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
     p.add_argument("--nrow", type=positive_int, default=None, help="images per row [ceil(sqrt(n))]")
     p.add_argument("--scale", type=positive_int, default=1, help="enlarge pixels by this factor")

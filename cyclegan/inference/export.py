@@ -1,10 +1,10 @@
-"""Exports for deployment beyond our safetensors file: ONNX and TorchScript.
+"""Exports for deployment beyond our safetensors file: ONNX, TorchScript and torch.export (.pt2).
 
 Each file holds one generator (one direction) and says what it is: the architecture, direction,
 training size and input contract go into the ONNX model's ``metadata_props`` or the TorchScript
-archive's ``cyclegan.json`` extra file. Every export is checked before it is kept: the ONNX model
-in onnxruntime and the TorchScript module after a reload must reproduce PyTorch's output (at two
-image sizes when the height and width are dynamic).
+and .pt2 archives' ``cyclegan.json`` extra file. Every export is checked before it is kept: the
+ONNX model in onnxruntime, the TorchScript module and the .pt2 program after a reload must
+reproduce PyTorch's output (at two image sizes when the height and width are dynamic).
 
 Input contract of every export: float32 (N, C, H, W) in [-1, 1], H and W multiples of the
 generator's ``multiple`` (4 for ResNets, 2**num_downs for U-Nets); output the same shape in [-1, 1].
@@ -28,7 +28,7 @@ from cyclegan.core.checkpoint import atomic_write, code_version
 from cyclegan.data.images import DataError
 from cyclegan.inference.loading import LoadedGenerator
 
-__all__ = ["export_onnx", "export_torchscript"]
+__all__ = ["TORCHSCRIPT_NOTE", "export_onnx", "export_pt2", "export_torchscript"]
 
 log = logging.getLogger("cyclegan.export")
 
@@ -188,4 +188,39 @@ def export_torchscript(gen: LoadedGenerator, path: str | Path, *, size: int | No
             loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
             worst = _compare(str(path), lambda x: loaded(x), gen, side, True)
             log.info("TorchScript export matches PyTorch (max abs difference %.2e)", worst)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+#: said after a TorchScript export: torch.jit.load itself warns that it is deprecated
+TORCHSCRIPT_NOTE = ("note: torch.jit.load warns that TorchScript is deprecated; in Python, `--format pt2` writes "
+                    "the same generator for torch.export.load, which does not. TorchScript stays for LibTorch (C++) "
+                    "and mobile runtimes.")
+
+
+# -- torch.export (.pt2) ------------------------------------------------------------------------
+
+
+def export_pt2(gen: LoadedGenerator, path: str | Path, *, size: int | None = None, check: bool = True) -> Path:
+    """Write ``gen`` as a ``torch.export`` archive (``torch.export.load(path).module()`` needs no
+    cyclegan code; TorchScript's successor in Python) with dynamic batch, height and width
+    (multiples of the generator's ``multiple``) and its metadata in the ``cyclegan.json`` extra
+    file; checked after a reload unless ``check`` is False."""
+    net = gen.net.cpu().eval()
+    side = _example_side(gen, size)
+    m = gen.multiple
+    h, w = torch.export.Dim("h", min=1, max=16384 // m), torch.export.Dim("w", min=1, max=16384 // m)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    example = torch.zeros(2, gen.spec.input_nc, side, side)  # batch 2: a batch of 1 would be specialised
+    try:
+        program = torch.export.export(net, (example,), dynamic_shapes=({0: batch, 2: m * h, 3: m * w},))
+    except Exception as e:
+        raise ExportError(f"{path}: torch.export could not export the generator ({type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+    buf = io.BytesIO()
+    torch.export.save(program, buf, extra_files={"cyclegan.json": json.dumps(_metadata(gen, "pt2", True, side))})
+    data = buf.getvalue()
+    if check:
+        loaded = torch.export.load(io.BytesIO(data)).module()
+        worst = _compare(str(path), lambda x: loaded(x), gen, side, True)
+        log.info("torch.export archive matches PyTorch (max abs difference %.2e)", worst)
     return atomic_write(path, lambda f: f.write(data))

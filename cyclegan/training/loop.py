@@ -168,6 +168,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.preview_dir = self.run_dir / "previews"
         self.writer = None
+        self._bar = None  # the progress bar (one per epoch; one for the whole run with max_iters)
 
         model.to(self.device)
         if cfg.channels_last:
@@ -417,14 +418,14 @@ class Trainer:
                     except TrainingDiverged as e:
                         self._roll_back(e)
             finally:
+                self._close_bar()
                 if self.writer:
                     self.writer.close()
                 self._stop_workers()
         if self.export and main:
             self.export(self.run_dir)
         elapsed = time.time() - start
-        log.info("finished at iteration %d (epoch %d) in %.1f s", self.counters.iteration, self.counters.epoch,
-                 elapsed)
+        log.info("finished at iteration %d (%s) in %.1f s", self.counters.iteration, self._epoch_label(), elapsed)
         return last if last else self.save()
 
     def _stop_workers(self) -> None:
@@ -437,17 +438,44 @@ class Trainer:
         if hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
 
+    def _epoch_label(self) -> str:
+        """``epoch E/T``, counted from 1 as in the progress bar: the epoch the last iteration
+        belonged to (the one in progress, or the one just completed)."""
+        c = self.counters
+        current = c.epoch + 1 if c.epoch_samples or c.iteration == 0 else c.epoch
+        return f"epoch {current}/{self.total_epochs}"
+
+    def _progress_bar(self, main: bool):
+        """The current epoch's bar; with max_iters, one bar toward that iteration (its ETA is the
+        run's), relabelled at each epoch."""
+        from tqdm import tqdm
+
+        cfg, c = self.cfg, self.counters
+        desc = f"epoch {c.epoch + 1}/{self.total_epochs}"
+        if cfg.max_iters is None:
+            per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
+            total, initial = per_epoch, c.epoch_samples // cfg.batch_size
+        else:
+            if self._bar is not None:
+                self._bar.set_description(desc, refresh=False)
+                self._bar.n = c.iteration  # a NaN roll-back moves the counters back
+                return self._bar
+            total, initial = cfg.max_iters, c.iteration
+        self._bar = tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0,
+                         file=sys.stderr, disable=not main)
+        return self._bar
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def _run_epoch(self, stop: StopFlag, main: bool, last: Path | None) -> tuple[bool, Path | None]:
         """The rest of the current epoch (or up to max_iters). Returns (stopped by a signal, the
         last checkpoint written)."""
-        from tqdm import tqdm
-
         cfg, model, c = self.cfg, self.model, self.counters
         self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
-        per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
-        bar = tqdm(total=per_epoch, initial=c.epoch_samples // cfg.batch_size,
-                   desc=f"epoch {c.epoch + 1}/{self.total_epochs}", unit="it",
-                   dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=not main)
+        bar = self._progress_bar(main)
         try:
             for batch in self.loader:
                 losses = self._step(self._to_device(batch), cfg)
@@ -472,15 +500,17 @@ class Trainer:
                 if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
                     last = self.save()
                 if stop.requested:
-                    bar.close()
+                    self._close_bar()
                     if main:
-                        print(f"stopped by {stop.requested} at iteration {c.iteration}; resume with --resume "
+                        print(f"stopped by {stop.requested} at iteration {c.iteration} ({self._epoch_label()}); "
+                              "resume with --resume "
                               f"(checkpoint {last})", file=sys.stderr)
                     return True, last
                 if done:
                     break
         finally:
-            bar.close()
+            if cfg.max_iters is None or stop.requested:
+                self._close_bar()
         return False, last
 
     def _step(self, batch: dict, cfg: LoopConfig) -> dict[str, torch.Tensor]:
