@@ -1,6 +1,8 @@
-"""The cyclegan web app: translate images with CycleGAN generators and draw samples from the
-Fashion-MNIST GAN. This file is the UI wiring only; what happens on a click is in
-``cyclegan/app/`` (tested without a browser).
+"""The cyclegan web app: translate images, batches and videos with CycleGAN generators, download
+published models with one click, and draw samples from the Fashion-MNIST GAN. This file is the
+UI wiring only; what happens on a click is in ``cyclegan/app/`` (tested without a browser). The
+HTTP API (docs/app.md) is a set of typed functions with meaningful names, separate from the
+page's events.
 
     python app.py                                  # http://127.0.0.1:7860, bundled demo models
     python app.py --port 8000 --model runs/horse2zebra
@@ -8,8 +10,7 @@ Fashion-MNIST GAN. This file is the UI wiring only; what happens on a click is i
     python app.py --help                           # every flag (also: cyclegan app --help)
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: gr.api reads the API functions' type hints at run time.
 import logging
 import os
 import signal
@@ -19,8 +20,11 @@ from typing import Any, Callable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app must work offline
 
 import gradio as gr  # noqa: E402
+from gradio import FileData  # noqa: E402
 
 from cyclegan import app as logic  # noqa: E402
+from cyclegan.app import media, published  # noqa: E402
+from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
 
@@ -28,20 +32,25 @@ SIZE_CHOICES = [("Training size (fast; what the model saw)", "train"), ("Full re
 # System fonts: the default theme would fetch Google Fonts, which an offline machine cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
-# Small images (Fashion-MNIST is 28 px) are shown filling their box, with square pixels.
+# Small images (Fashion-MNIST is 28 px) are shown filling their box, with square pixels. Example
+# labels wrap instead of being cut off on a narrow (phone) screen.
 CSS = """
-#input-image img, #output-image img, #recon-image img { width: 100%; height: 100%; object-fit: contain; }
-#input-image img, #output-image img, #recon-image img, #samples img, #strip img { image-rendering: pixelated; }
+#before-after img, #recon-image img { width: 100%; height: 100%; object-fit: contain; }
+#input-image img, #before-after img, #recon-image img, #samples img, #strip img, #batch-gallery img {
+  image-rendering: pixelated; }
+#examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
+#published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
 """
 
 
 def _upload_path(payload: Any) -> str | None:
-    """The server-side path of an uploaded image. The translate event runs without gradio's
-    preprocessing (which would open the file with PIL and fail with a stack trace on non-images),
-    so it gets the upload's file record; gradio has already checked that it lies in its upload
-    folder."""
+    """The server-side path of an uploaded file. Upload events run without gradio's
+    preprocessing (which would open the file and fail with a stack trace on non-images), so they
+    get the upload's file record; gradio has already checked that it lies in its upload folder."""
     if isinstance(payload, dict):
         return payload.get("path") or None
+    if payload is not None and hasattr(payload, "path"):
+        return payload.path or None
     return payload or None
 
 
@@ -55,43 +64,93 @@ def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except Exception as e:
         log.exception("unexpected error in %s", getattr(action, "__name__", action))
         raise gr.Error(f"Something went wrong ({type(e).__name__}); the details are in the server's log. "
-                       "Try another image or model.", print_exception=False) from None
+                       "Try another input or model.", print_exception=False) from None
     for note in getattr(result, "notes", ()):
         gr.Warning(note)
     return result
 
 
+def _progress_callback(progress: gr.Progress, desc: str, unit: str) -> Callable[[int, int | None], None]:
+    return lambda done, total: progress((done, total), desc=desc, unit=unit)
+
+
 def build_ui(backend: logic.AppBackend) -> gr.Blocks:
     catalog = backend.catalog()
-    examples = [str(p) for p in logic.example_images()]
+    examples = logic.labelled_examples(catalog)
 
     with gr.Blocks(title="CycleGAN", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# CycleGAN\nUnpaired image-to-image translation, and samples from a Fashion-MNIST GAN.")
+        gr.Markdown("# CycleGAN\nUnpaired image-to-image translation of images, batches and videos, and samples "
+                    "from a Fashion-MNIST GAN.")
+
+        # -- the model, shared by the Translate, Batch and Video tabs ----------------------------
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=240):
+                model = gr.Dropdown(catalog.translate_choices(), value=catalog.default_translate,
+                                    label="Model and direction (Translate, Batch, Video)", elem_id="model")
+                rescan = gr.Button("Rescan models", size="sm")
+            with gr.Column(scale=2, min_width=240):
+                info_panel = gr.Markdown(_info(backend, catalog.default_translate), elem_id="model-info")
+        with gr.Accordion("Published models: one click downloads and selects one", open=not catalog.translate,
+                          elem_id="published"):
+            published_status = gr.Markdown(
+                "A click downloads the weights from the original release's server (or `$CYCLEGAN_BASE_URL`) "
+                "into the checkpoints folder, checks them and selects the model.", elem_id="published-status")
+            with gr.Row():
+                get_buttons = {name: gr.Button(name, size="sm", scale=0, elem_id=f"get-{name}")
+                               for name in PUBLISHED_GENERATORS}
+        missing = gr.Markdown(catalog.missing_markdown())
 
         with gr.Tab("Translate"):
             with gr.Row():
-                model = gr.Dropdown(catalog.translate_choices(), value=catalog.default_translate,
-                                    label="Model and direction", scale=4, elem_id="model")
-                rescan = gr.Button("Rescan models", scale=1, size="sm")
-            missing = gr.Markdown(catalog.missing_markdown())
-            with gr.Row():
-                size = gr.Radio(SIZE_CHOICES, value="train", label="Size", scale=2)
-                cycle = gr.Checkbox(label="Also translate back (cycle reconstruction)", value=False, scale=1)
+                # columns with min widths: on a narrow screen they wrap onto lines of their own
+                # (form fields side by side in one row would be clipped instead)
+                with gr.Column(scale=2, min_width=300):
+                    size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
+                with gr.Column(scale=1, min_width=300):
+                    cycle = gr.Checkbox(label="Also translate back (cycle reconstruction)", value=False)
             with gr.Row(equal_height=True):
                 image_in = gr.Image(label="Input", type="filepath", image_mode=None,
                                     sources=["upload", "clipboard", "webcam"], elem_id="input-image", height=360)
-                image_out = gr.Image(label="Translated", format="png", interactive=False, elem_id="output-image",
-                                     height=360, buttons=["download", "fullscreen"])
+                before_after = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath",
+                                              format="png", interactive=False, elem_id="before-after", height=360,
+                                              buttons=["download", "fullscreen"])
                 image_recon = gr.Image(label="Translated back", format="png", interactive=False, visible=False,
-                                       buttons=["download", "fullscreen"],
-                                       elem_id="recon-image", height=360)
+                                       buttons=["download", "fullscreen"], elem_id="recon-image", height=360)
             translate = gr.Button("Translate", variant="primary", elem_id="translate-button")
             info = gr.Markdown(elem_id="translate-info")
             download = gr.File(label="Download the result (PNG, at its true size)", interactive=False,
                                elem_id="download")
             if examples:
-                gr.Examples(examples=[[p] for p in examples], inputs=[image_in], label="Examples (click one)",
+                with_direction = all(choice for _, _, choice in examples)
+                gr.Examples(examples=[[str(p), c] if with_direction else [str(p)] for p, _, c in examples],
+                            inputs=[image_in, model] if with_direction else [image_in],
+                            example_labels=[label for _, label, _ in examples], elem_id="examples",
+                            label="Examples by domain: a click picks the direction that translates it",
                             examples_per_page=12)
+
+        with gr.Tab("Batch"):
+            batch_files = gr.File(label="Images (choose or drop several)", file_count="multiple",
+                                  file_types=["image"], elem_id="batch-files")
+            batch_size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
+            batch_go = gr.Button("Translate all", variant="primary", elem_id="batch-button")
+            batch_info = gr.Markdown(elem_id="batch-info")
+            gallery = gr.Gallery(label="Each input beside its translation", columns=2, object_fit="contain", height="auto",
+                                 elem_id="batch-gallery", interactive=False)
+            batch_zip = gr.File(label="All translations (zip, true size)", interactive=False, elem_id="batch-zip")
+
+        with gr.Tab("Video"):
+            video_in = gr.Video(label="Clip", sources=["upload"], elem_id="video-input", height=320)
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    video_size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
+                with gr.Column(scale=1, min_width=300):
+                    smoothing = gr.Slider(0, 0.9, value=0, step=0.05, label="Temporal smoothing",
+                                          info="blends each frame with the previous output: less flicker, "
+                                               "more ghosting behind moving things")
+            video_go = gr.Button("Translate the video", variant="primary", elem_id="video-button")
+            video_info = gr.Markdown(elem_id="video-info")
+            video_out = gr.Video(label="Translated (frame size, frame rate and audio kept)", interactive=False,
+                                 elem_id="video-output", height=320)
 
         with gr.Tab("Generate"):
             with gr.Row():
@@ -119,7 +178,7 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             strip_info = gr.Markdown()
             strip_file = gr.File(label="Download (PNG, true size)", interactive=False)
 
-        # -- events -------------------------------------------------------------------------------
+        # -- the page's events (private: the API is below) ---------------------------------------
         def shown(image):
             # Hand gradio a file, not a PIL image: gradio writes PIL results into its content-hashed
             # cache in place (Path.write_bytes), so two requests with the same result (the same
@@ -130,8 +189,21 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         def on_translate(payload, choice_id, size_mode, want_cycle):
             r = _call(backend.translate, _upload_path(payload), choice_id, full_res=size_mode == "full",
                       cycle=bool(want_cycle))
-            return (shown(r.display), gr.update(value=shown(r.reconstruction), visible=r.reconstruction is not None),
+            return ((shown(r.input_display), shown(r.display)),
+                    gr.update(value=shown(r.reconstruction), visible=r.reconstruction is not None),
                     r.info, str(r.download))
+
+        def on_batch(files, choice_id, size_mode, progress=gr.Progress()):
+            paths = [_upload_path(f) for f in files or []]
+            r = _call(media.translate_batch, backend, paths, choice_id, full_res=size_mode == "full",
+                      on_progress=_progress_callback(progress, "translating", "images"))
+            return [(str(p), c) for p, c in r.gallery], r.info, str(r.archive) if r.archive else None
+
+        def on_video(payload, choice_id, size_mode, smooth, progress=gr.Progress()):
+            r = _call(media.translate_video_upload, backend, _upload_path(payload), choice_id,
+                      full_res=size_mode == "full", smoothing=smooth,
+                      on_progress=_progress_callback(progress, "translating", "frames"))
+            return str(r.video), r.info
 
         def on_generate(key, seed_value, n):
             r = _call(backend.generate, key, seed_value, n)
@@ -141,29 +213,122 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             r = _call(backend.interpolate, key, a, b, n)
             return shown(r.image), r.info, str(r.download)
 
-        def on_rescan(current, current_latent):
+        def refreshed(select: str | None, current_latent: str | None) -> tuple:
             cat = backend.catalog(refresh=True)
             ids, keys = [c.id for c in cat.translate], [e.key for e in cat.generate]
-            return (gr.update(choices=cat.translate_choices(),
-                              value=current if current in ids else cat.default_translate),
-                    cat.missing_markdown(),
+            value = select if select in ids else cat.default_translate
+            return (gr.update(choices=cat.translate_choices(), value=value), cat.missing_markdown(),
                     gr.update(choices=cat.generate_choices(),
                               value=current_latent if current_latent in keys else cat.default_generate),
                     cat.generate_markdown())
 
+        def on_get(name: str):
+            def get(current_latent, progress=gr.Progress()):
+                def bar(done: int, total: int | None) -> None:
+                    got = f"{done / 1e6:.1f}" + (f" of {total / 1e6:.1f}" if total else "")
+                    progress((done, total), desc=f"Downloading {name}: {got} MB", unit="bytes")
+
+                progress(0, desc=f"Downloading {name}")
+                try:
+                    choice_id = published.download_published(backend, name, on_progress=bar)
+                except logic.UserError as e:  # offline, a bad file: one line in the panel
+                    return (gr.update(), f"**{e}**", gr.update(), gr.update(), gr.update())
+                model_update, missing_md, latent_update, latent_md = refreshed(choice_id, current_latent)
+                return model_update, f"{name} is downloaded, checked and selected.", missing_md, latent_update, latent_md
+            return get
+
+        def on_info(choice_id):
+            return _info(backend, choice_id)
+
         model_calls = dict(concurrency_id="model", concurrency_limit=backend.settings.concurrency)
-        # preprocess=False: the upload reaches the backend as a file record (see _upload_path), so
-        # that any file, even a non-image, gets a readable message instead of a decoding error.
-        translate.click(on_translate, [image_in, model, size, cycle], [image_out, image_recon, info, download],
-                        api_name="translate", preprocess=False, **model_calls)
-        generate.click(on_generate, [latent, seed, count], [samples, samples_info, samples_file],
-                       api_name="generate", **model_calls)
+        private = dict(api_visibility="private")
+        # preprocess=False: uploads reach the backend as file records (see _upload_path), so that any
+        # file, even a non-image, gets a readable message instead of a decoding error.
+        translate.click(on_translate, [image_in, model, size, cycle], [before_after, image_recon, info, download],
+                        preprocess=False, **private, **model_calls)
+        batch_go.click(on_batch, [batch_files, model, batch_size], [gallery, batch_info, batch_zip],
+                       preprocess=False, **private, **model_calls)
+        video_go.click(on_video, [video_in, model, video_size, smoothing], [video_out, video_info],
+                       preprocess=False, **private, **model_calls)
+        generate.click(on_generate, [latent, seed, count], [samples, samples_info, samples_file], **private,
+                       **model_calls)
         interpolate.click(on_interpolate, [latent, seed_a, seed_b, steps], [strip, strip_info, strip_file],
-                          api_name="interpolate", **model_calls)
+                          **private, **model_calls)
+        model.change(on_info, [model], [info_panel], **private)
         rescan_outputs = [model, missing, latent, no_latent]
-        rescan.click(on_rescan, [model, latent], rescan_outputs, api_name="rescan", queue=False)
-        rescan_g.click(on_rescan, [model, latent], rescan_outputs, api_visibility="private", queue=False)
+        for button in (rescan, rescan_g):
+            button.click(lambda current, current_latent: refreshed(current, current_latent), [model, latent],
+                         rescan_outputs, queue=False, **private)
+        for name, button in get_buttons.items():
+            button.click(on_get(name), [latent], [model, published_status, missing, latent, no_latent],
+                         show_progress="full", show_progress_on=[published_status], **private)
+        _api(backend, catalog.default_translate, model_calls)
     return demo
+
+
+def _info(backend: logic.AppBackend, choice_id: Any) -> str:
+    if not choice_id:
+        return ""
+    try:
+        return published.model_info(backend, choice_id)
+    except logic.UserError as e:
+        return f"**{e}**"
+
+
+def _file(path: Any) -> FileData:
+    return FileData(path=str(path))
+
+
+def _api(backend: logic.AppBackend, default_model: str | None, model_calls: dict) -> None:
+    """The HTTP API: one typed function per action (docs/app.md shows a gradio_client call for
+    each). Files come back as paths; errors as the same one-line messages as in the page."""
+
+    def translate(image: FileData, model: str = default_model or "", full_resolution: bool = False) -> FileData:
+        """Translate one image; returns the translated PNG at its true size."""
+        r = _call(backend.translate, _upload_path(image), model, full_res=full_resolution)
+        return _file(r.download)
+
+    def translate_batch(images: list[FileData], model: str = default_model or "",
+                        full_resolution: bool = False) -> FileData:
+        """Translate several images; returns a zip of the translated PNGs."""
+        r = _call(media.translate_batch, backend, [_upload_path(i) for i in images or []], model,
+                  full_res=full_resolution)
+        if r.archive is None:
+            raise gr.Error("No image could be translated: " + " ".join(r.notes), print_exception=False)
+        return _file(r.archive)
+
+    def translate_video(video: FileData, model: str = default_model or "", full_resolution: bool = False,
+                        smoothing: float = 0.0) -> FileData:
+        """Translate a clip frame by frame; returns the MP4 (frame size, frame rate and audio kept)."""
+        r = _call(media.translate_video_upload, backend, _upload_path(video), model, full_res=full_resolution,
+                  smoothing=smoothing)
+        return _file(r.video)
+
+    def models() -> list[list[str]]:
+        """Rescan the model folders; returns [id, label] of every model and direction."""
+        return [[c.id, c.label] for c in backend.catalog(refresh=True).translate]
+
+    def model_info(model: str) -> str:
+        """What a model is: domains, trained size, grayscale or colour, evaluation figures (markdown)."""
+        return _call(published.model_info, backend, model)
+
+    def download_model(name: str) -> str:
+        """Download a published model (e.g. horse2zebra); returns its id for the other endpoints."""
+        return _call(published.download_published, backend, name)
+
+    def generate(model: str = "bundled-latent", seed: int = 0, count: int = 16) -> FileData:
+        """Samples of a noise -> image generator; returns the grid PNG."""
+        return _file(_call(backend.generate, model, seed, count).download)
+
+    def interpolate(model: str = "bundled-latent", seed_a: int = 0, seed_b: int = 1, steps: int = 8) -> FileData:
+        """A latent walk from seed A to seed B; returns the strip PNG."""
+        return _file(_call(backend.interpolate, model, seed_a, seed_b, steps).download)
+
+    for fn in (translate, translate_batch, translate_video, generate, interpolate):
+        gr.api(fn, api_name=fn.__name__, **model_calls)
+    for fn in (models, model_info):
+        gr.api(fn, api_name=fn.__name__, queue=False)
+    gr.api(download_model, api_name="download_model")
 
 
 def serve(settings: logic.AppSettings, *, block: bool = True) -> gr.Blocks:

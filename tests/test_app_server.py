@@ -96,22 +96,20 @@ def test_translate_through_the_api(client, server, tmp_path):
     from gradio_client import handle_file
 
     src = write_image(tmp_path / "photo.png", 40, 56)
-    shown, recon, info, download = client.predict(handle_file(str(src)), "model|AtoB", "train", True,
-                                                  api_name="/translate")
-    with Image.open(shown) as img:
-        assert img.size == (512, 512)
-    with Image.open(download) as img:
+    download = client.predict(handle_file(str(src)), "model|AtoB", api_name="/translate")
+    with Image.open(download) as img:  # the translated image itself, at its true size
         assert img.size == (32, 32) and img.format == "PNG"
-    assert recon["visible"] is True and Path(recon["value"]).is_file()
-    assert "runs/tiny (--model): A \u2192 B" in info and Path(download).name == "photo_tiny_AtoB.png"
+    assert Path(download).name == "photo_tiny_AtoB.png"
+    full = client.predict(image=handle_file(str(src)), model="model|BtoA", full_resolution=True, api_name="/translate")
+    with Image.open(full) as img:
+        assert img.size == (56, 40)
 
 
 def test_generate_through_the_api(client):
-    grid, info, download = client.predict("runs/digits", 7, 4, api_name="/generate")
+    download = client.predict("runs/digits", 7, 4, api_name="/generate")
     with Image.open(download) as img:
         assert img.size == (2 * 30 + 2, 2 * 30 + 2)
-    assert "4 samples of 28x28 from seed 7" in info
-    strip, info, download = client.predict("runs/digits", 1, 2, 3, api_name="/interpolate")
+    download = client.predict("runs/digits", 1, 2, 3, api_name="/interpolate")
     with Image.open(download) as img:
         assert img.size == (3 * 30 + 2, 32)
 
@@ -129,14 +127,14 @@ def test_bad_requests_get_readable_messages_and_the_server_keeps_serving(client,
              ((handle_file(str(tmp_path / "a.png")), "/etc/passwd"), "Pick a model from the list")]
     for (upload, model), message in cases:
         with pytest.raises(AppError, match=message) as info:
-            client.predict(upload, model, "train", False, api_name="/translate")
+            client.predict(upload, model, False, api_name="/translate")
         assert "Traceback" not in str(info.value)
     big = tmp_path / "big.png"
     Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(big)  # ~480 KB, over the 300 KB limit
     with pytest.raises(Exception, match="(?i)file size|too large|exceeds"):
-        client.predict(handle_file(str(big)), "model|AtoB", "train", False, api_name="/translate")
-    out = client.predict(handle_file(str(tmp_path / "a.png")), "model|BtoA", "full", False, api_name="/translate")
-    assert Path(out[3]).is_file()
+        client.predict(handle_file(str(big)), "model|AtoB", False, api_name="/translate")
+    out = client.predict(handle_file(str(tmp_path / "a.png")), "model|BtoA", True, api_name="/translate")
+    assert Path(out).is_file()
 
 
 def test_the_server_serves_no_model_or_source_files(server):
@@ -155,7 +153,7 @@ def test_the_server_serves_no_model_or_source_files(server):
     forged = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
     req = urllib.request.Request(f"{url}gradio_api/call/translate", method="POST",
                                  headers={"Content-Type": "application/json"},
-                                 data=json.dumps({"data": [forged, "model|AtoB", "train", False]}).encode())
+                                 data=json.dumps({"data": [forged, "model|AtoB", False]}).encode())
     with urllib.request.urlopen(req, timeout=10) as r:
         event = json.loads(r.read())["event_id"]
     with urllib.request.urlopen(f"{url}gradio_api/call/translate/{event}", timeout=30) as r:
@@ -191,14 +189,14 @@ def test_browser_uploads_translates_and_shows_the_result(server):
             page.locator("#input-image input[type=file]").set_input_files(str(example))
             page.wait_for_selector("#input-image img")
             page.click("#translate-button")
-            output = page.wait_for_selector("#output-image img")
-            page.wait_for_function("() => { const i = document.querySelector('#output-image img');"
-                                   " return i && i.complete && i.naturalWidth > 0; }")
-            assert output.evaluate("img => img.naturalWidth") == 512
+            # the before/after slider: the input as the model saw it, and the translation
+            page.wait_for_function("() => { const i = document.querySelectorAll('#before-after img');"
+                                   " return i.length == 2 && [...i].every(x => x.complete && x.naturalWidth > 0); }")
+            assert page.eval_on_selector_all("#before-after img", "i => i.map(x => x.naturalWidth)") == [512, 512]
             page.wait_for_selector("#translate-info :text('translated at training size')")
             page.screenshot(path=str(ARTIFACTS / "app_translate.png"), full_page=True)
             # an example image, clicked, is translated like an upload
-            page.locator("button.gallery-item").filter(has=page.locator("img[src*='tshirt_1']")).click()
+            page.locator("#examples button", has_text="T-shirt/top 1").click()  # labelled by its domain
             page.wait_for_selector("#input-image img[src*='tshirt_1']")  # loading an example is a round trip
             page.click("#translate-button")
             page.wait_for_selector("#download :text('tshirt_1_tiny_AtoB')")

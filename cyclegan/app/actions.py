@@ -41,7 +41,7 @@ from cyclegan.inference.translator import Translator
 from cyclegan.core.devices import pick_device
 from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, _direction_label, _domains, _download_command, _export_kind, _run_kind, _scan
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
-from cyclegan.app.uploads import NO_IMAGE, enlarge, read_upload, to_image
+from cyclegan.app.uploads import NO_IMAGE, colour_note, enlarge, read_upload, to_image
 
 __all__ = ["EXAMPLES_DIR", "AppBackend", "GenerateResult", "TranslateResult"]
 
@@ -68,6 +68,7 @@ class TranslateResult:
     download: Path                         # the PNG to download
     info: str                              # markdown: model, sizes, time
     notes: list[str] = field(default_factory=list)   # warnings to show
+    input_display: Image.Image | None = None  # the input as the model saw it, enlarged like display (before/after)
 
 
 @dataclass
@@ -269,11 +270,15 @@ class AppBackend:
                 f"`{_download_command(reverse, self.settings.checkpoints_dir)}`, then Rescan models.")
 
     # -- the three actions ----------------------------------------------------------------------
-    def _output_path(self, name: str) -> Path:
+    def output_folder(self) -> Path:
+        """A fresh folder for one request's files (deleted after an hour)."""
         self._prune()
         folder = self._out_root / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / name
+        return folder
+
+    def _output_path(self, name: str) -> Path:
+        return self.output_folder() / name
 
     def image_file(self, image: Image.Image, name: str) -> Path:
         """Save ``image`` as PNG under a fresh per-request folder of the output folder."""
@@ -307,6 +312,9 @@ class AppBackend:
         except (RuntimeError, ValueError) as e:  # out of memory, an image too small for the network
             log.warning("translation failed: %s", e)
             raise UserError(f"The model could not translate this image: {_first_line(e)}") from None
+        note = colour_note(image_path, gen.spec.input_nc)
+        if note:
+            notes.append(note)
         recon = None
         if cycle:
             back = self._reverse(choice)
@@ -328,8 +336,9 @@ class AppBackend:
         info = (f"**{choice.label}** ({gen.spec.describe()}{trained}): translated at {how} in "
                 f"{seconds * 1000:.0f} ms. Result: {result.width}x{result.height}"
                 f"{' (shown enlarged)' if enlarge(result).size != result.size else ''}.")
+        seen = Translator.to_uint8(translator.prepare(image)) if not full_res else image  # what the model saw
         return TranslateResult(result, enlarge(result), enlarge(to_image(recon)) if recon is not None else None,
-                               download, info, notes)
+                               download, info, notes, enlarge(to_image(seen)))
 
     def _check_int(self, value: Any, name: str, lo: int, hi: int) -> int:
         try:
@@ -382,3 +391,20 @@ def _first_line(e: BaseException) -> str:
 
 def example_images() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
+
+
+#: example file name prefix -> (its domain's name, the bundled demo's direction that translates it)
+_EXAMPLE_DOMAINS = {"tshirt": (BUNDLED_DOMAINS[0], "AtoB"), "pullover": (BUNDLED_DOMAINS[1], "BtoA")}
+
+
+def labelled_examples(catalog: Catalog) -> list[tuple[Path, str, str | None]]:
+    """(image, label, choice id) of each example image: labelled by its domain ("T-shirt/top 1"),
+    with the bundled demo's direction that translates it when the demo is offered (else None)."""
+    ids = {c.id for c in catalog.translate}
+    out = []
+    for path in example_images():
+        prefix, _, number = path.stem.rpartition("_")
+        domain, direction = _EXAMPLE_DOMAINS.get(prefix, (path.stem, None))
+        choice = f"bundled|{direction}" if f"bundled|{direction}" in ids else None
+        out.append((path, f"{domain} {number}" if prefix in _EXAMPLE_DOMAINS else domain, choice))
+    return out

@@ -100,12 +100,10 @@ class Catalog:
     def missing_markdown(self) -> str:
         """What is not there yet and the one command that gets each."""
         lines = []
-        if not self.translate:
+        if not self.translate:  # with models there, the page's download buttons say the rest
             lines.append("**No translation model found.** Train one (`cyclegan train ...`), put an export "
-                         "under `checkpoints/`, or download a published one:")
-        if self.missing:
-            if self.translate:
-                lines.append("Published models not downloaded yet (run the command, then **Rescan models**):")
+                         "under `checkpoints/`, or download a published one: click its name under **Published "
+                         "models**, or run the command, then **Rescan models**:")
             lines += [f"- {name}: `{command}`" for name, command in self.missing]
         if self.problems:
             lines.append("")

@@ -50,6 +50,8 @@ class AppSettings:
     output_dir: Path | None = None            # where downloads are written [a temporary folder]
     bundled: bool = True                      # offer the bundled models (tests turn this off)
     threads: int | None = None                # torch intra-op threads [torch's default]
+    max_batch: int = 64                       # images per Batch request
+    max_video_frames: int = 1800              # frames per Video request (a minute at 30 frames/s)
 
 
 _port = int_between(1, 65535, "a port number")
@@ -70,7 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
                        max_pixels=args.max_pixels, max_input_pixels=args.max_input_pixels,
                        max_file_size=args.max_file_size, concurrency=args.concurrency,
                        queue_size=args.queue_size, cache_size=args.cache_size, bundled=not args.no_bundled,
-                       threads=args.threads)
+                       threads=args.threads, max_batch=args.max_batch, max_video_frames=args.max_video_frames)
 
 
 def app_script() -> Path:
@@ -106,6 +108,10 @@ def add_app_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"requests that may wait; more are turned away with a message [{d.queue_size}]")
     p.add_argument("--cache-size", type=_positive, default=d.cache_size, help=f"models kept loaded [{d.cache_size}]")
     p.add_argument("--threads", type=_positive, help="CPU threads per model call [torch's default: all cores]")
+    p.add_argument("--max-batch", type=_positive, default=d.max_batch,
+                   help=f"images per Batch request [{d.max_batch}]")
+    p.add_argument("--max-video-frames", type=_positive, default=d.max_video_frames,
+                   help=f"frames per Video request; longer clips are refused [{d.max_video_frames}]")
     p.add_argument("--no-bundled", action="store_true", help="do not offer the bundled demo models")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cyclegan.data.images import UnreadableImageError, load_image
+from cyclegan.data.images import DataError, UnreadableImageError, load_image
 from cyclegan.app.settings import UserError
 
 __all__ = ["read_upload"]
@@ -72,6 +72,21 @@ def read_upload(path: str | os.PathLike | None, channels: int, *, max_input_pixe
         notes.append(f"The image ({w}x{h}) was downscaled to {nw}x{nh} for full-resolution translation "
                      f"(limit {_megapixels(max_pixels)}, set with --max-pixels).")
     return image, notes
+
+
+def colour_note(path: str | os.PathLike, input_channels: int) -> str | None:
+    """A note when a colour image goes to a grayscale model (an image whose three channels are
+    equal is gray already and gets none)."""
+    if input_channels != 1:
+        return None
+    try:
+        rgb = load_image(path, 3)
+    except DataError:
+        return None  # reading the upload for the model reports that
+    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
+        return None
+    return ("This model is grayscale: the colour image was translated as gray, and the result is gray. "
+            "Choose a colour model to keep the colours.")
 
 
 def to_image(array: np.ndarray) -> Image.Image:

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from cyclegan import __version__
@@ -119,12 +119,13 @@ def _total_from(response: http.client.HTTPResponse, start: int) -> int | None:
 
 def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = None, sha256_prefix: str | None = None,
                   progress: bool = True, retries: int = _RETRIES, timeout: float = _TIMEOUT_S,
-                  offline_hint: str = "") -> Path:
+                  offline_hint: str = "", on_progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file with an HTTP
     Range request (and retrying up to ``retries`` times when the connection drops). The size is
     checked against the server's and, if given, the SHA-256 (or a prefix of it, as in torch hub
     file names); ``dest`` appears only when the whole file is there and checks out.
-    ``offline_hint`` is appended to the message when the server cannot be reached."""
+    ``offline_hint`` is appended to the message when the server cannot be reached;
+    ``on_progress(bytes so far, total or None)`` is called after every block (the app's bar)."""
     from tqdm import tqdm
 
     dest = Path(dest)
@@ -169,11 +170,13 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
             try:
                 with open(part, "ab" if resumed else "wb") as f:
                     while True:
-                        block = response.read(_CHUNK)
+                        block = response.read1(_CHUNK)  # what has arrived: the progress moves on slow links
                         if not block:
                             break
                         f.write(block)
                         bar.update(len(block))
+                        if on_progress is not None:
+                            on_progress(bar.n, total)
                     f.flush()
                     os.fsync(f.fileno())
             except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
@@ -338,7 +341,8 @@ def _check_weights(path: Path, name: str) -> None:
 
 
 def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base: str | None = None,
-                     force: bool = False, sha256: str | None = None, progress: bool = True) -> Path:
+                     force: bool = False, sha256: str | None = None, progress: bool = True,
+                     on_progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download the original release's published generator ``name`` to
     ``root/NAME_pretrained/latest_net_G.pth`` (the original layout; ``cyclegan translate --model
     NAME`` finds it there) and check it loads as that generator."""
@@ -352,7 +356,7 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
         return target
     url = f"{base_url(base)}/pretrained_models/{name}.pth"
     staged = download_file(url, target.with_name(f"{name}.pth.download"), sha256=sha256, progress=progress,
-                           offline_hint=_MIRROR_HINT)
+                           offline_hint=_MIRROR_HINT, on_progress=on_progress)
     try:
         _check_weights(staged, name)
     except DownloadError:

@@ -127,10 +127,12 @@ def _check_paths(source: Path, output: Path) -> None:
 
 def translate_video(translator: Translator, source: str | os.PathLike, output: str | os.PathLike, *,
                     smoothing: float = 0.0, crf: int = DEFAULT_CRF, batch_size: int = 4, overwrite: bool = False,
-                    progress: bool = True, on_progress: Progress | None = None) -> VideoSummary:
+                    progress: bool = True, on_progress: Progress | None = None,
+                    max_frames: int | None = None) -> VideoSummary:
     """Translate every frame of ``source`` into the video ``output`` (see the module docstring).
     The output keeps the source's frame size (frames translated at the training size are resized
-    back), frame rate and audio. An existing output is left alone unless ``overwrite``."""
+    back), frame rate and audio. An existing output is left alone unless ``overwrite``; a clip
+    with more than ``max_frames`` frames is refused (a DataError) when the count is reached."""
     source, output = Path(source), Path(output)
     _check_paths(source, output)
     if not 0.0 <= smoothing < 1.0:
@@ -147,7 +149,7 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
         shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
     summary.frames, summary.reused = _translate_frames(translator, source, info, folder, batch_size, progress,
-                                                       on_progress)
+                                                       on_progress, max_frames)
     if summary.frames == 0:
         raise DataError(f"--input {source}: no frame could be decoded")
     _encode(folder, summary.frames, info, source, output, smoothing, crf)
@@ -170,7 +172,7 @@ def _decoded_frames(source: Path, channels: int) -> Iterator[np.ndarray]:
 
 
 def _translate_frames(translator: Translator, source: Path, info: VideoInfo, folder: Path, batch_size: int,
-                      progress: bool, on_progress: Progress | None) -> tuple[int, int]:
+                      progress: bool, on_progress: Progress | None, max_frames: int | None) -> tuple[int, int]:
     """Pass 1: translate each frame not in ``folder`` yet. Returns (frames, frames reused)."""
     from tqdm import tqdm
 
@@ -205,6 +207,8 @@ def _translate_frames(translator: Translator, source: Path, info: VideoInfo, fol
 
         index = -1
         for index, image in enumerate(_decoded_frames(source, translator.input_channels)):
+            if max_frames is not None and index >= max_frames:
+                raise DataError(f"--input {source} has more than {max_frames} frames")
             if _frame_path(folder, index).is_file():
                 reused += 1
                 tick(1)
