@@ -3,7 +3,7 @@ built on one shared GAN base (:mod:`cyclegan.models.gan`).
 
 The public Python API, imported on first use so that ``import cyclegan`` stays fast::
 
-    from cyclegan import Translator, translate_folder, train, LatentSampler
+    from cyclegan import Translator, translate_folder, translate_video, train, LatentSampler
     translator = Translator.from_pretrained("runs/horse2zebra", direction="AtoB")
     zebra = translator(PIL.Image.open("horse.jpg"))
 """
@@ -20,6 +20,7 @@ _API = {
     "Translator": "cyclegan.inference.translator",
     "load_generator": "cyclegan.inference.loading",
     "translate_folder": "cyclegan.inference.folder",
+    "translate_video": "cyclegan.inference.video",
     "LatentSampler": "cyclegan.inference.mnist_sampler",
     "train": "cyclegan.training.cyclegan",
     "CycleGANConfig": "cyclegan.models.cyclegan",
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from cyclegan.inference.loading import load_generator
     from cyclegan.inference.mnist_sampler import LatentSampler
     from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
     from cyclegan.models.cyclegan import CycleGANConfig
     from cyclegan.training.cyclegan import train
 

@@ -17,7 +17,8 @@ import torch
 
 from cyclegan.inference.loading import load_generator
 from cyclegan.inference.translator import Translator
-from cyclegan.inference.video import frames_folder, translate_video
+import cyclegan
+from cyclegan.inference.video import frames_folder
 from tiny_models import ROOT, cli, one_thread, tiny_export  # noqa: F401
 
 av = pytest.importorskip("av")
@@ -113,7 +114,7 @@ def test_smoothing_blends_each_frame_with_the_previous_output(setup):
     tmp, clip = setup
     translator = Translator(load_generator(tmp / "runs" / "tiny"), device="cpu", full_res=True)
     raw = [f.astype(np.float64) for f in expected_outputs(tmp / "runs" / "tiny", clip)]
-    summary = translate_video(translator, clip, tmp / "smooth.mp4", smoothing=0.6, crf=0, progress=False)
+    summary = cyclegan.translate_video(translator, clip, tmp / "smooth.mp4", smoothing=0.6, crf=0, progress=False)
     assert summary.frames == 12
     want, blended = [], raw[0]
     for frame in raw:

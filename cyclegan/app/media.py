@@ -4,7 +4,7 @@
   pairs for the page and one zip of the translations at their true size. Files that cannot be
   read are skipped with a note naming them; the rest go on.
 * :func:`translate_video_upload`: an uploaded clip frame by frame
-  (:func:`cyclegan.video.translate_video`: frame size, frame rate and audio kept, optional
+  (:func:`cyclegan.inference.video.translate_video`: frame size, frame rate and audio kept, optional
   temporal smoothing) into an H.264 MP4 the browser plays.
 """
 

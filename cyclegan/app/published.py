@@ -1,7 +1,7 @@
 """The app's published-model buttons and its model info panel, without the UI.
 
 * :func:`download_published`: one click on a published model's button downloads the original
-  release's generator (:func:`cyclegan.download.download_weights`: resumable, size- and
+  release's generator (:func:`cyclegan.inference.download.download_weights`: resumable, size- and
   name-checked), rescans the catalog and returns the id of the new model to select. Offline, the
   message is one line.
 * :func:`model_info`: what the chosen model is before it is used: its domains (A and B names),

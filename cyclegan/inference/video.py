@@ -1,4 +1,4 @@
-"""Video translation: every frame of a clip through a :class:`~cyclegan.translate.Translator`,
+"""Video translation: every frame of a clip through a :class:`~cyclegan.inference.translator.Translator`,
 with the clip's frame size, frame rate and audio kept.
 
 Decoding and encoding go through PyAV (FFmpeg's libraries, no ``ffmpeg`` binary needed). The
