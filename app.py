@@ -275,6 +275,13 @@ def _info(backend: logic.AppBackend, choice_id: Any) -> str:
         return f"**{e}**"
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A true/false API parameter; anything else is a one-line error, not silently truthy."""
+    if not isinstance(value, bool):
+        raise gr.Error(f"{name} must be true or false, got {value!r}.", print_exception=False)
+    return value
+
+
 def _file(path: Any) -> FileData:
     return FileData(path=str(path))
 
@@ -285,14 +292,14 @@ def _api(backend: logic.AppBackend, default_model: str | None, model_calls: dict
 
     def translate(image: FileData, model: str = default_model or "", full_resolution: bool = False) -> FileData:
         """Translate one image; returns the translated PNG at its true size."""
-        r = _call(backend.translate, _upload_path(image), model, full_res=full_resolution)
+        r = _call(backend.translate, _upload_path(image), model, full_res=_flag(full_resolution, "full_resolution"))
         return _file(r.download)
 
     def translate_batch(images: list[FileData], model: str = default_model or "",
                         full_resolution: bool = False) -> FileData:
         """Translate several images; returns a zip of the translated PNGs."""
         r = _call(media.translate_batch, backend, [_upload_path(i) for i in images or []], model,
-                  full_res=full_resolution)
+                  full_res=_flag(full_resolution, "full_resolution"))
         if r.archive is None:
             raise gr.Error("No image could be translated: " + " ".join(r.notes), print_exception=False)
         return _file(r.archive)
@@ -300,8 +307,8 @@ def _api(backend: logic.AppBackend, default_model: str | None, model_calls: dict
     def translate_video(video: FileData, model: str = default_model or "", full_resolution: bool = False,
                         smoothing: float = 0.0) -> FileData:
         """Translate a clip frame by frame; returns the MP4 (frame size, frame rate and audio kept)."""
-        r = _call(media.translate_video_upload, backend, _upload_path(video), model, full_res=full_resolution,
-                  smoothing=smoothing)
+        r = _call(media.translate_video_upload, backend, _upload_path(video), model,
+                  full_res=_flag(full_resolution, "full_resolution"), smoothing=smoothing)
         return _file(r.video)
 
     def models() -> list[list[str]]:

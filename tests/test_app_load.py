@@ -46,7 +46,7 @@ def run_load(url: str, pid: int, folder: Path, clients: int, requests: int | Non
     src = write_image(folder / "photo.png", 48, 64)
     warm = Client(url, verbose=False, download_files=str(folder / "dl-warm"))
     for _ in range(3):  # load the model, fill caches: RSS is measured after this
-        warm.predict(handle_file(str(src)), "model|AtoB", "train", False, api_name="/translate")
+        warm.predict(handle_file(str(src)), "model|AtoB", False, api_name="/translate")
     rss_before = rss_kib(pid)
     latencies: list[float] = []
     errors: list[str] = []
@@ -66,8 +66,7 @@ def run_load(url: str, pid: int, folder: Path, clients: int, requests: int | Non
             mine = src if same_input else write_image(folder / f"in-{i}-{n}.png", 48, 64, seed=1000 * i + n)
             t = time.perf_counter()
             try:
-                shown, _, info, download = c.predict(handle_file(str(mine)), "model|AtoB", "train", False,
-                                                     api_name="/translate")
+                download = c.predict(handle_file(str(mine)), "model|AtoB", False, api_name="/translate")
                 with Image.open(download) as img:
                     assert img.size == (32, 32), img.size
             except Exception as e:  # noqa: BLE001

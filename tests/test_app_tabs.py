@@ -118,6 +118,10 @@ def test_api_endpoints_have_meaningful_names_and_return_files(client):
     path = client.predict(handle_file(str(EXAMPLES / "tshirt_1.png")), "bundled|AtoB", api_name="/translate")
     with Image.open(path) as img:
         assert img.size == (32, 32) and img.mode == "L"
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="full_resolution must be true or false, got 'train'"):
+        client.predict(handle_file(str(EXAMPLES / "tshirt_1.png")), "bundled|AtoB", "train", api_name="/translate")
     ids = [row[0] for row in client.predict(api_name="/models")]
     assert ids[:2] == ["bundled|AtoB", "bundled|BtoA"] and "runs/tiny|BtoA" in ids
     assert "**T-shirt/top \u2192 Pullover**" in client.predict("bundled|AtoB", api_name="/model_info")
