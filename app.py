@@ -134,7 +134,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             batch_size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
             batch_go = gr.Button("Translate all", variant="primary", elem_id="batch-button")
             batch_info = gr.Markdown(elem_id="batch-info")
-            gallery = gr.Gallery(label="Each input beside its translation", columns=2, object_fit="contain", height="auto",
+            gallery = gr.Gallery(label="Each input beside its translation", columns=2, object_fit="contain",
+                                 height="auto",
                                  elem_id="batch-gallery", interactive=False)
             batch_zip = gr.File(label="All translations (zip, true size)", interactive=False, elem_id="batch-zip")
 
@@ -234,7 +235,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                 except logic.UserError as e:  # offline, a bad file: one line in the panel
                     return (gr.update(), f"**{e}**", gr.update(), gr.update(), gr.update())
                 model_update, missing_md, latent_update, latent_md = refreshed(choice_id, current_latent)
-                return model_update, f"{name} is downloaded, checked and selected.", missing_md, latent_update, latent_md
+                status = f"{name} is downloaded, checked and selected."
+                return model_update, status, missing_md, latent_update, latent_md
             return get
 
         def on_info(choice_id):

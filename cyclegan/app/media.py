@@ -64,7 +64,8 @@ def translate_batch(backend: AppBackend, paths: Sequence[Any], choice_id: Any, *
     for i, path in enumerate(paths):
         name = Path(path).name
         try:
-            image, upload_notes = read_upload(path, gen.spec.input_nc, max_input_pixels=backend.settings.max_input_pixels,
+            image, upload_notes = read_upload(path, gen.spec.input_nc,
+                                              max_input_pixels=backend.settings.max_input_pixels,
                                               max_pixels=backend.settings.max_pixels if full_res else None)
             out = translator.translate(image)
         except UserError as e:

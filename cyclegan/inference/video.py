@@ -252,7 +252,10 @@ def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Pa
             for i in range(frames):
                 with Image.open(_frame_path(folder, i)) as img:
                     frame = np.asarray(img.convert("RGB"), dtype=np.float32)
-                smoothed = frame if smoothed is None or not smoothing else (1 - smoothing) * frame + smoothing * smoothed
+                if smoothed is None or not smoothing:
+                    smoothed = frame
+                else:  # y_t = (1 - a) g_t + a y_{t-1}
+                    smoothed = (1 - smoothing) * frame + smoothing * smoothed
                 rgb = _even(np.clip(np.rint(smoothed), 0, 255).astype(np.uint8))
                 out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 out.pts = i
