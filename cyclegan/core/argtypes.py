@@ -4,6 +4,7 @@ with a message that says what is expected. Imports only argparse, so inference c
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -20,16 +21,24 @@ def nonneg_int(text: str) -> int:
     return value
 
 
-def nonneg_float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """A float that is neither NaN nor infinite (``--lr inf`` would overflow the weights)."""
     value = float(text)
-    if not value >= 0:  # also rejects nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    value = finite_float(text)
+    if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:  # also rejects nan
+    value = finite_float(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
     return value
 

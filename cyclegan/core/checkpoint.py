@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import subprocess
@@ -27,6 +28,41 @@ _NUMBERED = re.compile(r"^iter_(\d+)\.pt$")
 
 class CheckpointError(Exception):
     """A checkpoint or export that cannot be read or written; the message names the file."""
+
+
+class NonFiniteError(CheckpointError):
+    """Weights holding NaN or infinite values: never written to a checkpoint or export, never
+    used for inference. ``names`` lists the offending tensors."""
+
+    def __init__(self, message: str, names: list[str]) -> None:
+        super().__init__(message)
+        self.names = names
+
+
+def nonfinite_tensors(obj: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors (and Python floats) in ``obj`` (nested dicts,
+    lists, tuples) that hold a NaN or an infinity."""
+    if isinstance(obj, torch.Tensor):
+        bad = (obj.is_floating_point() or obj.is_complex()) and not bool(torch.isfinite(obj).all())
+        return [prefix or "tensor"] if bad else []
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [prefix or "value"]
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [n for k, v in items for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def check_finite(obj: Any, what: str) -> None:
+    """Raise :class:`NonFiniteError` if ``obj`` holds a NaN or infinite value; ``what`` names the
+    file (or weights) for the message."""
+    bad = nonfinite_tensors(obj)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteError(f"{what}: {len(bad)} tensor(s) hold NaN or infinite values ({shown})", bad)
 
 
 def code_version() -> str:
@@ -105,7 +141,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Atomically write a training checkpoint (a dict of tensors, numbers, strings, lists)."""
+    """Atomically write a training checkpoint (a dict of tensors, numbers, strings, lists). A
+    state with a NaN or infinite tensor is refused (:class:`NonFiniteError`) before anything is
+    written: a diverged model must never replace the last good checkpoint."""
+    check_finite(state, f"not writing {path}")
     state = {"format": CHECKPOINT_FORMAT, "code_version": code_version(), **state}
     return atomic_write(path, lambda f: torch.save(state, f))
 
@@ -166,6 +205,7 @@ def export_generators(generators: dict[str, torch.nn.Module], config: dict, path
 
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name, net in generators.items() for k, v in net.state_dict().items()}
+    check_finite(tensors, f"not writing {path}")
     metadata = {"format": EXPORT_FORMAT, "config": json.dumps(config), "code_version": code_version()}
     metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
     blob = save(tensors, metadata=metadata)

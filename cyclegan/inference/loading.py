@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.core.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_export
+from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite,
+                                     load_export)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
 from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
@@ -280,6 +281,11 @@ def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direc
     except ValueError as e:
         raise CheckpointError(f"{path}: cannot build the generator ({e})") from e
     weights = networks.strip_running_stats(weights, net)  # PyTorch < 0.4 InstanceNorm leftovers
+    try:
+        check_finite(dict(weights), f"{path}")
+    except NonFiniteError as e:  # a diverged run's weights translate every image to black
+        raise NonFiniteError(f"{e}: these weights cannot translate; use an earlier checkpoint of the run "
+                             "(checkpoints/iter_*.pt)", e.names) from None
     try:
         net.load_state_dict(weights, strict=True)
     except RuntimeError as e:

@@ -35,6 +35,15 @@ def ema_decay_at(decay: float, updates: int) -> float:
 LR_POLICIES = ("linear", "step", "cosine", "constant")
 
 
+def grads_finite(optimizer: torch.optim.Optimizer) -> Tensor:
+    """A 0-dim bool tensor on the parameters' device: every gradient ``optimizer`` would apply is
+    finite. No host sync: the caller decides when to read it."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return torch.tensor(True)
+    return torch.stack([torch.isfinite(n) for n in torch._foreach_norm(grads, ord=math.inf)]).all()
+
+
 def lr_factor(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int,
               step_every: int = 50, gamma: float = 0.1) -> float:
     """Multiplier of the base learning rate during (0-based) ``epoch``.
@@ -126,6 +135,9 @@ class GANModel(nn.Module):
         self.ema_generators: nn.ModuleDict | None = None
         self.ema_decay = 0.0
         self.ema_updates = 0
+        #: per optimizer, whether the last step's gradients were finite (a 0-dim bool tensor on the
+        #: device; a step with NaN/inf gradients is skipped). Empty under fp16, whose scaler skips.
+        self.grads_finite: dict[str, Tensor] = {}
 
     # -- to implement ------------------------------------------------------------------------
     def generate(self, batch: dict) -> dict:
@@ -175,11 +187,21 @@ class GANModel(nn.Module):
         self.ema_updates = 0
 
     @torch.no_grad()
-    def update_ema(self) -> None:
+    def update_ema(self, finite: Tensor | None = None) -> None:
+        """One EMA step after a G update; ``finite`` (the update's gradients were finite) False
+        leaves the average as it is."""
         if self.ema_generators is None:
             return
+        if finite is not None and finite.device.type == "cpu" and not finite.item():
+            return
         decay = ema_decay_at(self.ema_decay, self.ema_updates)
-        torch._foreach_lerp_(list(self.ema_generators.parameters()), list(self.generators.parameters()), 1.0 - decay)
+        ema, params = list(self.ema_generators.parameters()), list(self.generators.parameters())
+        if finite is None or finite.device.type == "cpu":
+            torch._foreach_lerp_(ema, params, 1.0 - decay)
+        else:  # on an accelerator, without waiting for it: a weight of 0 when the update was skipped
+            step = torch._foreach_sub(params, ema)
+            torch._foreach_mul_(step, finite.float() * (1.0 - decay))
+            torch._foreach_add_(ema, step)
         for ema_buf, buf in zip(self.ema_generators.buffers(), self.generators.buffers()):
             ema_buf.copy_(buf)
         self.ema_updates += 1
@@ -200,7 +222,19 @@ class GANModel(nn.Module):
             from cyclegan.models.gan import all_reduce_grads
 
             all_reduce_grads((p for g in opt.param_groups for p in g["params"]), self.world_size)
-        scaler.step(opt)
+        if scaler.is_enabled():
+            scaler.step(opt)  # fp16: the scaler skips steps with inf/NaN gradients and lowers its scale
+            return
+        self.grads_finite[which] = finite = grads_finite(opt)
+        if opt.defaults.get("fused"):
+            # Fused Adam skips the update on the device when found_inf is set: no host sync per step.
+            opt.found_inf = (~finite).float()
+            try:
+                opt.step()
+            finally:
+                del opt.found_inf
+        elif finite.item():
+            opt.step()
 
     def _d_update(self, batch: dict, out: dict, logs: dict) -> None:
         set_requires_grad(self.discriminators, True)
@@ -217,13 +251,14 @@ class GANModel(nn.Module):
             self._update("G", loss_g)
         finally:
             set_requires_grad(self.discriminators, True)
-        self.update_ema()
+        self.update_ema(self.grads_finite.get("G"))
         logs.update(g_logs)
 
     def train_step(self, batch: dict) -> dict[str, Tensor]:
         """One D update, plus one G update every ``d_steps`` calls. Returns detached losses."""
         update_g = self.step_count % self.d_steps == 0
         logs: dict[str, Tensor] = {}
+        self.grads_finite = {}
         with torch.set_grad_enabled(update_g), self.precision.autocast():
             out = self.generate(batch)
         if update_g and self.g_first:

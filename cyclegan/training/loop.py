@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from cyclegan.training import distributed
-from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_numbered
+from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, nonfinite_tensors, save_numbered
 from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
@@ -163,7 +163,8 @@ class Trainer:
         self.counters = Counters()
         self.rollbacks = 0  # NaN roll-backs done by this process (at most cfg.nan_retries)
         self.lr_scale = 1.0  # learning rates x this after roll-backs (stored in checkpoints)
-        self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet checked for NaN
+        # (iteration, losses, gradients finite per optimizer) not yet checked for NaN
+        self._pending: list[tuple[int, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.preview_dir = self.run_dir / "previews"
@@ -269,6 +270,12 @@ class Trainer:
     def save(self) -> Path:
         self._check_finite()  # never save a diverged model
         state = self.state()  # on every rank: it gathers the per-rank streams
+        # Finite losses do not make finite weights (an update can overflow them: a huge learning
+        # rate). Checked on every rank, which all hold the same state, so all stop together.
+        bad = nonfinite_tensors(state)
+        if bad:
+            raise self._diverged(f"{len(bad)} tensor(s) of the model became NaN or infinite by iteration "
+                                 f"{self.counters.iteration} ({', '.join(bad[:3])})")
         if not self.dist.is_main:
             return self.ckpt_dir / "latest.pt"
         path = save_numbered(state, self.ckpt_dir, self.counters.iteration, self.cfg.keep)
@@ -303,31 +310,44 @@ class Trainer:
             self.writer.add_image("preview", image, it)
 
     def _check_finite(self) -> dict[str, torch.Tensor] | None:
-        """Raise TrainingDiverged if any loss since the last check was NaN or infinite; else
-        return the latest losses. Losses stay on the device between checks (at log steps and
-        before every save), so the loop does not wait for the GPU after every step; a bad
-        iteration is still named exactly and never saved.
+        """Raise TrainingDiverged if any loss since the last check was NaN or infinite, or an
+        update was skipped for NaN/inf gradients; else return the latest losses. Losses and
+        gradient flags stay on the device between checks (at log steps and before every save),
+        so the loop does not wait for the GPU after every step; a bad iteration is still named
+        exactly and never saved.
 
         Under torchrun every rank checks at the same iterations, and the pending losses are first
         averaged over the ranks (one collective): the logged figures are the global batch's, and
-        a NaN on any rank stops every rank at once instead of leaving the others in a collective."""
+        a NaN on any rank stops every rank at once instead of leaving the others in a collective.
+        (Gradients are already averaged over the ranks, so their flags agree.)"""
         pending, self._pending = self._pending, []
         if pending and self.dist.enabled:
             keys = list(pending[0][1])
-            table = torch.stack([torch.stack([losses[k].detach().float() for k in keys]) for _, losses in pending])
+            table = torch.stack([torch.stack([losses[k].detach().float() for k in keys]) for _, losses, _ in pending])
             table = distributed.average(table, self.dist.world_size)
-            pending = [(it, dict(zip(keys, row))) for (it, _), row in zip(pending, table)]
+            pending = [(it, dict(zip(keys, row)), grads) for (it, _, grads), row in zip(pending, table)]
         if not pending:
             return None
-        if bool(torch.isfinite(torch.cat([torch.stack(list(l.values())).float() for _, l in pending])).all()):
+        losses_ok = torch.isfinite(torch.cat([torch.stack(list(l.values())).float() for _, l, _ in pending])).all()
+        flags = [ok for _, _, grads in pending for ok in grads.values()]
+        if bool(losses_ok) and (not flags or bool(torch.stack(flags).all())):
             return pending[-1][1]
-        for it, losses in pending:
+        for it, losses, grads in pending:
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
             if bad:
-                what = f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}"
-                raise TrainingDiverged(
-                    f"{what}; stopped without saving it. The last good checkpoint is in {self.ckpt_dir} (try "
-                    "a lower --lr or --precision fp32, then --resume)", what)
+                raise self._diverged(f"loss {', '.join(bad)} became {losses[bad[0]].item()} at iteration {it}")
+            bad = [k for k, ok in grads.items() if not bool(ok)]
+            if bad:
+                raise self._diverged(f"gradients of {' and '.join(bad)} became NaN or infinite at iteration {it} "
+                                     "(that update was skipped)")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        if (self.ckpt_dir / "latest.pt").exists():
+            where = (f"The last good checkpoint is in {self.ckpt_dir} (try a lower --lr or --precision fp32, "
+                     "then --resume)")
+        else:
+            where = "No checkpoint had been written yet (try a lower --lr or --precision fp32)"
+        return TrainingDiverged(f"{what}; stopped without saving it. {where}", what)
 
     def _roll_back(self, err: TrainingDiverged) -> None:
         """After a NaN: reload the last checkpoint and lower the learning rates, if --nan-retries
@@ -481,7 +501,7 @@ class Trainer:
                 losses = self._step(self._to_device(batch), cfg)
                 c.iteration += 1
                 c.epoch_samples += _batch_len(batch)
-                self._pending.append((c.iteration, losses))
+                self._pending.append((c.iteration, losses, dict(model.grads_finite)))
                 bar.update(1)
                 if c.iteration % cfg.log_every == 0 or c.iteration == 1:
                     losses = self._check_finite()  # averaged over the ranks under torchrun

@@ -1,0 +1,135 @@
+"""Faults, bad input and hostile files (issue 16): each ends in one clear line naming the file or
+flag, the right exit status, and nothing lost. Real processes, files, mounts and servers; the
+attacks and their outcomes are listed in docs/reliability.md."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cyclegan.core.checkpoint import CheckpointError, export_generators, load_checkpoint, save_checkpoint
+from test_train import TINY_MODEL, make_domain
+from tiny_models import ROOT, TINY, tiny_checkpoint, tiny_generators, write_image
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cyclegan", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def error_line(r: subprocess.CompletedProcess, status: int, *needles: str) -> str:
+    """The command failed with ``status`` and one error line (no traceback) holding ``needles``."""
+    assert r.returncode == status, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, r.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def two_domains(root: Path, size=(36, 44)) -> Path:
+    make_domain(root / "trainA", 4, 0, size)
+    make_domain(root / "trainB", 4, 1, size)
+    return root
+
+
+def all_finite(obj) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return not obj.is_floating_point() or bool(torch.isfinite(obj).all())
+    if isinstance(obj, dict):
+        return all(all_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(all_finite(v) for v in obj)
+    return True
+
+
+# -- 1. non-finite weights are never saved, exported or used ---------------------------------------
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--lambda-A", "inf"),
+                                         ("--beta2", "1e999")])
+def test_nonfinite_float_flags_are_rejected(tmp_path, flag, value):
+    two_domains(tmp_path / "data")
+    r = run_cli("train", "--dataroot", "data", "--name", "x", flag, value, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"argument {flag}: must be a finite number, got {value}" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("lr, saved", [("1e30", True), ("1e38", False)])
+def test_an_overflowing_update_is_never_saved(tmp_path, lr, saved):
+    """An absurd but finite learning rate overflows the weights (1e38: in the first update, 1e30:
+    in the next forward pass); the losses of those steps were computed before the update and
+    are finite. No checkpoint ever holds the overflow, and the message is true either way."""
+    two_domains(tmp_path / "data")
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0",
+                "--preview-every", "0", "--save-every", "1", "--max-iters", "4", "--lr", lr, "--keep", "9",
+                *TINY_MODEL, cwd=tmp_path)
+    ckdir = tmp_path / "runs" / "x" / "checkpoints"
+    files = sorted(ckdir.glob("*.pt"))
+    if saved:
+        error_line(r, 3, "became nan", f"The last good checkpoint is in {Path('runs/x/checkpoints')}")
+        assert files
+    else:
+        error_line(r, 3, "NaN or infinite", "No checkpoint had been written yet")
+        assert not files
+    for path in files:
+        assert all_finite(load_checkpoint(path)), path
+
+
+def test_nonfinite_gradients_leave_weights_and_ema_unchanged():
+    from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+
+    torch.manual_seed(0)
+    model = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, ema_decay=0.9))
+    first = next(model.generators.parameters())
+    first.register_hook(lambda g: g * float("nan"))  # finite loss, NaN gradient
+    before = {k: v.clone() for k, v in model.state_dict().items() if "generators" in k}
+    d_before = next(model.discriminators.parameters()).clone()
+    g = torch.Generator().manual_seed(1)
+    losses = model.train_step({k: torch.rand(1, 3, 32, 32, generator=g) * 2 - 1 for k in "AB"})
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert not model.grads_finite["G"] and model.grads_finite["D"]
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # G and its EMA untouched
+    assert not torch.equal(d_before, next(model.discriminators.parameters()))  # D's update went on
+    assert model.ema_updates == 0
+
+
+def test_checkpoint_and_export_writers_refuse_nonfinite_tensors(tmp_path):
+    save_checkpoint({"w": torch.zeros(3)}, tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match=r"latest\.pt: 1 tensor\(s\) hold NaN or infinite values \(w\)"):
+        save_checkpoint({"w": torch.tensor([0.0, float("inf"), 1.0])}, tmp_path / "latest.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "latest.pt")["w"], torch.zeros(3))
+    gens = tiny_generators()
+    with torch.no_grad():
+        next(gens["G_A"].parameters())[0] = float("nan")
+    with pytest.raises(CheckpointError, match="G_A.model.1.weight"):
+        export_generators(dict(gens.items()), {}, tmp_path / "generators.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+
+
+def test_translate_refuses_nonfinite_weights(tmp_path):
+    from cyclegan.core.checkpoint import CHECKPOINT_FORMAT
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "bad")
+    state = torch.load(ckpt, weights_only=True)
+    for k, v in state["model"].items():
+        if v.is_floating_point():
+            v.fill_(float("nan"))
+    assert state["format"] == CHECKPOINT_FORMAT
+    torch.save(state, ckpt)  # as the old trainer could leave it
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/bad", "--input", "in.png", "--output", "out.png", "--no-progress",
+                cwd=tmp_path)
+    error_line(r, 2, "latest.pt", "NaN or infinite", "cannot translate")
+    assert not (tmp_path / "out.png").exists()
