@@ -133,3 +133,16 @@ def test_translate_refuses_nonfinite_weights(tmp_path):
                 cwd=tmp_path)
     error_line(r, 2, "latest.pt", "NaN or infinite", "cannot translate")
     assert not (tmp_path / "out.png").exists()
+
+
+# -- 7. a run stopped by a signal does not look finished ---------------------------------------------
+
+
+def test_sigterm_saves_then_exits_143(tmp_path):
+    from test_train import _signal_mid_training
+
+    status, out, ckdir = _signal_mid_training(tmp_path, signal.SIGTERM, save_every=3, at=3)
+    assert status == 143, out  # 128 + SIGTERM, as a shell reports a job killed by it
+    assert "SIGTERM received" in out and "resume with --resume" in out and "Traceback" not in out
+    it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
+    assert it >= 3 and (ckdir / f"iter_{it:08d}.pt").exists()  # 3: the signal came during that save

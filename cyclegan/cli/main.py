@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cyclegan.core.checkpoint import CheckpointError
     from cyclegan.data.images import DataError
-    from cyclegan.training.loop import TrainingDiverged
+    from cyclegan.training.loop import TrainingDiverged, TrainingStopped
 
     # A native crash (a segfault or abort in a library) prints where every thread was, not
     # only "Aborted": enough to tell a data-loading bug from a communication one in a long run.
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
+    except TrainingStopped as e:  # saved, and the loop already said how to resume
+        return e.status
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:
         # Problems with the user's input: one clear line, no traceback.
         print(f"cyclegan {args.command}: error: {e}", file=sys.stderr)

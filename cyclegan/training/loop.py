@@ -37,6 +37,19 @@ class TrainingDiverged(RuntimeError):
         self.what = what or message
 
 
+class TrainingStopped(Exception):
+    """The run was stopped by SIGINT or SIGTERM after writing a checkpoint. ``status`` is the
+    conventional exit status, 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), so a
+    pre-empted job does not look finished."""
+
+    def __init__(self, reason: str, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped by {reason}; resume with --resume (checkpoint {checkpoint})")
+        self.checkpoint = checkpoint
+        # a stop agreed with the other ranks of a torchrun job: they were sent SIGTERM or SIGINT
+        sig = signal.Signals[reason] if reason in signal.Signals.__members__ else signal.SIGTERM
+        self.status = 128 + int(sig)
+
+
 @dataclass
 class LoopConfig:
     """What every GAN's training loop needs: run folder, runtime, checkpoint and log cadence.
@@ -404,7 +417,8 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
-        """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint."""
+        """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint.
+        Raises :class:`TrainingStopped` after saving when SIGINT/SIGTERM asked to stop."""
         cfg, model, c = self.cfg, self.model, self.counters
         from torch.utils.tensorboard import SummaryWriter
 
@@ -426,7 +440,7 @@ class Trainer:
                         self._roll_back(e)  # or stops the run
                         continue
                     if stopped:
-                        return last
+                        raise TrainingStopped(stop.requested, last)
                     if cfg.max_iters is not None and c.iteration >= cfg.max_iters:
                         break
                     # End of epoch: schedules step after the optimizer (never before the first step).
