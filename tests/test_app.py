@@ -238,7 +238,7 @@ def test_models_that_fail_to_load_give_readable_messages(folders, tmp_path):
     src = write_image(tmp_path / "a.png", 32, 32)
     with pytest.raises(UserError, match="Cannot load the model 'horse2zebra \\(published\\)'.*does not fit"):
         app.translate(src, "checkpoints/horse2zebra_pretrained/latest_net_G.pth")
-    with pytest.raises(UserError, match="Cannot load the model 'checkpoints/garbage.pth'.*weights_only"):
+    with pytest.raises(UserError, match="Cannot load the model 'checkpoints/garbage.pth'.*is a text file, not PyTorch weights"):
         app.translate(src, "checkpoints/garbage.pth")
     (folders[0] / "tiny" / "generators.safetensors").write_bytes(b"{}")  # damaged after the scan
     with pytest.raises(UserError, match="Cannot load the model 'runs/tiny'"):

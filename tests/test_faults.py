@@ -146,3 +146,83 @@ def test_sigterm_saves_then_exits_143(tmp_path):
     assert "SIGTERM received" in out and "resume with --resume" in out and "Traceback" not in out
     it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
     assert it >= 3 and (ckdir / f"iter_{it:08d}.pt").exists()  # 3: the signal came during that save
+
+
+# -- 11. a damaged latest.pt: resume from the newest intact checkpoint -------------------------------
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    two_domains(tmp_path / "data")
+    common = ["--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0", "--preview-every", "0",
+              "--save-every", "1", "--keep", "3", *TINY_MODEL]
+    r = run_cli("train", *common, "--max-iters", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ckdir = tmp_path / "runs" / "x" / "checkpoints"
+    # damage in place (a bad sector, a stray write): latest.pt and iter_3.pt share these bytes
+    with open(ckdir / "latest.pt", "r+b") as f:
+        f.truncate(os.path.getsize(ckdir / "latest.pt") // 2)
+    r = run_cli("train", *common, "--resume", "--max-iters", "5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warning = next(l for l in r.stderr.splitlines() if "newest intact checkpoint" in l)
+    assert "latest.pt" in warning and "iter_00000003.pt" in warning
+    assert f"using {Path('runs/x/checkpoints/iter_00000002.pt')}, the newest intact" in warning
+    assert f"resumed {Path('runs/x/checkpoints/iter_00000002.pt')} at iteration 2" in r.stderr
+    assert load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"] == 5
+
+
+def test_resume_with_no_intact_checkpoint_names_them_all(tmp_path):
+    ckdir = tmp_path / "runs" / "x" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    (ckdir / "latest.pt").write_bytes(b"PK\x03\x04 garbage")
+    (ckdir / "iter_00000004.pt").write_bytes(b"")
+    two_domains(tmp_path / "data")
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--resume", *TINY_MODEL, cwd=tmp_path)
+    error_line(r, 2, "no intact checkpoint in", "latest.pt", "iter_00000004.pt")
+
+
+# -- 12. wrong model files: say what the file is and what is accepted ---------------------------------
+
+
+def _wrong_model_files(folder: Path) -> dict[str, str]:
+    """file name -> what the message must call it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(folder / "notimage.png", 8, 8)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(folder / "photo.pth", format="JPEG")
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        onnx.save(helper.make_model(graph), folder / "model.onnx")
+    except ImportError:
+        (folder / "model.onnx").write_bytes(b"\x08\x07\x12\x04test")
+    torch.save(torch.nn.Linear(2, 2), folder / "whole_module.pth")  # a pickled module, not a state dict
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), folder / "scripted.pt")
+    (folder / "empty.pt").write_bytes(b"")
+    return {"notimage.png": "is an image (PNG), not PyTorch weights", "photo.pth": "is an image (JPEG)",
+            "model.onnx": "is an ONNX model", "whole_module.pth": "holds pickled Python objects besides tensors",
+            "scripted.pt": "is a TorchScript archive", "empty.pt": "is an empty file"}
+
+
+def test_wrong_model_files_are_named_for_what_they_are(tmp_path):
+    files = _wrong_model_files(tmp_path / "models")
+    write_image(tmp_path / "in.png", 16, 16)
+    for name, what in files.items():
+        r = run_cli("translate", "--model", f"models/{name}", "--input", "in.png", "--output", "out.png",
+                    cwd=tmp_path)
+        line = error_line(r, 2, name, what, "--model takes a run folder")
+        assert "weights_only=False" not in r.stderr and "KeyError" not in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_resume_from_a_wrong_file_says_what_it_is(tmp_path):
+    ckdir = tmp_path / "runs" / "x" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    write_image(tmp_path / "x.png", 8, 8).rename(ckdir / "latest.pt")  # a PNG under the checkpoint's name
+    two_domains(tmp_path / "data")
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--resume", *TINY_MODEL, cwd=tmp_path)
+    error_line(r, 2, "latest.pt is an image (PNG), not PyTorch weights", "expected a cyclegan training checkpoint")

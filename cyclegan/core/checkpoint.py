@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from cyclegan import __version__
+from cyclegan.core.sniff import foreign_kind
 
 CHECKPOINT_FORMAT = "cyclegan-checkpoint"
 EXPORT_FORMAT = "cyclegan-generators"
@@ -149,24 +151,76 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
+def load_torch_file(path: str | os.PathLike, accepted: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: never unpickles code. A file that is not PyTorch
+    weights (an image, an ONNX model, ...) or cannot be loaded is a CheckpointError saying what
+    the file is and ``accepted``, what the caller takes instead."""
+    kind = foreign_kind(path)
+    if kind:
+        raise CheckpointError(f"{path} is {kind}, not PyTorch weights; {accepted}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, a pickle with code in it, ...: say which file and why
+        raise CheckpointError(f"cannot load {path}: {_load_failure(e)}; {accepted}") from e
+
+
+def _load_failure(e: Exception) -> str:
+    text = str(e)
+    if "Weights only load failed" in text or isinstance(e, pickle.UnpicklingError):
+        # torch's own advice here (weights_only=False) would run whatever code the file holds
+        return ("it holds pickled Python objects besides tensors, which are never loaded because unpickling "
+                "can run code (read with weights_only=True; save a state_dict() instead)")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else f"{type(e).__name__} (the file is damaged or truncated)"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` without executing pickled code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, ...: say which file and why
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    accepted = "expected a cyclegan training checkpoint (RUN/checkpoints/latest.pt or iter_*.pt)"
+    state = load_torch_file(path, accepted, map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a cyclegan training checkpoint")
     return state
 
 
+def load_newest_intact(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, Path]:
+    """(state, path) of ``folder/latest.pt`` or, when that cannot be loaded (damaged on disk) or
+    holds non-finite tensors, of the newest ``iter_*.pt`` that can, with a warning naming both.
+    latest.pt shares its data with the newest numbered file (see :func:`save_numbered`), so
+    damage to that data falls back one save interval. CheckpointError if none is intact."""
+    import logging
+
+    folder = Path(folder)
+    numbered = sorted(((int(m.group(1)), p) for p in folder.glob("iter_*.pt") if (m := _NUMBERED.match(p.name))),
+                      reverse=True)
+    errors: list[str] = []
+    for path in [folder / "latest.pt", *(p for _, p in numbered)]:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path, map_location)
+            check_finite(state, str(path))
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if errors:
+            logging.getLogger("cyclegan.checkpoint").warning(
+                "%s; using %s, the newest intact checkpoint, instead", "; ".join(errors), path)
+        return state, path
+    if not errors:
+        raise CheckpointError(f"checkpoint not found: {folder / 'latest.pt'}")
+    raise CheckpointError(f"no intact checkpoint in {folder}: {'; '.join(errors)}")
+
+
 def save_numbered(state: dict, folder: str | os.PathLike, iteration: int, keep: int) -> Path:
     """Write ``latest.pt`` and ``iter_<iteration>.pt`` in ``folder``; keep the newest ``keep``
     numbered files (0 keeps only latest.pt). The numbered file is a hard link to latest when the
-    file system allows, so the data is written once."""
+    file system allows, so the data is written once: a checkpoint can be hundreds of MB, and
+    damage to the shared data costs one save interval (:func:`load_newest_intact` falls back to
+    the previous numbered file), not the run."""
     folder = Path(folder)
     latest = save_checkpoint(state, folder / "latest.pt")
     if keep > 0:

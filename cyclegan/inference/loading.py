@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite,
-                                     load_export)
+                                     load_export, load_torch_file)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
 from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
@@ -165,12 +165,8 @@ def _ignore_arch(arch: Mapping[str, Any] | None, path: Path) -> None:
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, a pickle with code in it, not a torch file at all
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"cannot load {path} as PyTorch weights (read with weights_only=True, "
-                              f"which refuses pickled code): {type(e).__name__}: {first}") from e
+    return load_torch_file(path, "--model takes a run folder, a training checkpoint (.pt), generators.safetensors "
+                                 "or an original-release .pth state dict")
 
 
 def _direction_key(direction: str) -> str:

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from cyclegan.training import distributed
-from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, nonfinite_tensors, save_numbered
+from cyclegan.core.checkpoint import CheckpointError, load_newest_intact, nonfinite_tensors, save_numbered
 from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
@@ -268,7 +268,7 @@ class Trainer:
         """Load a resumed run's state (or keep the fresh one) and write the readable config."""
         if state is not None:
             self.load_state(state)
-            log.info("resumed %s at iteration %d (epoch %d)", self.ckpt_dir / "latest.pt",
+            log.info("resumed %s at iteration %d (epoch %d)", state.get("resumed_from", self.ckpt_dir / "latest.pt"),
                      self.counters.iteration, self.counters.epoch + 1)
         distributed.broadcast_module(self.model, self.dist.world_size)  # every rank starts from rank 0's weights
         if self.model.use_fused_optimizers():
@@ -380,7 +380,8 @@ class Trainer:
         # The checkpoint's rates carry the roll-backs made before it was written; lower them to
         # nan_lr_factor ** (all roll-backs so far) of the schedule's.
         scale = self.lr_scale * self.cfg.nan_lr_factor
-        self.load_state(load_checkpoint(latest))  # sets lr_scale to the checkpoint's
+        state, latest = load_newest_intact(self.ckpt_dir)
+        self.load_state(state)  # sets lr_scale to the checkpoint's
         scale_learning_rates(self.model, scale / self.lr_scale)
         self.lr_scale = scale
         self._pending = []
@@ -583,8 +584,9 @@ def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = 
     ``runtime_overrides`` (max_iters, save_every, device, ...). A new run never overwrites an
     existing one."""
     latest = cfg.run_dir / "checkpoints" / "latest.pt"
-    if resume and latest.exists():
-        state = load_checkpoint(latest)
+    if resume and (latest.exists() or any(latest.parent.glob("iter_*.pt"))):
+        state, path = load_newest_intact(latest.parent)
+        state["resumed_from"] = str(path)
         saved = type(cfg).from_dict(state["train_config"])
         for k, v in (runtime_overrides or {}).items():
             if k in type(cfg).RUNTIME_FIELDS:
