@@ -226,3 +226,84 @@ def test_resume_from_a_wrong_file_says_what_it_is(tmp_path):
     two_domains(tmp_path / "data")
     r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--resume", *TINY_MODEL, cwd=tmp_path)
     error_line(r, 2, "latest.pt is an image (PNG), not PyTorch weights", "expected a cyclegan training checkpoint")
+
+
+# -- 4. written files honour the umask -------------------------------------------------------------
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o007, 0o660)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    two_domains(tmp_path / "data")
+    write_image(tmp_path / "in" / "a.png", 32, 32)
+    set_umask = lambda: os.umask(umask)  # noqa: E731  (in the child only)
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0",
+                "--max-iters", "1", "--preview-every", "1", *TINY_MODEL, cwd=tmp_path, preexec_fn=set_umask)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("translate", "--model", "runs/x", "--input", "in", "--output", "out", "--no-progress",
+                cwd=tmp_path, preexec_fn=set_umask)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("export", "runs/x", "--output", "exported.safetensors", cwd=tmp_path, preexec_fn=set_umask)
+    assert r.returncode == 0, r.stderr
+    written = {**_modes(tmp_path / "runs"), **_modes(tmp_path / "out"),
+               "exported.safetensors": (tmp_path / "exported.safetensors").stat().st_mode & 0o777}
+    for name in ("x/checkpoints/latest.pt", "x/checkpoints/iter_00000001.pt", "x/generators.safetensors",
+                 "x/previews/iter_00000001.png", "a.png", "index.html", "exported.safetensors"):
+        assert written.pop(name) == mode, name
+    assert {n: m for n, m in written.items() if m != mode} == {}  # config.yaml, TensorBoard's files
+
+
+# -- 2. a tiny image in a --full-res folder run ----------------------------------------------------
+
+
+def test_full_res_folder_with_tiny_and_thin_images(tmp_path):
+    from PIL import Image
+
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "t")
+    sizes = {"ok": (32, 32), "dot": (1, 1), "strip": (3, 5000), "thin": (2, 700), "two": (2, 2)}
+    for name, (h, w) in sizes.items():
+        write_image(tmp_path / "in" / f"{name}.png", h, w)
+    r = run_cli("translate", "--model", "runs/t", "--input", "in", "--output", "out", "--full-res", "--no-progress",
+                "--batch-size", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "5 translated" in r.stderr and "0 failed" in r.stderr
+    for name, (h, w) in sizes.items():
+        with Image.open(tmp_path / "out" / f"{name}.png") as im:
+            assert im.size == (w, h), name
+
+
+def test_an_image_the_generator_fails_on_is_listed_and_the_rest_go_on(tmp_path):
+    """A generator that fails on one image (as on one too large for the memory): that image is
+    listed at the end; the others in its batch and after it are written."""
+    from PIL import Image
+
+    from cyclegan.inference.folder import plan_jobs, translate_jobs
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from tiny_models import tiny_export
+
+    class FailsOnWhite(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            if (x.flatten(1).amin(1) > 0.99).any():
+                raise RuntimeError("CUDA out of memory. Tried to allocate 12.00 GiB")
+            return self.net(x)
+
+    gen = load_generator(tiny_export(tmp_path / "runs" / "t"))
+    gen.net = FailsOnWhite(gen.net)
+    for name in "abcd":
+        write_image(tmp_path / "in" / f"{name}.png", 32, 32, seed=ord(name))
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "in" / "b.png")
+    jobs = plan_jobs(tmp_path / "in", tmp_path / "out")
+    summary = translate_jobs(Translator(gen, device="cpu", full_res=True), jobs, batch_size=4, progress=False)
+    assert summary.translated == 3 and [p.name for p, _ in summary.failed] == ["b.png"]
+    assert "RuntimeError: CUDA out of memory" in summary.failed[0][1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png", "d.png"]

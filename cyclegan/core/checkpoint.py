@@ -13,8 +13,8 @@ import math
 import os
 import pickle
 import re
+import secrets
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,13 +109,26 @@ class _WriteErrors:
         return getattr(self._f, name)
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new ``.NAME.<random>.tmp`` beside ``path``, opened for writing. Created with mode 0666 so
+    the kernel applies the umask, as for any other file the user writes (tempfile.mkstemp's 0600
+    would survive the rename and make every output private)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
     ``path``. On any error the temporary file is removed and ``path`` is untouched; a failed
     write to the disk (full, read-only, ...) is a CheckpointError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     proxy: _WriteErrors | None = None
     try:
         with os.fdopen(fd, mode) as f:

@@ -201,7 +201,17 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
         bar.write(f"skipping {job.source}: {reason}", file=sys.stderr)
 
     def run(batch: list[tuple[TranslateJob, np.ndarray, Tensor]], writer: ThreadPoolExecutor) -> None:
-        out = translator.forward(torch.stack([t for _, _, t in batch]))
+        try:
+            out = translator.forward(torch.stack([t for _, _, t in batch]))
+        except Exception as e:  # out of memory, an odd shape, ...: one failed image, not a failed run
+            if len(batch) > 1:
+                for item in batch:  # find which image it was
+                    run([item], writer)
+                return
+            text = " ".join(str(e).split())
+            fail(batch[0][0], f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__)
+            bar.update(1)
+            return
         for (job, image, tensor), y in zip(batch, out):
             shown = image if translator.full_res else Translator.to_uint8(tensor)
             writes.append((job, writer.submit(write, job, shown, Translator.to_uint8(y))))

@@ -114,6 +114,12 @@ class LoadedGenerator:
                 self._copies[key] = net.to(memory_format=torch.channels_last) if channels_last else net
             return self._copies[key]
 
+    @property
+    def min_side(self) -> int:
+        """The smallest side the generator runs on: a ResNet's InstanceNorms and reflection pads
+        need at least 2 x 2 pixels after its downsampling. Smaller images are padded up to it."""
+        return 2 * self.multiple if isinstance(self.net, networks.ResnetGenerator) else self.multiple
+
     def describe(self) -> str:
         which = f"{self.direction} generator" if self.direction else "generator"
         trained = f", trained at {self.size} px" if self.size else ""

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Pad H and W up to a multiple, split over both sides, by reflection (replication where an
-    image is too small to reflect). Returns the padded tensor and (left, right, top, bottom)."""
+def _pad_to_multiple(x: Tensor, multiple: int, minimum: int = 1) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """Pad H and W up to a multiple, and at least ``minimum``, split over both sides, by
+    reflection (replication where an image is too small to reflect). Returns the padded tensor
+    and (left, right, top, bottom)."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = max(minimum - h, (-h) % multiple), max(minimum - w, (-w) % multiple)
+    ph, pw = ph + (-(h + ph)) % multiple, pw + (-(w + pw)) % multiple
     pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     if not any(pad):
         return x, pad

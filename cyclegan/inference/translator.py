@@ -204,7 +204,7 @@ class Translator:
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) in [-1, 1], any H and W -> translated (N, C', H, W) float32 on the CPU.
         Images over the tile size go through :meth:`_forward_tiled` one at a time."""
-        x, pad = _pad_to_multiple(x, self.multiple)
+        x, pad = _pad_to_multiple(x, self.multiple, self.generator.min_side)
         h, w = x.shape[-2:]
         if self.tile and h * w > self.tile * self.tile:
             out = torch.cat([self._forward_tiled(x[i: i + 1]) for i in range(x.shape[0])])
