@@ -307,3 +307,41 @@ def test_an_image_the_generator_fails_on_is_listed_and_the_rest_go_on(tmp_path):
     assert summary.translated == 3 and [p.name for p, _ in summary.failed] == ["b.png"]
     assert "RuntimeError: CUDA out of memory" in summary.failed[0][1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png", "d.png"]
+
+
+# -- 9. images that keep their own size cannot share a batch ---------------------------------------
+
+
+@pytest.mark.parametrize("preprocess", ["none", "scale_width"])
+def test_own_size_preprocessing_with_mixed_sizes_and_batches(tmp_path, preprocess):
+    make_domain(tmp_path / "data" / "trainA", 2, 0, (32, 32))
+    make_domain(tmp_path / "data" / "trainA" / "more", 1, 2, (64, 32))
+    make_domain(tmp_path / "data" / "trainB", 3, 1, (32, 32))
+    common = ["--dataroot", "data", "--name", "x", "--size", "32", "--load-size", "32", "--num-workers", "0",
+              "--preview-every", "0", "--max-iters", "2", "--preprocess", preprocess, *TINY_MODEL]
+    r = run_cli("train", *common, "--batch-size", "2", cwd=tmp_path)
+    error_line(r, 2, f"--preprocess {preprocess}", "domain A", "000.png: 32x32", "more/000.png: ",
+               "--batch-size 1")
+    assert not (tmp_path / "runs" / "x").exists()
+    r = run_cli("train", *common, "--batch-size", "1", cwd=tmp_path)  # one image per batch: fine
+    assert r.returncode == 0, r.stderr
+
+
+# -- 10. a symlink from the input folder to the output folder ---------------------------------------
+
+
+def test_outputs_reached_through_a_symlink_are_never_inputs(tmp_path):
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "t")
+    for name in ("a", "b"):
+        write_image(tmp_path / "in" / f"{name}.png", 32, 32)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in" / "results").symlink_to(tmp_path / "out", target_is_directory=True)
+    args = ["translate", "--model", "runs/t", "--input", "in", "--output", "out", "--no-progress"]
+    for _ in range(3):  # reruns: nothing new to do, nothing nested
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == [
+        "a.png", "b.png", "index.html"]
+    assert "skipping 2 image(s) that are in the output folder out" in r.stderr

@@ -114,6 +114,17 @@ class MultipleOf4(A.ImageOnlyTransform):
         return ()
 
 
+def output_size(cfg: AugmentConfig, width: int, height: int) -> tuple[int, int] | None:
+    """(height, width) that :func:`build_transform` makes of a ``width`` x ``height`` image, or
+    None where every image comes out crop x crop."""
+    if cfg.preprocess == "none":
+        return _round_to_multiple(height), _round_to_multiple(width)
+    if cfg.preprocess == "scale_width":
+        load = cfg.load_size
+        return _round_to_multiple(int(max(load * height / width, cfg.crop_size))), _round_to_multiple(load)
+    return None
+
+
 def build_transform(cfg: AugmentConfig) -> A.Compose:
     """The augmentation pipeline: uint8 HxWxC image -> float32 CxHxW tensor in [-1, 1].
 

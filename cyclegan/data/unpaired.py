@@ -210,6 +210,29 @@ class UnpairedImageDataset(torch.utils.data.Dataset):
             )
         fit.warned = True
 
+    def check_batchable(self, batch_size: int) -> None:
+        """DataError unless every batch of ``batch_size`` can be stacked: with preprocess none or
+        scale_width the images keep (some of) their own size, and images of different sizes
+        cannot share a batch. Uses the sizes probed at start; nothing is decoded."""
+        from cyclegan.data.transforms import output_size
+
+        if batch_size < 2:
+            return
+        for domain in (self.domain_a, self.domain_b):
+            shapes: dict[tuple[int, int], Path] = {}
+            for path, (w, h) in zip(domain.paths, domain.sizes):
+                shape = output_size(self.cfg, w, h)
+                if shape is None:
+                    return  # crops: one size for all
+                shapes.setdefault(shape, path)
+                if len(shapes) > 1:
+                    (s1, p1), (s2, p2) = shapes.items()
+                    raise DataError(
+                        f"--preprocess {self.cfg.preprocess} keeps the images' own sizes, and domain {domain.name} "
+                        f"has different ones ({p1}: {s1[1]}x{s1[0]}, {p2}: {s2[1]}x{s2[0]} after preprocessing), "
+                        f"which cannot share a batch: use --batch-size 1, or a --preprocess that crops "
+                        "(resize_and_crop, crop, scale_width_and_crop)")
+
     def __len__(self) -> int:
         return max(len(self.domain_a), len(self.domain_b))
 

@@ -4,6 +4,7 @@ batched forward passes, atomic writes, a summary."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from cyclegan.data.images import DataError, UnreadableImageError, find_images, l
 from cyclegan.inference.translator import Translator
 
 __all__ = ["TranslateJob", "TranslateSummary", "plan_jobs", "translate_jobs"]
+
+log = logging.getLogger("cyclegan.translate")
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -82,6 +85,18 @@ def _check_not_inside(input_path: Path, output: Path) -> None:
         raise DataError(f"--output {output} is the input file itself; choose another name")
 
 
+def _outside(sources: list[Path], out: Path) -> list[Path]:
+    """``sources`` without the files that really live in the output folder (reached through a
+    symlink in the input folder): they are earlier outputs, and reading them as inputs would nest
+    the outputs one level deeper on every run."""
+    real_out = out.resolve()
+    inside = [p for p in sources if real_out in p.resolve().parents]
+    if inside:
+        log.warning("--input: skipping %d image(s) that are in the output folder %s (reached through a symlink, "
+                    "e.g. %s)", len(inside), out, inside[0])
+    return [p for p in sources if p not in set(inside)] if inside else sources
+
+
 def plan_jobs(input_path: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None) -> list[TranslateJob]:
     """One job per input image. A folder is searched recursively and mirrored under ``output``;
     a single file goes to ``output`` (a file name with an image suffix, or a folder)."""
@@ -96,7 +111,7 @@ def plan_jobs(input_path: str | os.PathLike, output: str | os.PathLike, fmt: str
             return [TranslateJob(src, out, src.name)]
         return [TranslateJob(src, out / f"{src.stem}.{_output_format(fmt)}", src.name)]
     ext = _output_format(fmt)
-    sources = find_images(src)
+    sources = _outside(find_images(src), out)
     if not sources:
         raise DataError(f"--input {src}: no images found (looked for .jpg, .png, .webp, ... in subfolders too)")
     rels = [p.relative_to(src) for p in sources]

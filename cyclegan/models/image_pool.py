@@ -51,11 +51,17 @@ class ImagePool:
         return torch.cat(out, 0)
 
     def state_dict(self) -> dict:
-        images = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
+        if len({im.shape for im in self.images}) > 1:  # images of their own sizes (--preprocess none)
+            images: Tensor | list[Tensor] = [im.cpu() for im in self.images]
+        else:
+            images = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
         return {"size": self.size, "images": images, "rng": self.rng.get_state()}
 
     def load_state_dict(self, state: Mapping, device: torch.device | str = "cpu") -> None:
         self.size = int(state["size"])
         images = state["images"]
-        self.images = [im.unsqueeze(0).to(device) for im in images] if images.numel() else []
+        if isinstance(images, Tensor):
+            self.images = [im.unsqueeze(0).to(device) for im in images] if images.numel() else []
+        else:
+            self.images = [im.to(device) for im in images]
         self.rng.set_state(state["rng"])

@@ -77,7 +77,9 @@ def build_dataset(cfg: TrainConfig, model_cfg: CycleGANConfig | CUTConfig) -> Un
     folder_a, folder_b = cfg.domain_folders()
     aug = AugmentConfig(preprocess=cfg.preprocess, load_size=cfg.resolved_load_size(), crop_size=cfg.size,
                         flip=cfg.flip, channels=model_cfg.input_nc)
-    return UnpairedImageDataset(folder_a, folder_b, aug, seed=cfg.seed, serial=cfg.serial_batches)
+    dataset = UnpairedImageDataset(folder_a, folder_b, aug, seed=cfg.seed, serial=cfg.serial_batches)
+    dataset.check_batchable(cfg.batch_size)
+    return dataset
 
 
 def resolve_configs(model: dict, train: dict, preset: str | None = None,

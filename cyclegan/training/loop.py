@@ -212,7 +212,7 @@ class Trainer:
             # RNG, and a resumed run (which restores that RNG mid-epoch) would drift from a
             # straight one wherever the global RNG matters (dropout, gradient-penalty eps).
             generator=torch.Generator().manual_seed(cfg.seed))
-        self.preview_batch = self._collate([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))])
+        self.preview_batch = self._collate(_same_shapes([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))]))
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -571,6 +571,15 @@ def scale_learning_rates(model: GANModel, factor: float) -> None:
     for sched in model.schedulers.values():
         sched.base_lrs = [lr * factor for lr in sched.base_lrs]
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+def _same_shapes(items: list[dict]) -> list[dict]:
+    """The samples whose tensors have the first sample's shapes (with --preprocess none the
+    images keep their own sizes, and only one size can be stacked into the preview batch)."""
+    def shapes(item: dict) -> list:
+        return [tuple(v.shape) for v in item.values() if isinstance(v, torch.Tensor)]
+
+    return [item for item in items if shapes(item) == shapes(items[0])]
 
 
 def _batch_len(batch: dict) -> int:
