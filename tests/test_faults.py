@@ -345,3 +345,43 @@ def test_outputs_reached_through_a_symlink_are_never_inputs(tmp_path):
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == [
         "a.png", "b.png", "index.html"]
     assert "skipping 2 image(s) that are in the output folder out" in r.stderr
+
+
+# -- 3. a nearly full disk: the intended message, not TensorBoard's or a preview's traceback --------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a tmpfs of that size, unmounted after the test; skipped where mounting is
+    not permitted (needs root with CAP_SYS_ADMIN)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"disk{len(mounted)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("size, preview_fits", [("64k", False), ("1m", True)])
+def test_a_full_disk_during_training_gives_the_checkpoint_message(tmp_path, tmpfs, size, preview_fits):
+    """64 KiB: the config fits but the first preview (~70 kB) does not, then the checkpoint
+    (~1.5 MB) cannot be written; 1 MiB: the preview fits, the checkpoint does not. TensorBoard's
+    event file fails too, in its background thread and at close."""
+    disk = tmpfs(size)
+    two_domains(tmp_path / "data")
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--runs-dir", str(disk), "--size", "32",
+                "--num-workers", "0", "--max-iters", "3", "--save-every", "1", "--preview-every", "1",
+                *TINY_MODEL, cwd=tmp_path)
+    error_line(r, 2, f"could not write {disk}/x/checkpoints/latest.pt: no space left on device")
+    assert ("preview not written: could not write" in r.stderr) != preview_fits, r.stderr
+    assert not (disk / "x" / "checkpoints" / "latest.pt").exists()
+    assert not [p for p in disk.rglob(".*") if p.name.endswith(".tmp")]  # no temporary files left behind

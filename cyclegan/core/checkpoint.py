@@ -122,13 +122,21 @@ def _create_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
 
 
+def _write_error(path: Path, cause: OSError) -> CheckpointError:
+    reason = "no space left on device" if cause.errno == errno.ENOSPC else (cause.strerror or str(cause))
+    return CheckpointError(f"could not write {path}: {reason}; the previous file, if any, is intact")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
     ``path``. On any error the temporary file is removed and ``path`` is untouched; a failed
     write to the disk (full, read-only, ...) is a CheckpointError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path)
+    except OSError as e:  # a full disk can refuse the folder or the temporary file already
+        raise _write_error(path, e) from e
     proxy: _WriteErrors | None = None
     try:
         with os.fdopen(fd, mode) as f:
@@ -144,12 +152,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             pass
         cause = e if isinstance(e, OSError) else (proxy.error if proxy is not None else None)
         if cause is not None:
-            if cause.errno == errno.ENOSPC:
-                reason = "no space left on device"
-            else:
-                reason = cause.strerror or str(cause)
-            raise CheckpointError(f"could not write {path}: {reason}; the previous file, "
-                                  "if any, is intact") from e
+            raise _write_error(path, cause) from e
         raise
     _fsync_dir(path.parent)
     return path

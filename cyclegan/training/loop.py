@@ -18,11 +18,13 @@ import torch
 import yaml
 
 from cyclegan.training import distributed
-from cyclegan.core.checkpoint import CheckpointError, load_newest_intact, nonfinite_tensors, save_numbered
+from cyclegan.core.checkpoint import (CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors,
+                                     save_numbered)
 from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
 from cyclegan.core import fastpath
+from cyclegan.training.safe_writer import SafeWriter
 from cyclegan.core.devices import cudnn_benchmark, pick_device  # noqa: F401  (pick_device re-exported)
 
 log = logging.getLogger("cyclegan.train")
@@ -275,10 +277,9 @@ class Trainer:
             log.debug("fused Adam")
         if not self.dist.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg),
-                            "fast_path": self.fast_path.as_dict()}, sort_keys=False))
+        text = yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg),
+                               "fast_path": self.fast_path.as_dict()}, sort_keys=False)
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text.encode()))
 
     def save(self) -> Path:
         self._check_finite()  # never save a diverged model
@@ -317,8 +318,10 @@ class Trainer:
         image = vutils.make_grid(grid, nrow=self.model.preview_nrow, padding=2)
         it = self.counters.iteration
         path = self.preview_dir / f"iter_{it:08d}.png"
-        self.preview_dir.mkdir(parents=True, exist_ok=True)
-        vutils.save_image(image, path)
+        try:  # previews are for watching; a full disk stops the run at the next checkpoint, with its message
+            atomic_write(path, lambda f: vutils.save_image(image, f, format="png"))
+        except (CheckpointError, OSError) as e:
+            log.warning("preview not written: %s", e)
         if self.writer:
             self.writer.add_image("preview", image, it)
 
@@ -421,10 +424,8 @@ class Trainer:
         """Train until the last epoch or ``max_iters``; returns the path of the last checkpoint.
         Raises :class:`TrainingStopped` after saving when SIGINT/SIGTERM asked to stop."""
         cfg, model, c = self.cfg, self.model, self.counters
-        from torch.utils.tensorboard import SummaryWriter
-
         main = self.dist.is_main  # rank 0 alone logs and writes files
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=c.iteration or None) if main else None
+        self.writer = SafeWriter(self.run_dir / "tb", purge_step=c.iteration or None) if main else None
         if self.fast_path.compile:
             self._enable_compile()
         model.train()
