@@ -385,3 +385,61 @@ def test_a_full_disk_during_training_gives_the_checkpoint_message(tmp_path, tmpf
     assert ("preview not written: could not write" in r.stderr) != preview_fits, r.stderr
     assert not (disk / "x" / "checkpoints" / "latest.pt").exists()
     assert not [p for p in disk.rglob(".*") if p.name.endswith(".tmp")]  # no temporary files left behind
+
+
+# -- 5. crafted export metadata --------------------------------------------------------------------
+
+
+def _crafted_export(path: Path, config: str, ngf: int = 4) -> Path:
+    """generators.safetensors with real tiny (ngf ``ngf``) weights and the metadata's config
+    replaced by the JSON text ``config``."""
+    import json
+
+    from safetensors.torch import save
+
+    from cyclegan.core.checkpoint import EXPORT_FORMAT
+    from cyclegan.models.networks import build_generator
+
+    tensors = {f"{n}.{k}": v.contiguous() for n in ("G_A", "G_B")
+               for k, v in build_generator("resnet_6blocks", 3, 3, ngf=ngf).state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(save(tensors, metadata={"format": EXPORT_FORMAT, "config": config, "size": json.dumps(32)}))
+    return path
+
+
+def _config(**fields) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps({**asdict(TINY), **fields})
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[1, 2, 3]", "the metadata's config is not a JSON object"),
+    ('{"netG": "resnet_6blocks", ', "the metadata's 'config' is not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "the metadata's 'config' is not valid JSON"),
+    (_config(ngf="64"), "ngf must be an integer 1..1024, got '64'"),
+    (_config(ngf=100_000_000), "ngf must be an integer 1..1024, got 100000000"),
+    (_config(netG=["resnet_6blocks"]), "netG must be one of"),
+    (_config(input_nc=3.5), "input_nc must be an integer"),
+])
+def test_crafted_export_configs_are_refused_with_the_file_name(tmp_path, config, message):
+    _crafted_export(tmp_path / "runs" / "evil" / "generators.safetensors", config)
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/evil", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    error_line(r, 2, "generators.safetensors", message)
+
+
+def test_a_small_file_claiming_a_huge_generator_allocates_nothing(tmp_path):
+    """ngf 512 would take ~2.5 GB to build; the shapes are compared before anything is built."""
+    _crafted_export(tmp_path / "runs" / "big" / "generators.safetensors", _config(ngf=512))
+    write_image(tmp_path / "in.png", 32, 32)
+    measure = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stderr.write(r.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+               "sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "cyclegan", "translate", "--model",
+                        "runs/big", "--input", "in.png", "--output", "out.png"], cwd=tmp_path, env=ENV,
+                       capture_output=True, text=True, timeout=240)
+    error_line(r, 2, "generators.safetensors does not fit a resnet_6blocks, ngf 512", "shape model.1.weight: (4, 3, 7, 7)")
+    peak_mb = int(r.stdout.split()[-1]) / 1024
+    assert peak_mb < 1000, peak_mb  # torch and the tiny file; the generator would be 2,500+

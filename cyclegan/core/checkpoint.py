@@ -16,7 +16,7 @@ import re
 import secrets
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -282,6 +282,18 @@ def export_generators(generators: dict[str, torch.nn.Module], config: dict, path
     return atomic_write(path, lambda f: f.write(blob))
 
 
+def state_dict_misfit(weights: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``weights`` from loading into a network with the ``expected`` state dict
+    (missing, unexpected or wrongly shaped entries), or "" when they fit."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k}: {tuple(weights[k].shape)} instead of {tuple(v.shape)}" for k, v in expected.items()
+              if k in weights and weights[k].shape != v.shape]
+    parts = [f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+             for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys]
+    return "; ".join(parts)
+
+
 def read_safetensors(path: str | os.PathLike, expected_format: str, missing: str,
                      wrong_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file whose metadata ``format`` is ``expected_format``;
@@ -312,8 +324,21 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
     for key, value in tensors.items():
         name, _, param = key.partition(".")
         states.setdefault(name, {})[param] = value
-    extra = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}
-    return states, json.loads(metadata["config"]), extra
+    decoded = {k: _metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "code_version")}
+    config = decoded.pop("config", None)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: the metadata's config is {'missing' if config is None else 'not a JSON object'}; "
+                              "the export is damaged or was not written by cyclegan export")
+    return states, config, decoded
+
+
+def _metadata_json(path: Path, key: str, text: str) -> Any:
+    try:
+        # a crafted file can nest deeply enough to exhaust the recursion limit
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: the metadata's {key!r} is not valid JSON ({type(e).__name__}: "
+                              f"{str(e)[:100]}); the export is damaged") from None
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> Path:

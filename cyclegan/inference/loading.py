@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from collections.abc import Mapping
 import copy
 import threading
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite,
-                                     load_export, load_torch_file)
+                                     load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
 from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
@@ -47,9 +48,26 @@ class GeneratorSpec:
     input_nc: int = 3
     output_nc: int = 3
 
-    def build(self) -> nn.Module:
-        return networks.build_generator(self.netG, self.input_nc, self.output_nc, self.ngf, self.norm,
-                                        self.dropout)
+    def check(self) -> None:
+        """ValueError unless every field has a type and value a generator can be built with: a
+        crafted file's config is checked before anything is allocated."""
+        if not isinstance(self.netG, str) or self.netG not in networks.GENERATORS:
+            raise ValueError(f"netG must be one of {', '.join(networks.GENERATORS)}, got {self.netG!r}")
+        if not isinstance(self.norm, str) or self.norm not in networks.NORM_LAYERS:
+            raise ValueError(f"norm must be one of {', '.join(networks.NORM_LAYERS)}, got {self.norm!r}")
+        for name, high in (("ngf", MAX_NGF), ("input_nc", 4), ("output_nc", 4)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high):
+                raise ValueError(f"{name} must be an integer 1..{high}, got {value!r}")
+        if not isinstance(self.dropout, bool):
+            raise ValueError(f"dropout must be true or false, got {self.dropout!r}")
+
+    def build(self, device: str | torch.device | None = None) -> nn.Module:
+        """The generator; on the ``meta`` device it has shapes but no memory."""
+        self.check()
+        with torch.device(device) if device is not None else nullcontext():
+            return networks.build_generator(self.netG, self.input_nc, self.output_nc, self.ngf, self.norm,
+                                            self.dropout)
 
     def describe(self) -> str:
         channels = {1: "grayscale", 3: "RGB"}.get(self.input_nc, f"{self.input_nc}-channel")
@@ -59,6 +77,8 @@ class GeneratorSpec:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], direction: str) -> "GeneratorSpec":
         """The spec of G_A (``AtoB``) or G_B (``BtoA``) of a stored CycleGAN config."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"the stored model config is a {type(config).__name__}, not a mapping")
         cfg = CycleGANConfig.from_dict(dict(config))
         a, b = cfg.input_nc, cfg.output_nc
         return cls(cfg.netG, cfg.ngf, cfg.norm, cfg.dropout, *((a, b) if direction == "AtoB" else (b, a)))
@@ -72,6 +92,10 @@ def module_copy(net: nn.Module) -> nn.Module:
     small objects."""
     shared = {id(t): t for t in (*net.parameters(), *net.buffers())}
     return copy.deepcopy(net, memo=shared)
+
+
+#: the widest generator a file may ask for (the paper's is 64; 1024 is already 256x its size)
+MAX_NGF = 1024
 
 
 def size_multiple(net: nn.Module) -> int:
@@ -203,9 +227,9 @@ def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     key = _direction_key(direction)
     if key not in states:
         raise CheckpointError(f"{path} holds no {key} weights (has {', '.join(sorted(states))})")
-    spec = GeneratorSpec.from_config(config, direction)
+    spec = _stored_spec(config, direction, path)
     name = str(extra.get("name") or path.parent.name)
-    return _build(spec, states[key], path, direction, extra.get("size"), name)
+    return _build(spec, states[key], path, direction, _stored_size(extra.get("size"), path), name)
 
 
 def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None) -> LoadedGenerator:
@@ -220,10 +244,26 @@ def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None
     if "netG" not in config or not weights:
         raise CheckpointError(f"{path} is a training checkpoint but not of an image translation model (no "
                               f"{prefix}* weights)")
-    spec = GeneratorSpec.from_config(config, direction)
+    spec = _stored_spec(config, direction, path)
     train = state.get("train_config") or {}
     run = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
-    return _build(spec, weights, path, direction, train.get("size"), str(train.get("name") or run))
+    return _build(spec, weights, path, direction, _stored_size(train.get("size"), path),
+                  str(train.get("name") or run))
+
+
+def _stored_spec(config: Any, direction: str, path: Path) -> GeneratorSpec:
+    try:
+        spec = GeneratorSpec.from_config(config, direction)
+        spec.check()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: the stored model config is not usable: {e}") from None
+    return spec
+
+
+def _stored_size(size: Any, path: Path) -> int | None:
+    if size is None or (isinstance(size, int) and not isinstance(size, bool) and 4 <= size <= 65536):
+        return size
+    raise CheckpointError(f"{path}: the stored training size must be an integer 4..65536, got {size!r}")
 
 
 def _original_pair_direction(path: Path) -> str | None:
@@ -278,23 +318,24 @@ def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_directi
 
 def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direction: str | None,
            size: int | None, name: str) -> LoadedGenerator:
+    # The config and the tensors are checked against a shape-only (meta) copy first: a small
+    # crafted file claiming a huge generator is refused before any memory is allocated.
     try:
-        net = spec.build()
-    except ValueError as e:
+        shapes = spec.build("meta")
+    except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: cannot build the generator ({e})") from e
-    weights = networks.strip_running_stats(weights, net)  # PyTorch < 0.4 InstanceNorm leftovers
+    weights = networks.strip_running_stats(weights, shapes)  # PyTorch < 0.4 InstanceNorm leftovers
+    misfit = state_dict_misfit(weights, shapes.state_dict())
+    if misfit:
+        raise CheckpointError(
+            f"{path} does not fit a {spec.describe()} generator ({misfit}); for .pth weights pass the architecture "
+            "they were trained with: --netG, --ngf, --norm, --channels, --dropout")
     try:
         check_finite(dict(weights), f"{path}")
     except NonFiniteError as e:  # a diverged run's weights translate every image to black
         raise NonFiniteError(f"{e}: these weights cannot translate; use an earlier checkpoint of the run "
                              "(checkpoints/iter_*.pt)", e.names) from None
-    try:
-        net.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())
-        raise CheckpointError(
-            f"{path} does not fit a {spec.describe()} generator ({detail[:300]}{'...' if len(detail) > 300 else ''}); "
-            "for .pth weights pass the architecture they were trained with: --netG, --ngf, --norm, "
-            "--channels, --dropout") from e
+    net = spec.build()
+    net.load_state_dict(weights, strict=True)
     net.eval().requires_grad_(False)
     return LoadedGenerator(net, spec, direction, int(size) if size else None, path, name)

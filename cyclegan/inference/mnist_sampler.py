@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export
+from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, state_dict_misfit
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
 from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve
 
@@ -82,12 +82,16 @@ class LatentSampler:
             if meta.get("kind") != EXPORT_KIND or "G" not in states:
                 raise CheckpointError(f"{path} is a CycleGAN generator export, not a noise -> image generator")
             weights = states["G"]
-        cfg = MnistGANConfig.from_dict(config)
+        try:  # a shape-only (meta) build first: a crafted config cannot allocate gigabytes
+            cfg = MnistGANConfig.from_dict(config)
+            with torch.device("meta"):
+                misfit = state_dict_misfit(weights, build_generator(cfg).state_dict())
+        except (ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{path}: the stored model config is not usable: {e}") from None
+        if misfit:
+            raise CheckpointError(f"{path}: weights do not fit the stored config ({misfit})")
         generator = build_generator(cfg)
-        try:
-            generator.load_state_dict(weights, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not fit the stored config: {str(e).splitlines()[0]}") from e
+        generator.load_state_dict(weights, strict=True)
         sampler = cls(generator, cfg, meta, device)
         sampler.path = path
         return sampler
