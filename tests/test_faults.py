@@ -443,3 +443,39 @@ def test_a_small_file_claiming_a_huge_generator_allocates_nothing(tmp_path):
     error_line(r, 2, "generators.safetensors does not fit a resnet_6blocks, ngf 512", "shape model.1.weight: (4, 3, 7, 7)")
     peak_mb = int(r.stdout.split()[-1]) / 1024
     assert peak_mb < 1000, peak_mb  # torch and the tiny file; the generator would be 2,500+
+
+
+# -- 6. a garbled config.yaml beside a valid run --------------------------------------------------------
+
+GARBLED_CONFIGS = {"bad utf-8": b"model:\n  netG: \xff\xfe\xfa\n", "deep nesting": b"[" * 50_000 + b"]" * 50_000,
+                   "model is a number": b"model: 5\ntrain: [1, 2]\n", "a list": b"- 1\n- 2\n", "binary": bytes(range(256))}
+
+
+@pytest.mark.parametrize("garble", sorted(GARBLED_CONFIGS))
+def test_a_garbled_config_yaml_hides_no_run(tmp_path, garble):
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.settings import AppSettings
+
+    run = tmp_path / "runs" / "ok"
+    tiny_checkpoint(run)
+    (run / "config.yaml").write_bytes(GARBLED_CONFIGS[garble])
+    src = write_image(tmp_path / "a.png", 32, 32)
+    settings = dict(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "checkpoints", bundled=False,
+                    device="cpu", output_dir=tmp_path / "out")
+    app = AppBackend(AppSettings(**settings))
+    assert app.translate(src, "runs/ok|AtoB").output.size == (32, 32)  # listed and usable
+    app = AppBackend(AppSettings(**settings, model=run / "checkpoints" / "latest.pt"))
+    first = app.catalog().translate[0]
+    assert "(--model)" in first.label
+    assert app.translate(src, first.id).output.size == (32, 32)
+
+
+def test_app_py_starts_on_a_run_with_a_garbled_config_yaml(tmp_path):
+    from test_app_server import free_port, running_app
+
+    tiny_checkpoint(tmp_path / "runs" / "tiny")
+    (tmp_path / "runs" / "tiny" / "config.yaml").write_bytes(GARBLED_CONFIGS["bad utf-8"])
+    env = {**ENV, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_app(tmp_path, env, free_port(), "--model", "runs/tiny/checkpoints/latest.pt") as (url, proc):
+        assert proc.poll() is None
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -170,12 +170,22 @@ def _run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
     which directions it translates (a CUT run one)."""
     import yaml
 
+    # A config.yaml that cannot be read, is not UTF-8, nests past the recursion limit or is not
+    # what training writes says nothing: the run is listed, and loading its checkpoint decides.
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-        model = config.get("model") or {}
-        return ("latent", ()) if "z_dim" in model else ("cyclegan", config_directions(model))
-    except (OSError, yaml.YAMLError, AttributeError):
-        return "cyclegan", ("AtoB", "BtoA")  # if it is not, loading says so
+        config = yaml.safe_load((folder / "config.yaml").read_bytes().decode("utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return "cyclegan", ("AtoB", "BtoA")
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict):
+        return "cyclegan", ("AtoB", "BtoA")
+    if "z_dim" in model:
+        return "latent", ()
+    try:
+        directions = config_directions(model)
+    except (TypeError, ValueError, AttributeError):
+        return "cyclegan", ("AtoB", "BtoA")
+    return "cyclegan", tuple(d for d in directions if d in ("AtoB", "BtoA")) or ("AtoB", "BtoA")
 
 
 def _domains(meta: dict, fallback: tuple[str, str] = ("A", "B")) -> tuple[str, str]:
