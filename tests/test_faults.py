@@ -479,3 +479,148 @@ def test_app_py_starts_on_a_run_with_a_garbled_config_yaml(tmp_path):
     with running_app(tmp_path, env, free_port(), "--model", "runs/tiny/checkpoints/latest.pt") as (url, proc):
         assert proc.poll() is None
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+# -- 8. downloads from a server that sends less, more or something else -------------------------------
+
+
+class RawServer:
+    """http.server on 127.0.0.1 in a thread. ``files``: URL path -> bytes sent WITHOUT a
+    Content-Length (the body ends when the connection closes), or None for an endless body."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files: dict[str, bytes | None] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path not in server.files:
+                    self.send_error(404)
+                    return
+                body = server.files[self.path]
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    if body is not None:
+                        self.wfile.write(body)
+                        return
+                    while True:  # endless: until the client hangs up
+                        self.wfile.write(b"\0" * 65536)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def raw_server():
+    server = RawServer()
+    yield server
+    server.close()
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _dataset_zip(name: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    def png(seed: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (seed * 40, 0, 0)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    return _zip({f"{name}/trainA/{i}.png": png(i) for i in range(3)} | {f"{name}/trainB/{i}.png": png(i + 3)
+                                                                       for i in range(3)})
+
+
+def _download(server: RawServer, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_cli("download", *args, "--base-url", server.url, "--no-progress", cwd=cwd, timeout=120)
+
+
+def test_a_truncated_zip_without_content_length_is_not_kept(raw_server, tmp_path):
+    whole = _dataset_zip("facades")
+    raw_server.files["/datasets/facades.zip"] = whole[: len(whole) * 2 // 3]
+    r = _download(raw_server, tmp_path, "dataset", "facades")
+    error_line(r, 2, "facades.zip", "not an intact zip file", "truncated")
+    assert not (tmp_path / "datasets").exists()  # nothing kept, no empty folder
+    raw_server.files["/datasets/facades.zip"] = whole  # the next try works
+    r = _download(raw_server, tmp_path, "dataset", "facades")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "datasets" / "facades" / "trainA").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_an_endless_body_is_capped(raw_server, tmp_path):
+    raw_server.files["/datasets/facades.zip"] = None
+    r = _download(raw_server, tmp_path, "dataset", "facades", "--max-size", "2")
+    error_line(r, 2, "facades.zip is larger than the 2 MiB", "--max-size", "nothing was kept")
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_a_truncated_pth_without_content_length_is_not_kept(raw_server, tmp_path):
+    from tiny_models import original_pth
+
+    original_pth(tmp_path / "served.pth", netG="resnet_9blocks", ngf=4)
+    data = (tmp_path / "served.pth").read_bytes()
+    raw_server.files["/pretrained_models/horse2zebra.pth"] = data[: len(data) // 2]
+    r = _download(raw_server, tmp_path, "weights", "horse2zebra")
+    error_line(r, 2, "latest_net_G.pth.part", "truncated download")
+    assert not (tmp_path / "checkpoints").exists()
+    raw_server.files["/pretrained_models/horse2zebra.pth"] = data
+    r = _download(raw_server, tmp_path, "weights", "horse2zebra")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "checkpoints" / "horse2zebra_pretrained" / "latest_net_G.pth").read_bytes() == data
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"facades/trainA": b"a file", "facades/trainA/x.png": b"..."}, "both a file and a folder named facades/trainA"),
+    ({"elsewhere/trainA/x.png": b"..."}, "does not hold the folder facades/"),
+    ({"facades/trainA/x.png": b"\0" * (120 << 20)}, "zip bomb"),
+])
+def test_crafted_zips_are_refused(raw_server, tmp_path, entries, message):
+    raw_server.files["/datasets/facades.zip"] = _zip(entries)
+    if message == "zip bomb":  # the size check comes at extraction: the zip itself is intact
+        r = _download(raw_server, tmp_path, "dataset", "facades", "--keep-zip")
+    else:
+        r = _download(raw_server, tmp_path, "dataset", "facades")
+    error_line(r, 2, "facades.zip", message)
+    assert not (tmp_path / "datasets" / "facades").exists()
+
+
+def test_a_file_where_the_data_set_folder_goes(raw_server, tmp_path):
+    raw_server.files["/datasets/facades.zip"] = _dataset_zip("facades")
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "facades").write_text("my notes")
+    r = _download(raw_server, tmp_path, "dataset", "facades")
+    error_line(r, 2, f"{Path('datasets/facades')} exists and is a file", "move it away or pass another --root")
+    assert (tmp_path / "datasets" / "facades").read_text() == "my notes"
+
+
+def test_download_list_promises_nothing_it_does_not_show(tmp_path):
+    r = run_cli("download", "list", cwd=tmp_path)
+    assert r.returncode == 0 and "cityscapes" in r.stdout
+    assert "see below" not in r.stdout

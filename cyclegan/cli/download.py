@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from cyclegan.data.images import DataError
-from cyclegan.inference.download import BASE_URL, BASE_URL_ENV, CITYSCAPES_STEPS, DATASETS, download_dataset, download_weights, prepare_cityscapes
+from cyclegan.core.argtypes import positive_int
+from cyclegan.inference.download import (BASE_URL, BASE_URL_ENV, CITYSCAPES_STEPS, DATASETS, MAX_DATASET_MB,
+                                         MAX_WEIGHTS_MB, download_dataset, download_weights, prepare_cityscapes)
 
 __all__ = ["add_download_commands"]
 
@@ -36,11 +38,12 @@ def _cmd_download(args: argparse.Namespace) -> int:
             out = prepare_cityscapes(args.gtfine, args.leftimg8bit, Path(args.root or "datasets") / "cityscapes")
         else:
             out = download_dataset(args.name, args.root or "datasets", base=args.base_url, force=args.force,
-                                   keep_zip=args.keep_zip, sha256=args.sha256, progress=not args.no_progress)
+                                   keep_zip=args.keep_zip, sha256=args.sha256, progress=not args.no_progress,
+                                   max_mb=args.max_size)
         print(out)
         return 0
     out = download_weights(args.name, args.root or "checkpoints", base=args.base_url, force=args.force,
-                           sha256=args.sha256, progress=not args.no_progress)
+                           sha256=args.sha256, progress=not args.no_progress, max_mb=args.max_size)
     print(out)
     return 0
 
@@ -59,6 +62,8 @@ def add_download_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", help=f"server to download from [${BASE_URL_ENV} or {BASE_URL}]")
     p.add_argument("--sha256", help="expected SHA-256 of the downloaded file (checked when given)")
     p.add_argument("--force", action="store_true", help="download again even if the target exists")
+    p.add_argument("--max-size", type=positive_int, metavar="MB",
+                   help=f"refuse a download larger than this [{MAX_DATASET_MB} for data sets, {MAX_WEIGHTS_MB} for weights]")
     p.add_argument("--keep-zip", action="store_true", help="keep the data set's zip file after extracting it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--gtfine", help="cityscapes: the unzipped gtFine folder of the official download")

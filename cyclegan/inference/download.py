@@ -18,6 +18,7 @@ symlinks, so a hostile archive cannot write outside the target folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -32,7 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from cyclegan import __version__
@@ -55,7 +56,7 @@ DATASETS: dict[str, str] = {
     "ukiyoe2photo": "1,433 ukiyo-e prints and landscape photos",
     "vangogh2photo": "401 Van Gogh paintings and landscape photos",
     "maps": "1,096 Google Maps satellite/map pairs (used unpaired)",
-    "cityscapes": "2,975 Cityscapes street photos and label maps (manual download, see below)",
+    "cityscapes": "2,975 Cityscapes street photos and label maps (manual steps: `cyclegan download dataset cityscapes`)",
     "facades": "400 CMP Facades photos and label maps",
     "iphone2dslr_flower": "1,813 iPhone and 3,316 DSLR flower photos from Flickr",
     "ae_photos": "a small set of test photos used in the paper's figures",
@@ -72,6 +73,12 @@ Cityscapes cannot be downloaded automatically: its licence forbids redistributio
      (the original release's prepare_cityscapes_dataset.py layout; val becomes test)."""
 
 _RETRIES = 3           # automatic resumes of one interrupted download
+#: Largest download kept, in MiB (--max-size): the biggest original data set is under 1.5 GiB and a
+#: published generator 44 MiB; a server that sends more (or never stops) is not the one meant.
+MAX_DATASET_MB = 4096
+MAX_WEIGHTS_MB = 256
+#: A zip that claims more than this many times its own size is a zip bomb (image zips are ~1x).
+MAX_ZIP_RATIO = 50
 _TIMEOUT_S = 30        # per connection attempt and read; a firewalled network fails in seconds, not minutes
 _CHUNK = 1 << 20
 
@@ -119,17 +126,55 @@ def _total_from(response: http.client.HTTPResponse, start: int) -> int | None:
 
 def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = None, sha256_prefix: str | None = None,
                   progress: bool = True, retries: int = _RETRIES, timeout: float = _TIMEOUT_S,
-                  offline_hint: str = "", on_progress: Callable[[int, int | None], None] | None = None) -> Path:
+                  offline_hint: str = "", max_bytes: int | None = None,
+                  check: Callable[[Path], None] | None = None,
+                  on_progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file with an HTTP
     Range request (and retrying up to ``retries`` times when the connection drops). The size is
     checked against the server's and, if given, the SHA-256 (or a prefix of it, as in torch hub
     file names); ``dest`` appears only when the whole file is there and checks out.
     ``offline_hint`` is appended to the message when the server cannot be reached;
-    ``on_progress(bytes so far, total or None)`` is called after every block (the app's bar)."""
+    ``on_progress(bytes so far, total or None)`` is called after every block (the app's bar).
+
+    A server that sends no Content-Length cannot be checked for truncation: ``check(part)``
+    (a zip's integrity, a state dict's keys) then decides, before the file is renamed into
+    place, and more than ``max_bytes`` (announced or received) is refused. A failed check
+    deletes the partial file."""
+    dest = Path(dest)
+    with _removed_if_empty_on_error(dest.parent):
+        return _download(url, dest, sha256, sha256_prefix, progress, retries, timeout, offline_hint, max_bytes, check,
+                         on_progress)
+
+
+@contextlib.contextmanager
+def _removed_if_empty_on_error(folder: Path) -> Iterator[None]:
+    """Create ``folder`` (and its missing parents); if the block fails, remove the ones created
+    here that are still empty, so a failed download leaves no empty folders behind."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for p in created:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _too_big(url: str, limit: int, part: Path) -> DownloadError:
+    part.unlink(missing_ok=True)
+    return DownloadError(f"{url} is larger than the {limit / 2**20:,.0f} MiB this download may take (--max-size); "
+                         "nothing was kept. Check that the server or --base-url is the right one")
+
+
+def _download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | None, progress: bool, retries: int,
+              timeout: float, offline_hint: str, max_bytes: int | None,
+              check: Callable[[Path], None] | None,
+              on_progress: Callable[[int, int | None], None] | None = None) -> Path:
     from tqdm import tqdm
 
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     attempt = 0
     while True:
@@ -165,6 +210,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
                 log.info("%s ignored the Range request; downloading %s from the start", url, dest.name)
                 start = 0
             total = _total_from(response, start)
+            if max_bytes is not None and total is not None and total > max_bytes:
+                raise _too_big(url, max_bytes, part)
             bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                        desc=dest.name, file=sys.stderr, disable=not progress, dynamic_ncols=True, mininterval=0.5)
             try:
@@ -177,6 +224,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
                         bar.update(len(block))
                         if on_progress is not None:
                             on_progress(bar.n, total)
+                        if max_bytes is not None and f.tell() > max_bytes:  # an endless body
+                            break
                     f.flush()
                     os.fsync(f.fileno())
             except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
@@ -184,6 +233,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
             finally:
                 bar.close()
         size = part.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise _too_big(url, max_bytes, part)
         if total is not None and size < total:
             if attempt < retries:
                 attempt += 1
@@ -205,6 +256,12 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
             part.unlink()
             raise DownloadError(f"{url}: SHA-256 {digest} does not match the expected {want}; the file was deleted "
                                 "(corrupt download or a changed file on the server)")
+    if check is not None:
+        try:
+            check(part)
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
     os.replace(part, dest)
     return dest
 
@@ -233,9 +290,50 @@ def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+def _check_members(members: list[tuple[zipfile.ZipInfo, PurePosixPath | None]], archive: Path) -> None:
+    """Refuse names that would collide on disk: a file that is also a folder, a file twice."""
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
+    for info, rel in members:
+        if rel is None:
+            if info.is_dir():
+                folders.add(PurePosixPath(*[p for p in PurePosixPath(info.filename.replace("\\", "/")).parts
+                                            if p not in ("", ".")]))
+            continue
+        if rel in files:
+            raise DownloadError(f"{archive} holds {rel} twice; refusing to extract it")
+        files.add(rel)
+        folders.update(rel.parents)
+    clash = sorted(files & folders)
+    if clash:
+        raise DownloadError(f"{archive} holds both a file and a folder named {clash[0]}; refusing to extract it")
+
+
+def check_zip(archive: str | os.PathLike, top: str | None = None) -> None:
+    """DownloadError unless ``archive`` is an intact zip (central directory and every member's
+    CRC) whose members are safe to extract and, given ``top``, all inside the folder ``top``."""
+    archive = Path(archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [(info, _member_path(info, archive)) for info in zf.infolist()]
+            _check_members(members, archive)
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DownloadError(f"{archive} is not an intact zip file ({e}): a truncated or corrupt download") from e
+    if bad is not None:
+        raise DownloadError(f"{archive} is corrupt (bad CRC in {bad}): a truncated or corrupt download")
+    if top is not None:
+        outside = [str(rel) for _, rel in members
+                   if rel is not None and rel.parts[0] != top and not rel.parts[0].startswith("__MACOSX")]
+        if outside or not members:
+            raise DownloadError(f"{archive} does not hold the folder {top}/ the data set's zip has "
+                                f"({outside[0] if outside else 'it is empty'}); is --base-url the right server?")
+
+
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Extract ``archive`` into ``dest`` after checking every member (see :func:`_member_path`)
-    and that the disk has room; member CRCs are verified as they are read. Returns the files."""
+    """Extract ``archive`` into ``dest`` after checking every member (see :func:`_member_path`),
+    that no two collide, that it claims no more than :data:`MAX_ZIP_RATIO` times its size (a zip
+    bomb) and that the disk has room; member CRCs are verified as they are read. Returns the files."""
     archive, dest = Path(archive), Path(dest)
     try:
         zf = zipfile.ZipFile(archive)
@@ -243,7 +341,11 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
         raise DownloadError(f"{archive} is not a readable zip file ({e}); delete it and download again") from e
     with zf:
         members = [(info, _member_path(info, archive)) for info in zf.infolist()]
+        _check_members(members, archive)
         need = sum(info.file_size for info, _ in members)
+        if need > MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20):
+            raise DownloadError(f"{archive} would expand to {need / 2**30:,.1f} GiB from {archive.stat().st_size:,} "
+                                f"bytes (over {MAX_ZIP_RATIO}x: a zip bomb?); refusing to extract it")
         dest.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(dest).free
         if need > free:
@@ -274,7 +376,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
 
 def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: str | None = None,
                      force: bool = False, keep_zip: bool = False, sha256: str | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, max_mb: int | None = None) -> Path:
     """Download and extract the data set ``name`` into ``root/name`` (trainA, trainB, testA, testB).
     The zip is extracted into a hidden folder first and renamed into place, so an interrupted
     extraction never leaves a half data set that looks complete."""
@@ -284,11 +386,15 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: s
         raise DownloadError(CITYSCAPES_STEPS)
     root = Path(root)
     target = root / name
+    for path in (target, *target.parents):
+        if path.exists() and not path.is_dir():
+            raise DownloadError(f"{path} exists and is a file, not a folder; move it away or pass another --root")
     if target.exists() and any(target.iterdir()) and not force:
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target
     url = f"{base_url(base)}/datasets/{name}.zip"
-    archive = download_file(url, root / f"{name}.zip", sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT)
+    archive = download_file(url, root / f"{name}.zip", sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
+                            max_bytes=(max_mb or MAX_DATASET_MB) << 20, check=lambda part: check_zip(part, name))
     staging = root / f".{name}.extracting"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -326,11 +432,12 @@ def _check_weights(path: Path, name: str) -> None:
     stale InstanceNorm statistics) are those of the published ResNet-9 generator."""
     import torch
 
+    from cyclegan.core.checkpoint import CheckpointError, load_torch_file
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DownloadError(f"{path} is not loadable PyTorch weights ({type(e).__name__}: {e}); delete it and "
-                            "download again") from e
+        state = load_torch_file(path, "a published generator's state dict was expected (a truncated download?)")
+    except CheckpointError as e:
+        raise DownloadError(str(e)) from e
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DownloadError(f"{path} is not a generator state dict; delete it and download again")
     expected = _expected_keys()
@@ -342,28 +449,26 @@ def _check_weights(path: Path, name: str) -> None:
 
 def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base: str | None = None,
                      force: bool = False, sha256: str | None = None, progress: bool = True,
+                     max_mb: int | None = None,
                      on_progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download the original release's published generator ``name`` to
     ``root/NAME_pretrained/latest_net_G.pth`` (the original layout; ``cyclegan translate --model
-    NAME`` finds it there) and check it loads as that generator."""
+    NAME`` finds it there) and check it loads as that generator before it is kept."""
     from cyclegan.inference.sources import PUBLISHED_GENERATORS
 
     if name not in PUBLISHED_GENERATORS:
         raise DownloadError(f"unknown published model {name!r}; available: {', '.join(PUBLISHED_GENERATORS)}")
     target = Path(root) / f"{name}_pretrained" / "latest_net_G.pth"
+    for path in target.parents:
+        if path.exists() and not path.is_dir():
+            raise DownloadError(f"{path} exists and is a file, not a folder; move it away or pass another --root")
     if target.exists() and not force:
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target
     url = f"{base_url(base)}/pretrained_models/{name}.pth"
-    staged = download_file(url, target.with_name(f"{name}.pth.download"), sha256=sha256, progress=progress,
-                           offline_hint=_MIRROR_HINT, on_progress=on_progress)
-    try:
-        _check_weights(staged, name)
-    except DownloadError:
-        staged.unlink(missing_ok=True)
-        raise
-    os.replace(staged, target)
-    return target
+    return download_file(url, target, sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
+                         max_bytes=(max_mb or MAX_WEIGHTS_MB) << 20, check=lambda part: _check_weights(part, name),
+                         on_progress=on_progress)
 
 
 # --------------------------------------------------------------------------------------------
