@@ -25,8 +25,10 @@ from gradio import FileData  # noqa: E402
 from cyclegan import app as logic  # noqa: E402
 from cyclegan.app import media, published  # noqa: E402
 from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
+from cyclegan.app.memory import MemoryTrimmer, limit_malloc_arenas  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
+_TRIMMER = MemoryTrimmer()
 
 SIZE_CHOICES = [("Training size (fast; what the model saw)", "train"), ("Full resolution", "full")]
 # System fonts: the default theme would fetch Google Fonts, which an offline machine cannot reach.
@@ -65,6 +67,8 @@ def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         log.exception("unexpected error in %s", getattr(action, "__name__", action))
         raise gr.Error(f"Something went wrong ({type(e).__name__}); the details are in the server's log. "
                        "Try another input or model.", print_exception=False) from None
+    finally:
+        _TRIMMER.after_request()
     for note in getattr(result, "notes", ()):
         gr.Warning(note)
     return result
@@ -342,6 +346,7 @@ def _api(backend: logic.AppBackend, default_model: str | None, model_calls: dict
 
 def serve(settings: logic.AppSettings, *, block: bool = True) -> gr.Blocks:
     """Build the app on ``settings`` and serve it; ``block=False`` returns once it is serving."""
+    limit_malloc_arenas()  # before gradio starts its worker threads (see cyclegan.app.memory)
     backend = logic.AppBackend(settings)
     try:
         backend.preload()
