@@ -43,7 +43,9 @@ def run_load(url: str, pid: int, folder: Path, clients: int, requests: int | Non
     (``requests`` each, or until ``seconds`` have passed). Returns the figures."""
     from gradio_client import Client, handle_file
 
-    src = write_image(folder / "photo.png", 48, 64)
+    side = int(os.environ.get("LOAD_SIDE", "0"))  # larger uploads: LOAD_SIDE x LOAD_SIDE pixels
+    upload = (side, side) if side else (48, 64)
+    src = write_image(folder / "photo.png", *upload)
     warm = Client(url, verbose=False, download_files=str(folder / "dl-warm"))
     for _ in range(3):  # load the model, fill caches: RSS is measured after this
         warm.predict(handle_file(str(src)), "model|AtoB", False, api_name="/translate")
@@ -63,7 +65,7 @@ def run_load(url: str, pid: int, folder: Path, clients: int, requests: int | Non
         n = 0
         while (requests is not None and n < requests) or (seconds is not None and time.perf_counter() - start < seconds):
             n += 1
-            mine = src if same_input else write_image(folder / f"in-{i}-{n}.png", 48, 64, seed=1000 * i + n)
+            mine = src if same_input else write_image(folder / f"in-{i}-{n}.png", *upload, seed=1000 * i + n)
             t = time.perf_counter()
             try:
                 download = c.predict(handle_file(str(mine)), "model|AtoB", False, api_name="/translate")

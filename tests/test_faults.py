@@ -86,13 +86,19 @@ def test_an_overflowing_update_is_never_saved(tmp_path, lr, saved):
         assert all_finite(load_checkpoint(path)), path
 
 
-def test_nonfinite_gradients_leave_weights_and_ema_unchanged():
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+def test_nonfinite_gradients_leave_weights_and_ema_unchanged(fused):
+    """fused: the CUDA path (Adam skips on the device, the EMA step is weighted by the flag, no
+    host sync), run here with the CPU's fused Adam."""
     from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 
     torch.manual_seed(0)
     model = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, ema_decay=0.9))
+    for opt in model.optimizers.values():
+        for group in (opt.defaults, *opt.param_groups):
+            group.update(fused=fused or None, foreach=False if fused else None)
     first = next(model.generators.parameters())
-    first.register_hook(lambda g: g * float("nan"))  # finite loss, NaN gradient
+    hook = first.register_hook(lambda g: g * float("nan"))  # finite loss, NaN gradient
     before = {k: v.clone() for k, v in model.state_dict().items() if "generators" in k}
     d_before = next(model.discriminators.parameters()).clone()
     g = torch.Generator().manual_seed(1)
@@ -102,7 +108,13 @@ def test_nonfinite_gradients_leave_weights_and_ema_unchanged():
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())  # G and its EMA untouched
     assert not torch.equal(d_before, next(model.discriminators.parameters()))  # D's update went on
-    assert model.ema_updates == 0
+    assert model.ema_updates == (1 if fused else 0)  # fused: counted, with a step of weight 0
+    hook.remove()  # a finite step updates G and its average again
+    model.train_step({k: torch.rand(1, 3, 32, 32, generator=g) * 2 - 1 for k in "AB"})
+    assert model.grads_finite["G"]
+    after = model.state_dict()
+    assert not torch.equal(before["generators.G_A.model.1.weight"], after["generators.G_A.model.1.weight"])
+    assert not torch.equal(before["ema_generators.G_A.model.1.weight"], after["ema_generators.G_A.model.1.weight"])
 
 
 def test_checkpoint_and_export_writers_refuse_nonfinite_tensors(tmp_path):

@@ -192,13 +192,14 @@ class GANModel(nn.Module):
         leaves the average as it is."""
         if self.ema_generators is None:
             return
-        if finite is not None and finite.device.type == "cpu" and not finite.item():
+        on_device = finite is not None and bool(self.optimizers["G"].defaults.get("fused"))
+        if finite is not None and not on_device and not finite.item():  # _update already waited for it
             return
         decay = ema_decay_at(self.ema_decay, self.ema_updates)
         ema, params = list(self.ema_generators.parameters()), list(self.generators.parameters())
-        if finite is None or finite.device.type == "cpu":
+        if not on_device:
             torch._foreach_lerp_(ema, params, 1.0 - decay)
-        else:  # on an accelerator, without waiting for it: a weight of 0 when the update was skipped
+        else:  # fused Adam skipped on the device; so does the average, without waiting: weight 0
             step = torch._foreach_sub(params, ema)
             torch._foreach_mul_(step, finite.float() * (1.0 - decay))
             torch._foreach_add_(ema, step)
