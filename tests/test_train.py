@@ -357,7 +357,7 @@ def test_sigint_saves_then_exits(tmp_path):
     assert status == 130, out  # 128 + SIGINT: an interrupted run does not look finished
     assert "SIGINT received" in out and "resume with --resume" in out
     it = load_checkpoint(ckdir / "latest.pt")["counters"]["iteration"]
-    assert it > 3 and (ckdir / f"iter_{it:08d}.pt").exists()
+    assert it >= 3 and (ckdir / f"iter_{it:08d}.pt").exists()  # a signal during the save at 3 stops there
 
 
 def test_bf16_channels_last_losses_and_gradients_follow_fp32(dataroot):
