@@ -39,11 +39,7 @@ def _smoothing(text: str) -> float:
     return value
 
 
-def _crf(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 51, got {text}")
-    return value
+_crf = int_between(0, 51, "a video quality (CRF: 0 lossless, 51 worst)")
 
 
 def add_architecture_args(p: argparse.ArgumentParser) -> None:
