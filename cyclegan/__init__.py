@@ -22,7 +22,7 @@ _API = {
     "translate_folder": "cyclegan.inference.folder",
     "translate_video": "cyclegan.inference.video",
     "LatentSampler": "cyclegan.inference.mnist_sampler",
-    "train": "cyclegan.training.cyclegan",
+    "train": "cyclegan.training.run",
     "CycleGANConfig": "cyclegan.models.cyclegan",
 }
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cyclegan.inference.translator import Translator
     from cyclegan.inference.video import translate_video
     from cyclegan.models.cyclegan import CycleGANConfig
-    from cyclegan.training.cyclegan import train
+    from cyclegan.training.run import train
 
 
 def __getattr__(name: str) -> Any:

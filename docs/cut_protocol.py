@@ -105,17 +105,18 @@ def _memory(model: str, size: int, paper_networks: bool) -> dict:
     import torch
 
     from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_configs
+    from cyclegan.cli.train import train_config
     from cyclegan.models.cut import build_model
+    from cyclegan.training.config import with_optimizers
 
     torch.set_num_threads(1)
     sizes = (["--size", str(size)] + (["--netG", "resnet_9blocks", "--ngf", "64", "--ndf", "64", "--channels", "3"]
                                        if paper_networks else []))
     argv = ["train", *common("unused", "unused", "cost", 0, 1), *sizes, "--model", model]
-    model_cfg, _ = train_configs(build_parser().parse_args(argv))
+    run = train_config(build_parser().parse_args(argv))
     torch.manual_seed(0)
-    m = build_model(model_cfg)
-    channels = model_cfg.input_nc
+    m = with_optimizers(build_model(run.model), run.optim)
+    channels = run.model.input_nc
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, channels, size, size, generator=g) * 2 - 1 for k in "AB"}
     m.train_step(batch)  # gradients and Adam moments exist from here on
@@ -147,16 +148,17 @@ def cmd_cost(args: argparse.Namespace) -> int:
     import torch
 
     from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_configs
+    from cyclegan.cli.train import train_config
     from cyclegan.models.cut import build_model
+    from cyclegan.training.config import with_optimizers
 
     torch.set_num_threads(1)
     models = {}
     for model in MODELS:
         argv = ["train", *common(args.data, args.runs, "cost", 0, 1), "--model", model]
-        model_cfg, _ = train_configs(build_parser().parse_args(argv))
+        run = train_config(build_parser().parse_args(argv))
         torch.manual_seed(0)
-        models[model] = build_model(model_cfg)
+        models[model] = with_optimizers(build_model(run.model), run.optim)
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, 1, 32, 32, generator=g) * 2 - 1 for k in "AB"}
     times: dict[str, list[float]] = {m: [] for m in models}

@@ -101,16 +101,17 @@ def cmd_cost(args: argparse.Namespace) -> int:
     import torch
 
     from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_configs
+    from cyclegan.cli.train import train_config
     from cyclegan.models.cyclegan import CycleGAN
+    from cyclegan.training.config import with_optimizers
 
     torch.set_num_threads(1)
     models = {}
     for setting in args.settings:
         argv = ["train", *common(args.data, args.runs, "cost", 0, args.iters), *SETTINGS[setting]]
-        model_cfg, _ = train_configs(build_parser().parse_args(argv))
+        run = train_config(build_parser().parse_args(argv))
         torch.manual_seed(0)
-        models[setting] = CycleGAN(model_cfg)
+        models[setting] = with_optimizers(CycleGAN(run.model), run.optim)
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, 1, 32, 32, generator=g) * 2 - 1 for k in "AB"}
     times: dict[str, list[float]] = {s: [] for s in models}

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig  # noqa: E402
 from cyclegan.models.gan import Precision  # noqa: E402
+from cyclegan.training.config import with_optimizers  # noqa: E402
 
 
 def image_pairs(n: int, size: int, seed: int = 1234) -> list[dict[str, torch.Tensor]]:
@@ -42,7 +43,7 @@ def image_pairs(n: int, size: int, seed: int = 1234) -> list[dict[str, torch.Ten
 
 def run(config: dict, pairs, device: torch.device, seed: int, netG: str) -> dict:
     torch.manual_seed(seed)
-    model = CycleGAN(CycleGANConfig(netG=netG), seed=seed).to(device)
+    model = with_optimizers(CycleGAN(CycleGANConfig(netG=netG), seed=seed)).to(device)
     mf = torch.channels_last if config["channels_last"] else torch.contiguous_format
     model.to(memory_format=mf)
     model.precision = Precision(device.type, config["precision"])

@@ -62,7 +62,7 @@ def test_train_from_python_matches_the_cli_defaults(tmp_path):
     state = load_checkpoint(ckpt)
     # the CLI's rule: sizes up to 128 pick ResNet-6 when no generator is named
     assert state["model_config"]["netG"] == "resnet_6blocks" and state["model_config"]["ngf"] == 4
-    assert state["train_config"]["size"] == 32
+    assert state["run_config"]["data"]["size"] == 32
     with pytest.raises(TypeError, match="unknown options"):
         cyclegan.train(tmp_path / "data", learning_rate=1.0)
 

@@ -13,18 +13,27 @@ from PIL import Image
 
 from cyclegan.core.checkpoint import load_checkpoint, load_export
 from cyclegan.cli.main import build_parser
-from cyclegan.cli.train import train_configs
+from cyclegan.cli.train import train_config
 from cyclegan.models.cut import CUT, MODES, RESNET_NCE_LAYERS, CUTConfig, encode, patch_nce_loss, sample_patch_ids
-from cyclegan.training.cyclegan import TrainConfig, train_cyclegan
+from cyclegan.training.config import with_optimizers
+from cyclegan.training.kinds import resolve
+from cyclegan.training.run import run as run_training
 from test_train import cli, make_domain
 from tiny_models import one_thread  # noqa: F401
 
-TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4, num_patches=16, netF_nc=8, n_epochs=1, n_epochs_decay=1)
+TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4, num_patches=16, netF_nc=8)
 
 
 def tiny_cut(mode: str = "cut", seed: int = 0, **kw) -> CUT:
     torch.manual_seed(seed)
-    return CUT(CUTConfig(model=mode, **MODES[mode], **{**TINY, **kw}), seed=seed)
+    return with_optimizers(CUT(CUTConfig(model=mode, **MODES[mode], **{**TINY, **kw}), seed=seed))
+
+
+def tiny_run(mode: str, dataroot, runs, **settings):
+    """A CUT / FastCUT run of tiny networks on 32 px crops, 1 + 1 epochs."""
+    return resolve(mode, {**TINY, "n_epochs": 1, "n_epochs_decay": 1, "name": "t", "runs_dir": str(runs),
+                          "dataroot": str(dataroot), "size": 32, "num_workers": 0, "preview_every": 0,
+                          "log_every": 1, **settings})
 
 
 def images(seed: int, n: int = 1, size: int = 32) -> dict:
@@ -141,23 +150,25 @@ def test_btoa_model_holds_g_b_and_learns_from_b():
 
 
 def parse(*argv):
-    return train_configs(build_parser().parse_args(["train", "--dataroot", "d", *argv]))
+    return train_config(build_parser().parse_args(["train", "--dataroot", "d", *argv]))
 
 
 def test_model_flag_presets_and_foreign_flags():
-    m, _ = parse()
-    assert type(m).__name__ == "CycleGANConfig"
-    m, _ = parse("--model", "cut")
+    assert type(parse().model).__name__ == "CycleGANConfig"
+    m = parse("--model", "cut").model
     assert (m.model, m.lambda_NCE, m.nce_idt, m.flip_equivariance, m.gan_mode, m.ema_decay) == \
         ("cut", 1.0, True, False, "hinge", 0.999)
-    m, t = parse("--model", "cut", "--preset", "paper")
+    r = parse("--model", "cut", "--preset", "paper")
+    m, o, s = r.model, r.optim, r.schedule
     # the reference code's recipe, written out: lsgan, Adam 2e-4 (0.5, 0.999), xavier, 200 + 200 epochs
-    assert (m.gan_mode, m.lr, m.beta1, m.beta2, m.init_type, m.ema_decay, m.n_epochs, m.n_epochs_decay) == \
+    assert (m.gan_mode, o.lr, o.beta1, o.beta2, m.init_type, m.ema_decay, s.n_epochs, s.n_epochs_decay) == \
         ("lsgan", 2e-4, 0.5, 0.999, "xavier", 0.0, 200, 200)
-    assert (m.num_patches, m.nce_T, m.netF_nc, m.lambda_NCE, t.batch_size, t.size) == (256, 0.07, 256, 1.0, 1, 256)
-    m, _ = parse("--model", "fastcut", "--preset", "paper")
-    assert (m.lambda_NCE, m.nce_idt, m.flip_equivariance, m.n_epochs, m.n_epochs_decay) == (10.0, False, True, 150, 50)
-    m, _ = parse("--model", "fastcut", "--lambda-NCE", "3", "--nce-idt", "--direction", "BtoA")
+    assert (m.num_patches, m.nce_T, m.netF_nc, m.lambda_NCE, r.loop.batch_size, r.data.size) == \
+        (256, 0.07, 256, 1.0, 1, 256)
+    r = parse("--model", "fastcut", "--preset", "paper")
+    assert (r.model.lambda_NCE, r.model.nce_idt, r.model.flip_equivariance, r.schedule.n_epochs,
+            r.schedule.n_epochs_decay) == (10.0, False, True, 150, 50)
+    m = parse("--model", "fastcut", "--lambda-NCE", "3", "--nce-idt", "--direction", "BtoA").model
     assert (m.lambda_NCE, m.nce_idt, m.direction) == (3.0, True, "BtoA")
     with pytest.raises(ValueError, match=r"--lambda-A, --pool-size: not a setting of --model cut"):
         parse("--model", "cut", "--lambda-A", "5", "--pool-size", "0")
@@ -183,10 +194,7 @@ def _weights(ckpt):
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
 def test_resume_is_bit_identical(dataroot, tmp_path, mode):
     def run(folder, iters, resume=False):
-        model = CUTConfig(model=mode, **MODES[mode], **TINY)
-        cfg = TrainConfig(name="t", runs_dir=str(tmp_path / folder), dataroot=str(dataroot), size=32, num_workers=0,
-                          preview_every=0, log_every=1, max_iters=iters, save_every=0)
-        return train_cyclegan(model, cfg, resume=resume, runtime_overrides={"max_iters": iters})
+        return run_training(tiny_run(mode, dataroot, tmp_path / folder, max_iters=iters, save_every=0), resume=resume)
 
     straight = run("straight", 4)
     run("resumed", 2)
@@ -199,22 +207,19 @@ def test_resume_is_bit_identical(dataroot, tmp_path, mode):
     assert torch.equal(sa["extra"]["patch_rng"], sb["extra"]["patch_rng"])
 
 
-def _tiny_run(dataroot, runs, mode="cut", **loop):
-    model = CUTConfig(model=mode, **MODES[mode], **TINY)
-    cfg = TrainConfig(name="t", runs_dir=str(runs), dataroot=str(dataroot), size=32, num_workers=0, preview_every=0,
-                      log_every=1, max_iters=2, **loop)
-    return load_checkpoint(train_cyclegan(model, cfg))
+def _tiny_state(dataroot, runs, mode="cut", **loop):
+    return load_checkpoint(run_training(tiny_run(mode, dataroot, runs, max_iters=2, **loop)))
 
 
 def test_bf16_channels_last(dataroot, tmp_path):
-    state = _tiny_run(dataroot, tmp_path, "fastcut", precision="bf16", channels_last=True)
-    assert state["train_config"]["precision"] == "bf16" and state["counters"]["iteration"] == 2
+    state = _tiny_state(dataroot, tmp_path, "fastcut", precision="bf16", channels_last=True)
+    assert state["run_config"]["loop"]["precision"] == "bf16" and state["counters"]["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 @pytest.mark.slow
 def test_compile_trains(dataroot, tmp_path):
-    state = _tiny_run(dataroot, tmp_path, compile=True)
+    state = _tiny_state(dataroot, tmp_path, compile=True)
     assert state["counters"]["iteration"] == 2
     assert not any("_orig_mod" in k for k in state["model"])
 
@@ -260,10 +265,7 @@ def test_app_lists_a_cut_run_with_its_one_direction(dataroot, tmp_path):
     from cyclegan.app.settings import AppSettings
 
     for name, direction in (("ab", "AtoB"), ("ba", "BtoA")):
-        model = CUTConfig(model="cut", direction=direction, **TINY)
-        cfg = TrainConfig(name=name, runs_dir=str(tmp_path / "runs"), dataroot=str(dataroot), size=32,
-                          num_workers=0, preview_every=0, max_iters=1)
-        train_cyclegan(model, cfg)
+        run_training(tiny_run("cut", dataroot, tmp_path / "runs", name=name, direction=direction, max_iters=1))
     (tmp_path / "runs" / "ba" / "generators.safetensors").unlink()  # a run with a checkpoint only
     app = AppBackend(AppSettings(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "ck", bundled=False,
                                  device="cpu", output_dir=tmp_path / "out"))

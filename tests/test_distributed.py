@@ -277,7 +277,7 @@ def test_mnist_gan_scales_through_the_shared_loop(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 4 x 2 rank(s)" in r.stderr
     state = load_checkpoint(tmp_path / "runs" / "m" / "checkpoints" / "latest.pt")
-    lr = state["model_config"]["lr"]
+    lr = state["run_config"]["optim"]["lr"]
     for opt in state["optimizers"].values():  # --scale-lr: linear in the world size
         assert opt["param_groups"][0]["lr"] == pytest.approx(2 * lr)
     ranks = state["per_rank"]

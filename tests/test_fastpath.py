@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from cyclegan.core import fastpath
+from cyclegan.core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_train_header_and_config_say_which_path_ran(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fast path: bf16 + eager (CPU with native bf16" in r.stderr
     saved = yaml.safe_load((tmp_path / "runs" / "auto" / "config.yaml").read_text())
-    assert saved["train"]["precision"] == "auto" and saved["fast_path"]["precision"] == "bf16"
+    assert saved["loop"]["precision"] == "auto" and saved["fast_path"]["precision"] == "bf16"
     assert saved["fast_path"]["compile"] is False
 
     r = _train(tmp_path, "ref", "--precision", "fp32", "--no-compile", cpu_flags="avx512_bf16")
@@ -116,3 +117,21 @@ def test_train_header_and_config_say_which_path_ran(tmp_path):
 
     r = _train(tmp_path, "avx2", cpu_flags="avx2 fma")
     assert r.returncode == 0 and "fast path: fp32 + eager (CPU without native bf16" in r.stderr
+
+
+def test_a_compile_failure_falls_back_to_eager_in_one_line(tmp_path, monkeypatch):
+    # A real failure: inductor finds no C++ compiler, as on a machine without one (its cache is
+    # fresh, so nothing compiled earlier is reused). The run goes on in eager mode, says so in one
+    # line, writes its previews (eager too) and saves a plain model.
+    for var, value in (("CXX", "/nonexistent/c++"), ("CC", "/nonexistent/cc"),
+                       ("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor")), ("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")):
+        monkeypatch.setenv(var, value)
+    r = _train(tmp_path, "nocc", "--compile", "--preview-every", "1", "--precision", "fp32", cpu_flags="avx2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if "torch.compile failed" in line]
+    assert len(lines) == 1 and lines[0].endswith("continuing in eager mode"), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    run = tmp_path / "runs" / "nocc"
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["counters"]["iteration"] == 2 and not any("_orig_mod" in k for k in state["model"])
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["iter_00000001.png", "iter_00000002.png"]

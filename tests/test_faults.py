@@ -91,9 +91,10 @@ def test_nonfinite_gradients_leave_weights_and_ema_unchanged(fused):
     """fused: the CUDA path (Adam skips on the device, the EMA step is weighted by the flag, no
     host sync), run here with the CPU's fused Adam."""
     from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+    from cyclegan.training.config import with_optimizers
 
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, ema_decay=0.9))
+    model = with_optimizers(CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, ema_decay=0.9)))
     for opt in model.optimizers.values():
         for group in (opt.defaults, *opt.param_groups):
             group.update(fused=fused or None, foreach=False if fused else None)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cyclegan.models import gan, image_pool, init, losses
+from cyclegan.training.config import OptimConfig, with_optimizers
 
 
 def _sig(x):
@@ -188,7 +189,7 @@ class ToyGAN(gan.GANModel):
         self.generators = nn.ModuleDict({"G": nn.Linear(1, 1)})
         self.discriminators = nn.ModuleDict({"D": nn.Linear(1, 1)})
         self.loss = losses.make_loss(loss)
-        self.make_optimizers(1e-2, 1e-2, (0.5, 0.999))
+        with_optimizers(self, OptimConfig(lr=1e-2))
         self.order: list[str] = []
         self.d_grad_during_g = None
 

@@ -12,12 +12,13 @@ import torch
 from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
-from cyclegan.training.cyclegan import train_cyclegan
+from cyclegan.training.config import with_optimizers
+from cyclegan.training.run import run as run_training
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.loading import load_generator
 
 from test_distributed import TINY as TINY_FLAGS, env, torchrun_cmd
-from test_train import dataroot, tiny_configs  # noqa: F401  (fixture)
+from test_train import dataroot, tiny_run  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.gpu
 SMALL = dict(netG="resnet_6blocks", ngf=8, ndf=8)
@@ -31,7 +32,7 @@ def _batch(size=64, device="cuda", memory_format=torch.contiguous_format):
 
 def _first_step_losses(device, precision="fp32", channels_last=False):
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**SMALL)).to(device)
+    model = with_optimizers(CycleGAN(CycleGANConfig(**SMALL))).to(device)
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=mf)
     model.precision = Precision(torch.device(device).type, precision)
@@ -48,28 +49,28 @@ def test_cuda_step_follows_cpu_fp32(precision, channels_last, tol):
 
 
 def test_fused_adam_and_cudnn_benchmark_in_training(dataroot, tmp_path):  # noqa: F811
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=3, device="cuda", precision="bf16", channels_last=True)
-    ckpt = train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=3, device="cuda", precision="bf16", channels_last=True)
+    ckpt = run_training(cfg)
     assert torch.backends.cudnn.benchmark
     state = load_checkpoint(ckpt)
     assert all(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
     # a GPU run resumes on the CPU: Adam falls back from the fused CUDA kernel
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=5, device="cpu")
-    ckpt = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 5, "device": "cpu"})
+    cfg = tiny_run(dataroot, tmp_path, max_iters=5, device="cpu")
+    ckpt = run_training(cfg, resume=True)
     state = load_checkpoint(ckpt)
     assert state["counters"]["iteration"] == 5
     assert not any(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
 
 
 def test_compile_trains_on_cuda(dataroot, tmp_path):  # noqa: F811
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=3, device="cuda", compile=True, channels_last=True)
-    state = load_checkpoint(train_cyclegan(model, cfg))
+    cfg = tiny_run(dataroot, tmp_path, max_iters=3, device="cuda", compile=True, channels_last=True)
+    state = load_checkpoint(run_training(cfg))
     assert state["counters"]["iteration"] == 3
 
 
 def test_translation_on_cuda_matches_cpu(dataroot, tmp_path):  # noqa: F811
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2)
-    train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=2)
+    run_training(cfg)
     run = tmp_path / "t"
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     cpu = Translator(load_generator(run, "AtoB"), device="cpu", precision="fp32").forward(x)
@@ -88,15 +89,15 @@ def test_torchrun_nccl_one_gpu(dataroot, tmp_path):  # noqa: F811
 
 def test_cuda_graphs_through_the_training_loop(dataroot, tmp_path):  # noqa: F811
     """--compile --compile-mode reduce-overhead (CUDA graph replays) with previews, saves and resume."""
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=4, device="cuda", compile=True,
+    cfg = tiny_run(dataroot, tmp_path, max_iters=4, device="cuda", compile=True,
                               compile_mode="reduce-overhead", precision="bf16", channels_last=True,
                               save_every=2)
     cfg.preview_every = 2
-    ckpt = train_cyclegan(model, cfg)
+    ckpt = run_training(cfg)
     assert len(list((tmp_path / "t" / "previews").glob("*.png"))) == 3  # iterations 1, 2, 4
     state = load_checkpoint(ckpt)
     assert state["counters"]["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, device="cuda")
-    ckpt = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 6})
+    cfg = tiny_run(dataroot, tmp_path, max_iters=6, device="cuda")
+    ckpt = run_training(cfg, resume=True)
     assert load_checkpoint(ckpt)["counters"]["iteration"] == 6

@@ -26,7 +26,9 @@ from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.mnist import MnistGAN, MnistGANConfig, sample_noise
 from cyclegan.data.mnist import DataSource, MnistDataset, load_idx_dir, read_idx, write_idx
 from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER, BUNDLED_GENERATOR, EXPORT_KIND, LatentSampler, slerp
-from cyclegan.training.mnist import MnistTrainConfig, train_mnist
+from cyclegan.training.config import OptimConfig, RunConfig, with_optimizers
+from cyclegan.training.kinds import resolve
+from cyclegan.training.run import run as run_training
 from cyclegan.models.networks import build_latent_discriminator, build_latent_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +220,8 @@ def _real_batch(n: int = 16) -> dict:
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))
 def test_each_loss_moves_d_and_g_the_right_way(loss, arch):
     torch.manual_seed(0)
-    model = MnistGAN(MnistGANConfig(netG=arch, netD=arch, gan_mode=loss, lr=1e-3, **TINY), preview_count=16)
+    model = with_optimizers(MnistGAN(MnistGANConfig(netG=arch, netD=arch, gan_mode=loss, **TINY), preview_count=16),
+                            OptimConfig(lr=1e-3))
     batch = _real_batch()
     D, G, z = model.discriminators["D"], model.generators["G"], model.fixed_z
 
@@ -251,7 +254,7 @@ def test_each_loss_moves_d_and_g_the_right_way(loss, arch):
 
 
 def test_d_steps_update_g_every_kth_step_and_wgangp_drops_batchnorm():
-    model = MnistGAN(MnistGANConfig(gan_mode="wgangp", d_steps=3, **TINY), preview_count=4)
+    model = with_optimizers(MnistGAN(MnistGANConfig(gan_mode="wgangp", d_steps=3, **TINY), preview_count=4))
     assert model.cfg.d_norm == "none"
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminators.modules())
     batch = _real_batch(4)
@@ -269,11 +272,9 @@ def test_d_steps_update_g_every_kth_step_and_wgangp_drops_batchnorm():
 # -- training runs ----------------------------------------------------------------------------------
 
 
-def _tiny_run(data: Path, runs: Path, **kw) -> tuple[MnistGANConfig, MnistTrainConfig]:
-    model = MnistGANConfig(gan_mode="wgangp", d_steps=2, **TINY)
-    cfg = MnistTrainConfig(name="r", runs_dir=str(runs), idx_dir=str(data), batch_size=4, preview_every=0,
-                           log_every=1, eval_samples=0, save_every=0, **kw)
-    return model, cfg
+def _tiny_run(data: Path, runs: Path, **kw) -> RunConfig:
+    return resolve("mnist", dict(gan_mode="wgangp", d_steps=2, **TINY, name="r", runs_dir=str(runs), idx_dir=str(data),
+                                 batch_size=4, preview_every=0, log_every=1, eval_samples=0, save_every=0, **kw))
 
 
 def test_loader_workers_are_stopped_when_training_ends(tmp_path):
@@ -286,7 +287,7 @@ def test_loader_workers_are_stopped_when_training_ends(tmp_path):
     before = set(multiprocessing.active_children())
     gc.disable()  # the reference cycle stays until the assertion, as it may at exit
     try:
-        train_mnist(*_tiny_run(data, tmp_path / "a", max_iters=2, num_workers=1))
+        run_training(_tiny_run(data, tmp_path / "a", max_iters=2, num_workers=1))
         assert set(multiprocessing.active_children()) <= before
     finally:
         gc.enable()
@@ -295,10 +296,9 @@ def test_loader_workers_are_stopped_when_training_ends(tmp_path):
 def test_resume_is_bit_identical(tmp_path):
     # 10 images, batch 4: 3 iterations per epoch, so iteration 4 is in the second epoch.
     data = write_mnist_files(tmp_path / "d", n_train=10, n_test=4)
-    straight = train_mnist(*_tiny_run(data, tmp_path / "a", max_iters=4))
-    train_mnist(*_tiny_run(data, tmp_path / "b", max_iters=2))
-    resumed = train_mnist(*_tiny_run(data, tmp_path / "b", max_iters=4), resume=True,
-                          runtime_overrides={"max_iters": 4})
+    straight = run_training(_tiny_run(data, tmp_path / "a", max_iters=4))
+    run_training(_tiny_run(data, tmp_path / "b", max_iters=2))
+    resumed = run_training(_tiny_run(data, tmp_path / "b", max_iters=4), resume=True)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["counters"] == b["counters"] == {"iteration": 4, "epoch": 1, "epoch_samples": 4}
     assert a["model"].keys() == b["model"].keys()
@@ -383,8 +383,7 @@ def test_interpolation_ends_at_the_seeds_and_walks_one_dimension(tmp_path):
 
 def test_load_from_run_folder_and_checkpoint_and_reject_others(tmp_path):
     data = write_mnist_files(tmp_path / "d", n_train=8, n_test=4)
-    model_cfg, cfg = _tiny_run(data, tmp_path / "runs", max_iters=1)
-    ckpt = train_mnist(model_cfg, cfg)
+    ckpt = run_training(_tiny_run(data, tmp_path / "runs", max_iters=1))
     from_run = LatentSampler.load(tmp_path / "runs" / "r")
     from_ckpt = LatentSampler.load(ckpt)
     assert from_run.path.name == "generators.safetensors" and from_run.meta["data"]["idx_dir"] == str(data)
@@ -426,8 +425,7 @@ def test_classifier_any_channels_and_size_features_and_report(tmp_path):
 
 def test_eval_command_uses_the_recorded_data(tmp_path, capsys):
     data = write_mnist_files(tmp_path / "d", n_train=30, n_test=12)
-    model_cfg, cfg = _tiny_run(data, tmp_path / "runs", max_iters=2)
-    train_mnist(model_cfg, cfg)
+    run_training(_tiny_run(data, tmp_path / "runs", max_iters=2))
     out = tmp_path / "eval.json"
     assert main(["mnist", "eval", str(tmp_path / "runs" / "r"), "--samples", "20", "--json", str(out)]) == 0
     text = capsys.readouterr().out

@@ -11,16 +11,17 @@ import torch
 from torch import nn
 
 from cyclegan.models import augment
-from cyclegan.core.checkpoint import load_checkpoint, load_export
+from cyclegan.core.checkpoint import load_checkpoint, load_export, run_settings
 from cyclegan.cli.main import build_parser
-from cyclegan.cli.train import train_configs
+from cyclegan.cli.train import train_config
 from cyclegan.models.cyclegan import PAPER_MODEL, CycleGAN, CycleGANConfig
 from cyclegan.models.gan import ema_decay_at
 from cyclegan.models.losses import r1_penalty
-from cyclegan.training.cyclegan import train_cyclegan
+from cyclegan.training.config import OptimConfig, with_optimizers
+from cyclegan.training.run import run as run_training
 from cyclegan.inference.loading import load_generator
 
-from test_train import dataroot, tiny_configs  # noqa: F401  (fixture)
+from test_train import dataroot, tiny_run  # noqa: F401  (fixture)
 
 TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4)
 ALL_ON = dict(ema_decay=0.9, diffaug="color,translation,cutout", spectral_norm=True, lr_d=4e-4, r1_gamma=1.0)
@@ -42,7 +43,7 @@ def test_ema_decay_ramp():
 
 def test_ema_update_arithmetic():
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**TINY, ema_decay=0.99))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY, ema_decay=0.99)))
     ema0 = [p.clone() for p in model.ema_generators.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(ema0, model.generators.parameters()))
     with torch.no_grad():                     # move the live weights, as an optimizer step would
@@ -59,7 +60,7 @@ def test_ema_update_arithmetic():
 
 def test_train_step_updates_ema_and_only_generators_learn():
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**TINY, ema_decay=0.5))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY, ema_decay=0.5)))
     before = copy.deepcopy(model.ema_generators.state_dict())
     model.train_step(_batch())
     assert model.ema_updates == 1
@@ -73,7 +74,7 @@ def test_train_step_updates_ema_and_only_generators_learn():
 
 def test_diffaug_same_transform_for_real_and_fake_within_a_step_and_new_next_step():
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**TINY, diffaug="color,translation,cutout"))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY, diffaug="color,translation,cutout")))
     x = _batch()["A"]
     a, b = model.augment(x), model.augment(x.clone())     # "real" and "fake" inputs of one step
     assert torch.equal(a, b)
@@ -107,7 +108,7 @@ def test_diffaug_bad_policy_is_a_clear_error():
 
 def test_diffaug_reaches_the_discriminator_in_both_updates():
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**TINY, diffaug="translation"))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY, diffaug="translation")))
     seen = []
     model.discriminators["D_A"].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     batch = _batch()
@@ -132,21 +133,21 @@ def test_r1_adds_to_the_discriminator_loss():
     losses = {}
     for gamma in (0.0, 10.0):
         torch.manual_seed(0)
-        losses[gamma] = CycleGAN(CycleGANConfig(**TINY, r1_gamma=gamma)).train_step(batch)
+        losses[gamma] = with_optimizers(CycleGAN(CycleGANConfig(**TINY, r1_gamma=gamma))).train_step(batch)
     assert losses[10.0]["D_A"] > losses[0.0]["D_A"]
     assert torch.equal(losses[10.0]["cycle_A"], losses[0.0]["cycle_A"])  # G step (first) unchanged
 
 
 def test_ttur_learning_rates():
-    model = CycleGAN(CycleGANConfig(**TINY, lr=1e-4, lr_d=4e-4))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY)), OptimConfig(lr=1e-4, lr_d=4e-4))
     assert model.optimizers["G"].param_groups[0]["lr"] == 1e-4
     assert model.optimizers["D"].param_groups[0]["lr"] == 4e-4
-    assert CycleGAN(CycleGANConfig(**TINY)).optimizers["D"].param_groups[0]["lr"] == 2e-4
+    assert with_optimizers(CycleGAN(CycleGANConfig(**TINY))).optimizers["D"].param_groups[0]["lr"] == 2e-4
 
 
 def test_spectral_norm_bounds_discriminator_layers():
     torch.manual_seed(0)
-    model = CycleGAN(CycleGANConfig(**TINY, spectral_norm=True))
+    model = with_optimizers(CycleGAN(CycleGANConfig(**TINY, spectral_norm=True)))
     convs = [m for m in model.discriminators.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(hasattr(m, "parametrizations") for m in convs)
     for _ in range(30):  # power iterations converge during training forwards
@@ -161,15 +162,9 @@ def test_spectral_norm_bounds_discriminator_layers():
 
 
 def test_all_improvements_resume_bit_identically_and_export_the_ema(dataroot, tmp_path):  # noqa: F811
-    def configs(runs, iters):
-        model, cfg = tiny_configs(dataroot, runs, max_iters=iters, save_every=0)
-        for k, v in ALL_ON.items():
-            setattr(model, k, v)
-        return model, cfg
-
-    straight = train_cyclegan(*configs(tmp_path / "straight", 4))
-    train_cyclegan(*configs(tmp_path / "resumed", 2))
-    resumed = train_cyclegan(*configs(tmp_path / "resumed", 4), resume=True, runtime_overrides={"max_iters": 4})
+    straight = run_training(tiny_run(dataroot, tmp_path / "straight", max_iters=4, save_every=0, **ALL_ON))
+    run_training(tiny_run(dataroot, tmp_path / "resumed", max_iters=2, save_every=0, **ALL_ON))
+    resumed = run_training(tiny_run(dataroot, tmp_path / "resumed", max_iters=4, save_every=0, **ALL_ON), resume=True)
 
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["model"].keys() == b["model"].keys()
@@ -179,8 +174,9 @@ def test_all_improvements_resume_bit_identically_and_export_the_ema(dataroot, tm
     assert any("parametrizations.weight.original" in k for k in a["model"])
     assert any(k.endswith("parametrizations.weight.0._u") for k in a["model"])
     assert a["extra"]["ema_updates"] == 4
+    stored = {**a["model_config"], **run_settings(a)}
     for k, v in ALL_ON.items():
-        assert a["model_config"][k] == v
+        assert stored[k] == v
 
     # The export holds the EMA weights, and its config says how the run was trained.
     states, config, extra = load_export(tmp_path / "straight" / "t" / "generators.safetensors")
@@ -203,11 +199,12 @@ def test_all_improvements_resume_bit_identically_and_export_the_ema(dataroot, tm
 
 def _resolved(*argv):
     args = build_parser().parse_args(["train", "--dataroot", "d", *argv])
-    return train_configs(args)
+    return train_config(args)
 
 
 def test_preset_paper_is_the_original_recipe():
-    model, train = _resolved("--preset", "paper")
+    run = _resolved("--preset", "paper")
+    train = run.data
     # The paper (Zhu et al. 2017, sec. 4 and appendix 7.1) and the original release's options,
     # written out here on their own rather than read from PAPER_MODEL.
     paper = dict(netG="resnet_9blocks", netD="basic", n_layers_D=3, ngf=64, ndf=64, norm="instance",
@@ -215,47 +212,47 @@ def test_preset_paper_is_the_original_recipe():
                  lambda_B=10.0, lambda_identity=0.5, pool_size=50, lr=0.0002, beta1=0.5, beta2=0.999,
                  lr_policy="linear", n_epochs=100, n_epochs_decay=100, d_steps=1, lr_d=None,
                  ema_decay=0.0, diffaug="", spectral_norm=False, r1_gamma=0.0)
-    got = asdict(model)
+    got = run.flat()
     assert {k: got[k] for k in paper} == paper
-    assert (train.batch_size, train.size, train.resolved_load_size(), train.preprocess, train.flip) == \
+    assert (run.loop.batch_size, train.size, train.resolved_load_size(), train.preprocess, train.flip) == \
         (1, 256, 286, "resize_and_crop", True)
 
 
 def test_preset_paper_keeps_explicit_flags_and_the_128px_generator_rule():
-    model, train = _resolved("--preset", "paper", "--size", "128", "--ema", "0.999", "--lr", "1e-4")
+    run = _resolved("--preset", "paper", "--size", "128", "--ema", "0.999", "--lr", "1e-4")
+    model, train = run.model, run.data
     assert model.netG == "resnet_6blocks" and train.size == 128 and train.resolved_load_size() == 143
-    assert model.ema_decay == 0.999 and model.lr == 1e-4 and model.gan_mode == "lsgan"
-    model, _ = _resolved("--preset", "paper", "--size", "128", "--netG", "resnet_9blocks")
-    assert model.netG == "resnet_9blocks"
+    assert model.ema_decay == 0.999 and run.optim.lr == 1e-4 and model.gan_mode == "lsgan"
+    assert _resolved("--preset", "paper", "--size", "128", "--netG", "resnet_9blocks").model.netG == "resnet_9blocks"
 
 
 def test_flags_reach_the_config():
-    model, _ = _resolved("--ema", "0.99", "--diffaug", "translation,cutout", "--spectral-norm",
-                         "--lr-d", "4e-4", "--r1-gamma", "2")
-    assert (model.ema_decay, model.diffaug, model.spectral_norm, model.lr_d, model.r1_gamma) == \
+    run = _resolved("--ema", "0.99", "--diffaug", "translation,cutout", "--spectral-norm",
+                    "--lr-d", "4e-4", "--r1-gamma", "2")
+    model = run.model
+    assert (model.ema_decay, model.diffaug, model.spectral_norm, run.optim.lr_d, model.r1_gamma) == \
         (0.99, "translation,cutout", True, 4e-4, 2.0)
-    model, _ = _resolved("--no-spectral-norm", "--ema", "0")
+    model = _resolved("--no-spectral-norm", "--ema", "0").model
     assert model.spectral_norm is False and model.ema_decay == 0.0
 
 
 def test_old_configs_without_the_new_fields_load_as_the_paper_recipe():
-    old = {k: v for k, v in asdict(CycleGANConfig(**TINY)).items()
-           if k not in ("lr_d", "ema_decay", "diffaug", "spectral_norm", "r1_gamma")}
+    new_fields = ("ema_decay", "diffaug", "spectral_norm", "r1_gamma")
+    old = {k: v for k, v in asdict(CycleGANConfig(**TINY)).items() if k not in new_fields}
     cfg = CycleGANConfig.from_dict(old)
-    assert all(getattr(cfg, k) == PAPER_MODEL[k] for k in ("lr_d", "ema_decay", "diffaug", "spectral_norm", "r1_gamma"))
+    assert all(getattr(cfg, k) == PAPER_MODEL[k] for k in new_fields)
     assert cfg.ngf == 4
 
 
 def test_our_defaults_are_the_measured_winner():
     """docs/quality.md: EMA + hinge beat the paper on both FIDs by more than the seed spread."""
-    model, _ = _resolved()
     paper = dict(PAPER_MODEL)
-    changed = {k: v for k, v in asdict(model).items() if k in paper and paper[k] != v}
+    changed = {k: v for k, v in _resolved().flat().items() if k in paper and paper[k] != v}
     assert changed == {"gan_mode": "hinge", "ema_decay": 0.999}
 
 
 def test_compile_mode_flag_reaches_the_loop_config():
-    _, train = _resolved("--compile", "--compile-mode", "reduce-overhead")
+    train = _resolved("--compile", "--compile-mode", "reduce-overhead").loop
     assert train.compile and train.compile_mode == "reduce-overhead"
-    _, train = _resolved()
+    train = _resolved().loop
     assert not train.compile and train.compile_mode is None

@@ -17,8 +17,10 @@ from PIL import Image
 
 from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_export, save_checkpoint, save_numbered
 from cyclegan.models.cyclegan import CycleGANConfig
-from cyclegan.training.cyclegan import TrainConfig, train_cyclegan
-from cyclegan.training.loop import TrainingDiverged
+from cyclegan.training.kinds import resolve
+from cyclegan.training.run import run as run_training
+from cyclegan.training.config import RunConfig
+from cyclegan.training.runtime import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--ngf", "4", "--ndf", "4"]
@@ -40,11 +42,11 @@ def dataroot(tmp_path):
     return root
 
 
-def tiny_configs(dataroot: Path, runs: Path, **train) -> tuple[CycleGANConfig, TrainConfig]:
-    model = CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4, n_epochs=1, n_epochs_decay=1)
-    cfg = TrainConfig(name="t", runs_dir=str(runs), dataroot=str(dataroot), size=32, num_workers=0,
-                      preview_every=0, log_every=1, **train)
-    return model, cfg
+def tiny_run(dataroot: Path, runs: Path, **settings) -> RunConfig:
+    """A CycleGAN run of 4-filter ResNet-6 networks on 32 px crops, 1 + 1 epochs."""
+    return resolve("cyclegan", {"netG": "resnet_6blocks", "ngf": 4, "ndf": 4, "n_epochs": 1, "n_epochs_decay": 1,
+                                "name": "t", "runs_dir": str(runs), "dataroot": str(dataroot), "size": 32,
+                                "num_workers": 0, "preview_every": 0, "log_every": 1, **settings})
 
 
 def cli(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
@@ -102,15 +104,13 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("dropout", [False, True])
 def test_resume_is_bit_identical(dataroot, tmp_path, dropout):
     # Dropout draws from the global RNG, so this also checks that RNG is restored exactly.
-    model, cfg = tiny_configs(dataroot, tmp_path / "straight", max_iters=4, save_every=0)
-    model.dropout = dropout
-    straight = train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path / "straight", max_iters=4, save_every=0, dropout=dropout)
+    straight = run_training(cfg)
 
-    model, cfg = tiny_configs(dataroot, tmp_path / "resumed", max_iters=2, save_every=0)
-    model.dropout = dropout
-    train_cyclegan(model, cfg)
-    model, cfg = tiny_configs(dataroot, tmp_path / "resumed", max_iters=4, save_every=0)
-    resumed = train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 4})
+    cfg = tiny_run(dataroot, tmp_path / "resumed", max_iters=2, save_every=0, dropout=dropout)
+    run_training(cfg)
+    cfg = tiny_run(dataroot, tmp_path / "resumed", max_iters=4, save_every=0)
+    resumed = run_training(cfg, resume=True)
 
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
@@ -123,15 +123,15 @@ def test_resume_is_bit_identical(dataroot, tmp_path, dropout):
 
 def test_epochs_schedule_and_checkpoint_contents(dataroot, tmp_path):
     # 5 images per epoch, 1 constant + 1 decay epoch: 10 iterations, lr halves for epoch 2.
-    model, cfg = tiny_configs(dataroot, tmp_path, save_every=0)
-    ckpt = train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, save_every=0)
+    ckpt = run_training(cfg)
     state = load_checkpoint(ckpt)
     assert state["counters"]["iteration"] == 10 and state["counters"]["epoch"] == 2
     assert set(state["model"]) >= {"generators.G_A.model.1.weight", "discriminators.D_B.model.0.weight"}
     assert set(state["optimizers"]) == {"G", "D"}
     assert state["schedulers"]["G"]["last_epoch"] == 2
     assert state["model_config"]["netG"] == "resnet_6blocks"
-    assert state["train_config"]["size"] == 32
+    assert state["run_config"]["data"]["size"] == 32 and state["run_config"]["schedule"]["n_epochs"] == 1
     assert "torch" in state["rng"] and state["code_version"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -143,17 +143,17 @@ def test_epochs_schedule_and_checkpoint_contents(dataroot, tmp_path):
 
 
 def test_existing_run_needs_resume(dataroot, tmp_path):
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=1)
-    train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=1)
+    run_training(cfg)
     with pytest.raises(CheckpointError, match="--resume"):
-        train_cyclegan(*tiny_configs(dataroot, tmp_path, max_iters=1))
+        run_training(tiny_run(dataroot, tmp_path, max_iters=1))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monkeypatch):
     from cyclegan.models.cyclegan import CycleGAN
 
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, save_every=1)
-    good = train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=2, save_every=1)
+    good = run_training(cfg)
     before = _weights(good)
 
     original = CycleGAN.generator_loss
@@ -164,9 +164,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataroot, tmp_path, monke
         return loss, logs
 
     monkeypatch.setattr(CycleGAN, "generator_loss", poisoned)
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=1)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=6, save_every=1)
     with pytest.raises(TrainingDiverged, match=r"cycle_A.*iteration 3"):
-        train_cyclegan(model, cfg, resume=True, runtime_overrides={"max_iters": 6})
+        run_training(cfg, resume=True)
     after = load_checkpoint(good)
     assert after["counters"]["iteration"] == 2
     for k, v in before.items():
@@ -193,13 +193,13 @@ def _poison_generator_loss(monkeypatch, calls: set[int] | None) -> list[int]:
 
 
 def test_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(dataroot, tmp_path, monkeypatch, caplog):
-    model, cfg = tiny_configs(dataroot, tmp_path / "clean", max_iters=6, save_every=2)
-    clean = load_checkpoint(train_cyclegan(model, cfg))
+    cfg = tiny_run(dataroot, tmp_path / "clean", max_iters=6, save_every=2)
+    clean = load_checkpoint(run_training(cfg))
 
     count = _poison_generator_loss(monkeypatch, {3})
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=1, nan_lr_factor=0.25)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=1, nan_lr_factor=0.25)
     with caplog.at_level("WARNING", logger="cyclegan.train"):
-        state = load_checkpoint(train_cyclegan(model, cfg))
+        state = load_checkpoint(run_training(cfg))
     assert count[0] == 6 + 1  # iteration 3 ran twice: poisoned, then again after the roll-back to 2
     assert "loss cycle_A became nan at iteration 3: roll-back 1 of 1 to iteration 2" in caplog.text
     assert state["counters"]["iteration"] == 6
@@ -211,26 +211,26 @@ def test_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(dataroo
 
 def test_nan_retries_used_up_or_nothing_to_roll_back_to_stop_the_run(dataroot, tmp_path, monkeypatch, caplog):
     _poison_generator_loss(monkeypatch, None)  # every G step from the third on
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=2)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=6, save_every=2, nan_retries=2)
     with caplog.at_level("WARNING", logger="cyclegan.train"):
         with pytest.raises(TrainingDiverged, match=r"iteration 3.*2 roll-back\(s\) .*did not help"):
-            train_cyclegan(model, cfg)
+            run_training(cfg)
     assert "G now 0.0001:" not in caplog.text
     assert "roll-back 1 of 2 to iteration 2" in caplog.text and "(G now 0.0001)" in caplog.text
     assert "roll-back 2 of 2 to iteration 2" in caplog.text and "(G now 5e-05)" in caplog.text  # compounded
     assert load_checkpoint(tmp_path / "t" / "checkpoints" / "latest.pt")["counters"]["iteration"] == 2
 
     _poison_generator_loss(monkeypatch, {1})
-    model, cfg = tiny_configs(dataroot, tmp_path / "early", max_iters=6, save_every=2, nan_retries=2)
+    cfg = tiny_run(dataroot, tmp_path / "early", max_iters=6, save_every=2, nan_retries=2)
     with pytest.raises(TrainingDiverged, match="iteration 1.*no checkpoint to roll back to"):
-        train_cyclegan(model, cfg)
+        run_training(cfg)
 
 
 def test_export_round_trip(dataroot, tmp_path):
     from cyclegan.models.cyclegan import build_generators
 
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2)
-    ckpt = train_cyclegan(model, cfg)
+    cfg = tiny_run(dataroot, tmp_path, max_iters=2)
+    ckpt = run_training(cfg)
     states, config, meta = load_export(tmp_path / "t" / "generators.safetensors")
     assert meta["size"] == 32 and config["ngf"] == 4
     gens = build_generators(CycleGANConfig.from_dict(config))
@@ -387,15 +387,15 @@ def test_bf16_channels_last_losses_and_gradients_follow_fp32(dataroot):
 
 
 def test_bf16_channels_last_training_end_to_end(dataroot, tmp_path):
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, precision="bf16", channels_last=True)
-    state = load_checkpoint(train_cyclegan(model, cfg))
-    assert state["train_config"]["precision"] == "bf16" and state["counters"]["iteration"] == 2
+    cfg = tiny_run(dataroot, tmp_path, max_iters=2, precision="bf16", channels_last=True)
+    state = load_checkpoint(run_training(cfg))
+    assert state["run_config"]["loop"]["precision"] == "bf16" and state["counters"]["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 @pytest.mark.slow
 def test_compile_trains(dataroot, tmp_path):
-    model, cfg = tiny_configs(dataroot, tmp_path, max_iters=2, compile=True)
-    state = load_checkpoint(train_cyclegan(model, cfg))
+    cfg = tiny_run(dataroot, tmp_path, max_iters=2, compile=True)
+    state = load_checkpoint(run_training(cfg))
     assert state["counters"]["iteration"] == 2
     assert not any(k.startswith("_orig_mod") or "._orig_mod." in k for k in state["model"])

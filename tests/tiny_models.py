@@ -68,7 +68,8 @@ def tiny_checkpoint(run_dir: Path, seed: int = 0) -> Path:
     model.generators.load_state_dict(gens.state_dict())
     if model.ema_generators is not None:  # what inference loads from a checkpoint
         model.ema_generators.load_state_dict(gens.state_dict())
-    return save_checkpoint({"model_config": asdict(TINY), "train_config": {"size": SIZE, "name": run_dir.name},
+    return save_checkpoint({"model_config": asdict(TINY),
+                            "run_config": {"kind": "cyclegan", "data": {"size": SIZE}, "loop": {"name": run_dir.name}},
                             "model": model.state_dict()}, run_dir / "checkpoints" / "latest.pt")
 
 

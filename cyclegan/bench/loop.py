@@ -2,7 +2,7 @@
 
 The synthetic ``train`` rows time :meth:`CycleGAN.train_step` on a batch already on the device;
 what a user waits for also includes reading and augmenting images (the DataLoader), the EMA,
-loss logging (TensorBoard), previews and checkpoints. A loop row runs :func:`cyclegan.training.cyclegan.train`
+loss logging (TensorBoard), previews and checkpoints. A loop row runs :func:`cyclegan.training.run.train`
 itself, as ``cyclegan train`` does, on ``--dataroot`` (its trainA/trainB) or, without one, on a
 temporary folder of synthetic PNGs written at the row's size.
 
@@ -49,7 +49,7 @@ def synthetic_folder(root: Path, size: int, count: int = _SYNTHETIC_IMAGES, chan
 def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, iters: int, size: int,
          batch_size: int, precision: str, channels_last: bool, compile: bool, device: torch.device) -> float:
     """Wall seconds of one ``cyclegan train`` run that stops after ``iters`` iterations."""
-    from cyclegan.training.cyclegan import train
+    from cyclegan.training.run import train
 
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # the run's summary and bars; the bench prints its table

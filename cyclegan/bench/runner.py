@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +40,7 @@ from cyclegan.core.fastpath import describe_error, is_compile_error
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
 from cyclegan.models.init import init_weights
+from cyclegan.training.config import with_optimizers
 from cyclegan.bench.measure import RowMemory, _count_flops, _release_memory, machine_info, peak_flops, time_runs
 from cyclegan.bench.table import _COLUMNS, _cells, _line, markdown_table
 
@@ -76,7 +76,7 @@ def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision
     del winograd  # training always uses the direct convolutions (the sweep gives train rows "off" only)
     torch.manual_seed(0)
     cfg = _train_config(args)
-    model = CycleGAN(cfg).to(device)
+    model = with_optimizers(CycleGAN(cfg)).to(device)  # the run's default Adam, as training builds it
     info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does on CUDA
     model.precision = Precision(device.type, precision)
     mf = torch.channels_last if channels_last else torch.contiguous_format
@@ -132,7 +132,7 @@ def _setup_translate(args: argparse.Namespace, size: int, batch_size: int, preci
 
 def _train_flops(args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
     torch.manual_seed(0)
-    model = CycleGAN(_train_config(args)).to(device)
+    model = with_optimizers(CycleGAN(_train_config(args))).to(device)
     batch = _train_batch(batch_size, size, device)
     return _count_flops(lambda: model.train_step(batch))
 

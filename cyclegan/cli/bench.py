@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import torch
 
 from cyclegan.core.argtypes import nonneg_int, positive_float, positive_int
-from cyclegan.models.cyclegan import CycleGAN
 from cyclegan.core.fastpath import COMPILE_MODES, PRECISION_CHOICES
 from cyclegan.models.networks import GENERATORS
 from cyclegan.bench.runner import MODES, SWITCH

@@ -1,20 +1,15 @@
 """Flag tables shared by the ``cyclegan train`` and ``cyclegan mnist train`` commands: each row maps
-a flag onto a config dataclass field, whose default is the flag's default."""
+a flag onto a field of the run config tree (cyclegan.training.config), whose default for the
+model kind (cyclegan.training.kinds) is the flag's default."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
-
 from cyclegan.core.argtypes import nonneg_float, nonneg_int, positive_int, shrink_factor
 from cyclegan.core.fastpath import COMPILE_MODES, PRECISION_CHOICES
 from cyclegan.models.gan import LR_POLICIES
 from cyclegan.models.init import INIT_TYPES
 from cyclegan.models.losses import LOSSES
-
-
-def _defaults(dc) -> dict:
-    return {f.name: f.default for f in fields(dc) if f.default is not MISSING}
 
 
 # (flag, dataclass field, argparse kwargs). Defaults are None so we know what the user gave.
@@ -52,7 +47,7 @@ LOOP_SWITCHES = [
 ]
 
 
-#: the shared GAN base's flags (cyclegan.models: init, loss, optimizers, schedules), for both models
+#: the shared GAN base's flags (init, loss, D steps) and the run's optimisation and schedule, for both models
 GAN_FLAGS = [
     ("--init-type", "init_type", dict(choices=INIT_TYPES, help="weight initialisation")),
     ("--init-gain", "init_gain", dict(type=nonneg_float, help="scale of the initialisation")),
@@ -60,6 +55,8 @@ GAN_FLAGS = [
     ("--gp-weight", "gp_weight", dict(type=nonneg_float, help="gradient penalty weight for wgangp")),
     ("--d-steps", "d_steps", dict(type=positive_int, help="discriminator steps per generator step")),
     ("--lr", "lr", dict(type=nonneg_float, help="Adam learning rate")),
+    ("--lr-d", "lr_d", dict(type=nonneg_float, help="discriminator learning rate (two time-scale rule); "
+                                                   "None: --lr")),
     ("--beta1", "beta1", dict(type=nonneg_float, help="Adam beta1")),
     ("--beta2", "beta2", dict(type=nonneg_float, help="Adam beta2")),
     ("--lr-policy", "lr_policy", dict(choices=LR_POLICIES, help="learning-rate schedule (per epoch)")),
@@ -74,5 +71,20 @@ def with_help(table: list, **helps: str) -> list:
     return [(flag, field, {**kw, "help": helps.get(field, kw["help"])}) for flag, field, kw in table]
 
 
-def _given(args: argparse.Namespace, prefix: str) -> dict:
+def given_values(args: argparse.Namespace, prefix: str = "run") -> dict:
+    """The settings given on the command line: flags whose ``dest`` is ``PREFIX.field`` and whose
+    value is not None (every flag defaults to None, so what was not given stays out)."""
     return {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(prefix + ".") and v is not None}
+
+
+def add_flags(group, table: list, defaults: dict, prefix: str = "run") -> None:
+    """``table``'s flags in ``group``, each with its default for the model kind shown once, in brackets."""
+    for flag, field, kw in table:
+        default = defaults.get(field)
+        group.add_argument(flag, dest=f"{prefix}.{field}", default=None,
+                           **{**kw, "help": kw["help"] + (f" [{default}]" if default is not None else "")})
+
+
+def add_switches(group, table: list, prefix: str = "run") -> None:
+    for flag, field, value, text in table:
+        group.add_argument(flag, dest=f"{prefix}.{field}", action="store_const", const=value, default=None, help=text)

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cyclegan.core.checkpoint import CheckpointError
     from cyclegan.data.images import DataError
-    from cyclegan.training.loop import TrainingDiverged, TrainingStopped
+    from cyclegan.training.runtime import TrainingDiverged, TrainingStopped
 
     # A native crash (a segfault or abort in a library) prints where every thread was, not
     # only "Aborted": enough to tell a data-loading bug from a communication one in a long run.

@@ -1,8 +1,8 @@
 """``cyclegan mnist ...``: train, sample, interpolate, eval, classifier, bench.
 
-Flags map one to one onto :class:`~cyclegan.mnist.MnistGANConfig` and
-:class:`~cyclegan.mnist_train.MnistTrainConfig`; what a user does not give comes from those
-dataclasses or, with --resume, from the run. Heavy modules are imported inside the commands so
+Flags map one to one onto the fields of the run config tree (cyclegan.training.config, the
+``mnist`` kind of cyclegan.training.kinds); what a user does not give comes from the kind's
+defaults or, with --resume, from the run. Heavy modules are imported inside the commands so
 ``cyclegan --help`` stays fast.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cyclegan.core.argtypes import image_size, nonneg_float, nonneg_int, positive_int
 from cyclegan.core.checkpoint import write_json
-from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given, with_help
+from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, add_flags, add_switches, given_values, with_help
 from cyclegan.core.fastpath import PRECISIONS
 from cyclegan.models.mnist import NOISE_DISTRIBUTIONS, MnistGANConfig
 from cyclegan.data.mnist import TORCHVISION_DATASETS
@@ -54,45 +54,32 @@ _MODEL_FLAGS = [
                                                                        "and the mlp D, else batch")),
     *GAN_FLAGS,
 ]
-#: WGAN-GP's published settings (Gulrajani et al. 2017, Algorithm 1), used unless given
-_WGANGP_DEFAULTS = {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5}
 
 
-def _flag_kwargs(field: str, kw: dict, default) -> dict:
-    """argparse kwargs: help with the default in brackets, a readable metavar."""
-    extra = {} if "choices" in kw else {"metavar": field.upper()}
-    suffix = f" [{default}]" if default is not None else ""
-    return {**extra, **kw, "help": kw["help"] + suffix}
+def _kind_defaults() -> dict:
+    from cyclegan.training.kinds import KINDS
 
-
-def _tdef() -> dict:
-    from cyclegan.training.mnist import MnistTrainConfig
-
-    return _defaults(MnistTrainConfig)
+    return KINDS["mnist"].defaults_flat()
 
 
 def _add_data_flags(group, defaults: dict) -> None:
-    for flag, field, kw in _DATA_FLAGS:
-        group.add_argument(flag, dest=f"train.{field}", default=None, **_flag_kwargs(field, kw, defaults.get(field)))
-    group.add_argument("--no-download", dest="train.download", action="store_const", const=False, default=None,
+    add_flags(group, _DATA_FLAGS, defaults)
+    group.add_argument("--no-download", dest="run.download", action="store_const", const=False, default=None,
                        help="never download: fail if --dataset is not on disk")
 
 
-def _add_model_flags(group) -> None:
-    mdef = _defaults(MnistGANConfig)
-    for flag, field, kw in _MODEL_FLAGS:
-        group.add_argument(flag, dest=f"model.{field}", default=None, **_flag_kwargs(field, kw, mdef[field]))
-
-
 def _model_config(args: argparse.Namespace) -> MnistGANConfig:
-    m = _given(args, "model")
-    if m.get("gan_mode") == "wgangp" and not getattr(args, "resume", False):  # a resumed run keeps its own
-        filled = {k: v for k, v in _WGANGP_DEFAULTS.items() if k not in m}
-        if filled:
-            print("wgangp: using the paper's " + ", ".join(f"{k} {v}" for k, v in filled.items())
-                  + " (pass them to override)", file=sys.stderr)
-        m = {**filled, **m}
-    return MnistGANConfig(**m)
+    """The model the model flags given resolve to, as ``mnist train`` would build it."""
+    from cyclegan.training.kinds import resolve
+
+    fields = MnistGANConfig.__dataclass_fields__
+    return resolve("mnist", {k: v for k, v in given_values(args).items() if k in fields}).model
+
+
+def _data_given(args: argparse.Namespace) -> dict:
+    from cyclegan.data.mnist import DataSource
+
+    return {k: v for k, v in given_values(args).items() if k in DataSource.__dataclass_fields__}
 
 
 def _run_location(args: argparse.Namespace, t: dict) -> dict:
@@ -111,10 +98,10 @@ def _run_location(args: argparse.Namespace, t: dict) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cyclegan.training.mnist import MnistTrainConfig, train_mnist
+    from cyclegan.training.kinds import resolve
+    from cyclegan.training.run import run
 
-    t = _run_location(args, _given(args, "train"))
-    train_mnist(_model_config(args), MnistTrainConfig(**t), resume=args.resume, runtime_overrides=t)
+    run(resolve("mnist", _run_location(args, given_values(args))), resume=args.resume)
     return 0
 
 
@@ -172,7 +159,7 @@ def _data_source(args: argparse.Namespace, recorded: dict | None):
     """The data flags if any were given, else the data the model was trained on."""
     from cyclegan.data.mnist import DataSource
 
-    given = _given(args, "train")
+    given = _data_given(args)
     if any(given.get(k) for k in ("dataset", "idx_dir", "image_dir")):
         return DataSource(**given)
     if recorded and any(recorded.get(k) for k in ("dataset", "idx_dir", "image_dir")):
@@ -209,7 +196,7 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     from cyclegan.training.mnist import classifier_summary, fit_classifier
     from cyclegan.core.devices import pick_device
 
-    data = DataSource(**_given(args, "train")).load(args.channels, args.image_size)
+    data = DataSource(**_data_given(args)).load(args.channels, args.image_size)
     print(data.summary(), file=sys.stderr)
     model, meta = fit_classifier(data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  width=args.width, seed=args.seed, device=pick_device(args.device))
@@ -259,24 +246,22 @@ def add_mnist_commands(sub) -> None:
                                        "Fashion-MNIST, IDX files or a folder of images.")
     msub = mnist.add_subparsers(dest="mnist_command", metavar="COMMAND")
     msub.required = True
-    tdef = _tdef()
+    defaults = _kind_defaults()
 
     p = msub.add_parser("train", help="train a GAN", formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Train a noise -> image GAN. Defaults: DCGAN, non-saturating loss, "
                                     "Adam 2e-4 (beta1 0.5), batch 64, z ~ N(0, I) of 100 dims, 20 epochs.\n"
                                     "--gan-mode wgangp uses the paper's lr 1e-4, betas (0, 0.9), 5 D steps unless given.")
     data = p.add_argument_group("data")
-    _add_data_flags(data, tdef)
+    _add_data_flags(data, defaults)
     run = p.add_argument_group("run")
     run.add_argument("--out", help="run folder (same as --runs-dir PARENT --name NAME)")
-    for flag, field, kw in _RUN_FLAGS:
-        run.add_argument(flag, dest=f"train.{field}", default=None, **_flag_kwargs(field, kw, tdef[field]))
-    for flag, field, value, text in _RUN_SWITCHES:
-        run.add_argument(flag, dest=f"train.{field}", action="store_const", const=value, default=None, help=text)
+    add_flags(run, _RUN_FLAGS, defaults)
+    add_switches(run, _RUN_SWITCHES)
     run.add_argument("--resume", action="store_true",
                      help="continue the run from its latest checkpoint (its stored settings win, except "
                           "max-iters, intervals, device, workers and evaluation)")
-    _add_model_flags(p.add_argument_group("model and objective"))
+    add_flags(p.add_argument_group("model and objective"), _MODEL_FLAGS, defaults)
     p.set_defaults(func=_cmd_train)
 
     p = msub.add_parser("sample", help="write a grid of samples", formatter_class=fmt)
@@ -308,7 +293,7 @@ def add_mnist_commands(sub) -> None:
                                     "classifier trained on the same data. Without data flags, the data the "
                                     "model was trained on is used.")
     _model_arg(p)
-    _add_data_flags(p.add_argument_group("data (default: what the model was trained on)"), tdef)
+    _add_data_flags(p.add_argument_group("data (default: what the model was trained on)"), defaults)
     p.add_argument("--classifier", help="classifier file (default: the run's, the bundled one for the same data, "
                                         "or one trained now)")
     p.add_argument("--samples", type=positive_int, default=10000, help="generated images")
@@ -319,7 +304,7 @@ def add_mnist_commands(sub) -> None:
     p = msub.add_parser("classifier", help="train the small evaluation classifier", formatter_class=fmt,
                         description="Train the classifier whose features FID/KID use (and whose confidence is "
                                     "reported) on a dataset's training split; prints its held-out accuracy.")
-    _add_data_flags(p.add_argument_group("data"), tdef)
+    _add_data_flags(p.add_argument_group("data"), defaults)
     p.add_argument("--out", "-o", required=True, help="output .safetensors file")
     p.add_argument("--epochs", type=positive_int, default=3, help="passes over the training images")
     p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
@@ -342,5 +327,5 @@ def add_mnist_commands(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median is reported")
     p.add_argument("--threads", type=nonneg_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--json", help="also write the results to this JSON file")
-    _add_model_flags(p.add_argument_group("model (as for train)"))
+    add_flags(p.add_argument_group("model (as for train)"), _MODEL_FLAGS, defaults)
     p.set_defaults(func=_cmd_bench)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataclasses import fields
-
+from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, add_flags, add_switches, given_values
 from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_float, positive_int
-from cyclegan.models.cut import MODES, CUTConfig, build_model, config_from_dict
-from cyclegan.models.cyclegan import PRESETS, CycleGANConfig
-from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from cyclegan.data.augment_config import PREPROCESS_MODES
-from cyclegan.training.cyclegan import TrainConfig, resolve_configs
-from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, _defaults, _given
+from cyclegan.models.cut import MODES, build_model
+from cyclegan.models.cyclegan import PRESETS
+from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
+from cyclegan.training.config import ConfigError, RunConfig
+from cyclegan.training.kinds import KINDS, resolve
 
 
 _TRAIN_FLAGS = [
@@ -44,8 +43,6 @@ _MODEL_FLAGS = [
     ("--lambda-identity", "lambda_identity", dict(type=nonneg_float, help="identity loss weight (x lambda); 0 disables")),
     ("--pool-size", "pool_size", dict(type=nonneg_int, help="image history pool size; 0 disables")),
     *GAN_FLAGS,
-    ("--lr-d", "lr_d", dict(type=nonneg_float, help="discriminator learning rate (two time-scale rule); "
-                                                   "None: --lr")),
     ("--ema", "ema_decay", dict(type=ema_decay, help="decay of the generators' weight average used for "
                                                      "inference and export, e.g. 0.999; 0 = off")),
     ("--diffaug", "diffaug", dict(help='DiffAugment of every discriminator input: comma-separated subset '
@@ -77,12 +74,10 @@ def _add_train_parser(sub) -> None:
                                    "(docs/quality.md): the hinge loss instead of LSGAN and an EMA of the "
                                    "generators for inference. --preset paper is the original recipe exactly.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    tdef, mdef = _defaults(TrainConfig), _defaults(CycleGANConfig)
+    defaults = KINDS["cyclegan"].defaults_flat()
     data = p.add_argument_group("data and run")
-    for flag, field, kw in _TRAIN_FLAGS:
-        data.add_argument(flag, dest=f"train.{field}", default=None, **{**kw, "help": f"{kw['help']} [{tdef[field]}]"})
-    for flag, field, value, text in _TRAIN_SWITCHES:
-        data.add_argument(flag, dest=f"train.{field}", action="store_const", const=value, default=None, help=text)
+    add_flags(data, _TRAIN_FLAGS, defaults)
+    add_switches(data, _TRAIN_SWITCHES)
     data.add_argument("--resume", action="store_true",
                       help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
                            "except max-iters, save/log/preview intervals, device and workers)")
@@ -90,17 +85,14 @@ def _add_train_parser(sub) -> None:
     model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default="cyclegan",
                        help="cyclegan: two generators and the cycle loss; cut / fastcut: contrastive unpaired "
                             "translation (Park et al. 2020), one generator, one direction (docs/quality.md)")
-    for flag, field, kw in _MODEL_FLAGS:
-        model.add_argument(flag, dest=f"model.{field}", default=None,
-                           **{**kw, "help": f"{kw['help']} [{mdef[field]}]"})
-    model.add_argument("--dropout", dest="model.dropout", action="store_const", const=True, default=None,
+    add_flags(model, _MODEL_FLAGS, defaults)
+    model.add_argument("--dropout", dest="run.dropout", action="store_const", const=True, default=None,
                        help="dropout 0.5 in the generators")
-    model.add_argument("--spectral-norm", dest="model.spectral_norm", action=argparse.BooleanOptionalAction,
-                       default=None, help=f"spectral normalisation in the discriminators [{mdef['spectral_norm']}]")
-    for flag, field, kw in _CUT_FLAGS:
-        model.add_argument(flag, dest=f"model.{field}", default=None, **kw)
+    model.add_argument("--spectral-norm", dest="run.spectral_norm", action=argparse.BooleanOptionalAction,
+                       default=None, help=f"spectral normalisation in the discriminators [{defaults['spectral_norm']}]")
+    add_flags(model, _CUT_FLAGS, {})
     for flag, field, text in _CUT_SWITCHES:
-        model.add_argument(flag, dest=f"model.{field}", action=argparse.BooleanOptionalAction, default=None, help=text)
+        model.add_argument(flag, dest=f"run.{field}", action=argparse.BooleanOptionalAction, default=None, help=text)
     model.add_argument("--preset", choices=tuple(PRESETS),
                        help="start from a named recipe (paper: the original release's, exactly; see "
                             "docs/quality.md); flags given explicitly still win [our defaults]")
@@ -108,28 +100,27 @@ def _add_train_parser(sub) -> None:
 
 
 def _flag_names() -> dict[str, str]:
-    """Model config field -> its flag, for messages."""
-    names = {field: flag for flag, field, _ in (*_MODEL_FLAGS, *_CUT_FLAGS)}
+    """Config field -> its flag, for messages."""
+    names = {field: flag for flag, field, _ in (*_TRAIN_FLAGS, *_MODEL_FLAGS, *_CUT_FLAGS)}
     names.update({field: flag for flag, field, _ in _CUT_SWITCHES})
     return {**names, "dropout": "--dropout", "spectral_norm": "--spectral-norm"}
 
 
-def train_configs(args: argparse.Namespace) -> tuple[CycleGANConfig | CUTConfig, TrainConfig]:
-    """The configs a ``train`` command line resolves to: the model kind, preset, then the flags given."""
+def train_config(args: argparse.Namespace) -> RunConfig:
+    """The run a ``train`` command line resolves to: the model kind, preset, then the flags given."""
     kind = getattr(args, "kind", "cyclegan")
-    given = _given(args, "model")
-    known = {f.name for f in fields(CycleGANConfig if kind == "cyclegan" else CUTConfig)}
-    foreign = [_flag_names().get(k, k) for k in given if k not in known]
-    if foreign:
-        raise ValueError(f"{', '.join(foreign)}: not a setting of --model {kind}")
-    return resolve_configs(given, _given(args, "train"), args.preset, kind)
+    try:
+        return resolve(kind, given_values(args), args.preset)
+    except ConfigError as e:
+        if not e.unknown:
+            raise
+        raise ValueError(f"{', '.join(_flag_names().get(k, k) for k in e.unknown)}: not a setting of --model {kind}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cyclegan.training.cyclegan import train_cyclegan
+    from cyclegan.training.run import run
 
-    model_cfg, train_cfg = train_configs(args)
-    train_cyclegan(model_cfg, train_cfg, resume=args.resume, runtime_overrides=_given(args, "train"))
+    run(train_config(args), resume=args.resume)
     return 0
 
 
@@ -140,15 +131,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return run_export(args)
     from cyclegan.core.checkpoint import load_checkpoint
     from cyclegan.training.cyclegan import export_cyclegan
+    from cyclegan.training.kinds import from_state
 
     run = Path(args.run)
     ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
     state = load_checkpoint(ckpt)
-    model = build_model(config_from_dict(state["model_config"]))
+    config = from_state(state)
+    model = build_model(config.model)
     model.load_state_dict(state["model"])
-    train_cfg = TrainConfig.from_dict(state["train_config"])
     out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"
-    export_cyclegan(model, train_cfg, out)
+    export_cyclegan(model, config, out)
     print(out)
     return 0
 

@@ -231,6 +231,17 @@ def load_newest_intact(folder: str | os.PathLike, map_location: str | torch.devi
     raise CheckpointError(f"no intact checkpoint in {folder}: {'; '.join(errors)}")
 
 
+def run_settings(state: Mapping[str, Any]) -> dict:
+    """A training checkpoint's settings other than the model's, flat (name, size, dataset, lr,
+    ...): from the run config tree it stores, or from the flat ``train_config`` of checkpoints
+    written before the tree. For readers that only look values up (inference, the app)."""
+    stored = state.get("run_config")
+    if isinstance(stored, Mapping):
+        return {k: v for section in stored.values() if isinstance(section, Mapping) for k, v in section.items()}
+    train = state.get("train_config")
+    return dict(train) if isinstance(train, Mapping) else {}
+
+
 def save_numbered(state: dict, folder: str | os.PathLike, iteration: int, keep: int) -> Path:
     """Write ``latest.pt`` and ``iter_<iteration>.pt`` in ``folder``; keep the newest ``keep``
     numbered files (0 keeps only latest.pt). The numbered file is a hard link to latest when the

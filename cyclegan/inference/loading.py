@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite,
+from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite, run_settings,
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
@@ -245,7 +245,7 @@ def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None
         raise CheckpointError(f"{path} is a training checkpoint but not of an image translation model (no "
                               f"{prefix}* weights)")
     spec = _stored_spec(config, direction, path)
-    train = state.get("train_config") or {}
+    train = run_settings(state)
     run = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
     return _build(spec, weights, path, direction, _stored_size(train.get("size"), path),
                   str(train.get("name") or run))

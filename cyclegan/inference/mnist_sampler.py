@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, state_dict_misfit
+from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, run_settings, state_dict_misfit
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
 from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve
 
@@ -72,7 +72,7 @@ class LatentSampler:
                 raise CheckpointError(f"{path} is a CycleGAN checkpoint, not a noise -> image generator")
             prefix = "generators.G."
             weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
-            train_cfg = state.get("train_config", {})
+            train_cfg = run_settings(state)
             meta = {"kind": EXPORT_KIND, "name": train_cfg.get("name"),
                     "iteration": state.get("counters", {}).get("iteration"),
                     "data": {k: train_cfg[k] for k in ("dataset", "idx_dir", "image_dir", "data_root")

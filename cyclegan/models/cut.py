@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.models.cyclegan import PAPER_TRAIN, CycleGAN, CycleGANConfig
-from cyclegan.models.gan import GANModel, make_scheduler
+from cyclegan.models.gan import GANModel
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 
@@ -80,15 +80,7 @@ class CUTConfig:
     num_patches: int = 256          # patches per layer, the same locations in input and output
     nce_T: float = 0.07             # temperature tau
     netF_nc: int = 256              # width of the MLP projection heads
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    lr_decay_iters: int = 50
     d_steps: int = 1
-    lr_d: float | None = None
     ema_decay: float = 0.999
     spectral_norm: bool = False
 
@@ -108,7 +100,7 @@ class CUTConfig:
         if self.netD not in networks.DISCRIMINATORS:
             raise ValueError(f"unknown discriminator {self.netD!r}; choose one of: {', '.join(networks.DISCRIMINATORS)}")
         make_loss(self.gan_mode)
-        for name in ("lambda_GAN", "lambda_NCE", "lr"):
+        for name in ("lambda_GAN", "lambda_NCE"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.nce_T <= 0 or self.num_patches < 1 or self.netF_nc < 1:
@@ -262,13 +254,11 @@ class CUT(GANModel):
         self.loss = make_loss(cfg.gan_mode)
         # Patch locations and flips draw from their own stream, so resumed runs draw as straight ones.
         self.rng = torch.Generator().manual_seed(seed + 4)
-        self.make_optimizers(cfg.lr, cfg.lr if cfg.lr_d is None else cfg.lr_d, (cfg.beta1, cfg.beta2))
-        self.schedulers = {k: make_scheduler(opt, cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_decay_iters)
-                           for k, opt in self.optimizers.items()}
 
-    def make_optimizers(self, lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
-        super().make_optimizers(lr_g, lr_d, betas)
-        self.optimizers["G"].add_param_group({"params": list(self.heads.parameters())})
+    def optimizer_groups(self) -> dict[str, list[list[nn.Parameter]]]:
+        groups = super().optimizer_groups()
+        groups["G"].append(list(self.heads.parameters()))  # the heads learn with G, in G's Adam
+        return groups
 
     # -- the objective -------------------------------------------------------------------------
     def generate(self, batch: dict, generators: nn.ModuleDict | None = None) -> dict:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import augment
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel, make_scheduler
+from cyclegan.models.gan import GANModel
 from cyclegan.models.image_pool import ImagePool
 from cyclegan.models.losses import gradient_penalty, make_loss, r1_penalty
 from cyclegan.models.init import init_weights
@@ -23,7 +23,8 @@ from cyclegan.models.init import init_weights
 
 @dataclass
 class CycleGANConfig:
-    """Everything that defines the model and its objective. Defaults are the paper's settings
+    """The networks and the objective (learning rates and epochs are the run's:
+    cyclegan.training.config). Defaults are the paper's settings
     except two that beat it in docs/quality.md: the hinge loss and an EMA of the generators
     (``PAPER_MODEL`` / ``--preset paper`` is the original recipe exactly).
 
@@ -47,16 +48,8 @@ class CycleGANConfig:
     lambda_identity: float = 0.5    # identity loss, as a fraction of lambda_A/lambda_B
     gp_weight: float = 10.0         # WGAN-GP penalty weight (only with gan_mode wgangp)
     pool_size: int = 50
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
-    n_epochs: int = 100             # epochs at the initial learning rate
-    n_epochs_decay: int = 100       # epochs of linear decay to zero
-    lr_decay_iters: int = 50        # step policy: epochs between x0.1 steps
     d_steps: int = 1                # discriminator updates per generator update
     # Beyond the paper (docs/quality.md measures each): all off in the paper's recipe.
-    lr_d: float | None = None       # D's learning rate (two time-scale update rule); None: lr
     ema_decay: float = 0.999        # EMA of the generators' weights, used for inference; 0: off
     diffaug: str = ""               # DiffAugment of every D input, e.g. "color,translation,cutout"
     spectral_norm: bool = False     # spectral normalisation on every D layer
@@ -67,7 +60,7 @@ class CycleGANConfig:
         """The config stored in a checkpoint or export. Fields it lacks (written before they
         existed) take the paper's values, not today's defaults, so an old run means what it meant."""
         names = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in PAPER_MODEL.items() if k not in d},
+        return cls(**{**{k: v for k, v in PAPER_MODEL.items() if k not in d and k in names},
                       **{k: v for k, v in d.items() if k in names}})
 
     def validate(self) -> None:
@@ -81,17 +74,16 @@ class CycleGANConfig:
                 f"{self.output_nc}); pass --lambda-identity 0")
         make_loss(self.gan_mode)
         augment.parse_policy(self.diffaug)
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lr", "r1_gamma"):
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "r1_gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr_d is not None and self.lr_d < 0:
-            raise ValueError(f"lr_d must be >= 0, got {self.lr_d}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
 
 
 #: The original release's recipe (Zhu et al. 2017, and its train options): what ``--preset paper``
-#: resolves to, whatever our defaults become. Model fields, then training-loop fields.
+#: resolves to, whatever our defaults become: the model, optimisation and schedule fields, then
+#: the data and loop fields (flat: cyclegan.training.config routes each to its section).
 PAPER_MODEL = dict(
     netG="resnet_9blocks", netD="basic", n_layers_D=3, ngf=64, ndf=64, norm="instance", dropout=False,
     init_type="normal", init_gain=0.02, gan_mode="lsgan", lambda_A=10.0, lambda_B=10.0,
@@ -156,13 +148,6 @@ class CycleGAN(GANModel):
         self.pools = {"A": ImagePool(cfg.pool_size, seed=seed + 1), "B": ImagePool(cfg.pool_size, seed=seed + 2)}
         self.diffaug = augment.DiffAugment(cfg.diffaug, seed=seed + 3)
         self._aug_params: tuple[int, dict] | None = None
-        self.make_optimizers(cfg.lr, cfg.lr if cfg.lr_d is None else cfg.lr_d, (cfg.beta1, cfg.beta2))
-        self.make_schedulers()
-
-    def make_schedulers(self) -> None:
-        cfg = self.cfg
-        self.schedulers = {k: make_scheduler(opt, cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_decay_iters)
-                           for k, opt in self.optimizers.items()}
 
     # -- the objective -------------------------------------------------------------------------
     def augment(self, x: Tensor) -> Tensor:

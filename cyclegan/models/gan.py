@@ -13,9 +13,9 @@ import copy
 import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
 import torch
 from torch import Tensor, nn
-from typing import Iterable
 import torch.distributed as dist
 
 from cyclegan.core.fastpath import AUTOCAST_DTYPES, PRECISIONS
@@ -125,6 +125,8 @@ class GANModel(nn.Module):
         self.d_steps = d_steps
         self.g_first = g_first
         self.precision = Precision()
+        #: built by the trainer from the run's optimisation and schedule settings
+        #: (cyclegan.training.config.OptimConfig / ScheduleConfig)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.step_count = 0
@@ -155,13 +157,11 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     # -- shared machinery --------------------------------------------------------------------
-    def make_optimizers(self, lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
-        """Adam for all generators together and all discriminators together (torch's default
-        implementation; :meth:`use_fused_optimizers` switches to the fused one on CUDA)."""
-        self.optimizers = {
-            "G": torch.optim.Adam(self.generators.parameters(), lr=lr_g, betas=betas),
-            "D": torch.optim.Adam(self.discriminators.parameters(), lr=lr_d, betas=betas),
-        }
+    def optimizer_groups(self) -> dict[str, list[list[nn.Parameter]]]:
+        """The parameter groups of the two optimizers the trainer builds (cyclegan.training.config):
+        all generators together ("G") and all discriminators together ("D"). A model with more
+        trainable parts (CUT's projection heads) adds groups."""
+        return {"G": [list(self.generators.parameters())], "D": [list(self.discriminators.parameters())]}
 
     def use_fused_optimizers(self) -> bool:
         """Adam's single-kernel implementation on CUDA (same arithmetic, fewer launches), torch's
@@ -220,8 +220,6 @@ class GANModel(nn.Module):
             # Data parallel: average over the ranks, like DDP, but explicit, so freezing D during
             # G's step and the G-first order need no find_unused_parameters or re-wrapping.
             # (Scaled fp16 gradients average fine; an inf on one rank reaches all, so all skip.)
-            from cyclegan.models.gan import all_reduce_grads
-
             all_reduce_grads((p for g in opt.param_groups for p in g["params"]), self.world_size)
         if scaler.is_enabled():
             scaler.step(opt)  # fp16: the scaler skips steps with inf/NaN gradients and lowers its scale

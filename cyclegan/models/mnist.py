@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel, make_scheduler
+from cyclegan.models.gan import GANModel
 from cyclegan.models.losses import gradient_penalty, make_loss
 from cyclegan.models.init import init_weights
 
@@ -48,7 +48,8 @@ class MnistGANConfig:
     """Everything that defines the noise -> image GAN and its objective.
 
     Stored in every checkpoint and export, so loading one needs no flags. Defaults: DCGAN
-    (Adam 2e-4, beta1 0.5, non-saturating loss, N(0, I) noise of 100 dims) at widths that
+    (non-saturating loss, N(0, I) noise of 100 dims; its Adam 2e-4, beta1 0.5 are the run's
+    OptimConfig, cyclegan.training.config) at widths that
     train in minutes on a CPU (the bundled Fashion-MNIST model uses them).
     """
 
@@ -66,13 +67,6 @@ class MnistGANConfig:
     gan_mode: str = "nonsaturating"
     gp_weight: float = 10.0         # WGAN-GP penalty weight lambda (only with gan_mode wgangp)
     d_steps: int = 1                # discriminator updates per generator update
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
-    n_epochs: int = 20              # epochs at the initial learning rate
-    n_epochs_decay: int = 0         # epochs of linear decay to zero afterwards
-    lr_decay_iters: int = 50        # step policy: epochs between x0.1 steps
 
     def __post_init__(self) -> None:
         if self.d_norm == "auto":
@@ -101,9 +95,8 @@ class MnistGANConfig:
             raise ValueError("wgangp's gradient penalty is per sample and BatchNorm in D mixes samples; "
                              "use --d-norm none (or auto)")
         make_loss(self.gan_mode)
-        for name in ("lr", "gp_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
 
 
 def build_generator(cfg: MnistGANConfig) -> nn.Module:
@@ -140,9 +133,6 @@ class MnistGAN(GANModel):
         self.rng = torch.Generator().manual_seed(seed + 1)
         fixed = sample_noise(preview_count, cfg.z_dim, cfg.noise, torch.Generator().manual_seed(seed + 2))
         self.register_buffer("fixed_z", fixed)
-        self.make_optimizers(cfg.lr, cfg.lr, (cfg.beta1, cfg.beta2))
-        self.schedulers = {k: make_scheduler(opt, cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_decay_iters)
-                           for k, opt in self.optimizers.items()}
 
     # -- the objective -------------------------------------------------------------------------
     def generate(self, batch: dict) -> dict:

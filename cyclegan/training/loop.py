@@ -1,156 +1,51 @@
-"""The training loop, readable top to bottom: device, precision, data, steps, logging,
-previews, checkpoints, resume. Shared by every :class:`~cyclegan.gan.GANModel`."""
+"""The training loop, readable top to bottom: device, precision, optimizers, data, steps,
+logging, previews, checkpoints, resume. Shared by every :class:`~cyclegan.models.gan.GANModel`;
+what differs between model kinds comes in a :class:`Job`."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import random
-import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
 import torch
 import yaml
 
-from cyclegan.training import distributed
-from cyclegan.core.checkpoint import (CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors,
-                                     save_numbered)
-from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.core import fastpath
+from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors, save_numbered
+from cyclegan.core.devices import cudnn_benchmark, pick_device
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.models.gan import GANModel, Precision
-from cyclegan.core import fastpath
+from cyclegan.training import distributed
+from cyclegan.training.config import RunConfig
+from cyclegan.training.runtime import StopFlag, TrainingDiverged, TrainingStopped, rng_state, seed_everything, set_rng_state
 from cyclegan.training.safe_writer import SafeWriter
-from cyclegan.core.devices import cudnn_benchmark, pick_device  # noqa: F401  (pick_device re-exported)
 
 log = logging.getLogger("cyclegan.train")
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint was kept. ``what`` says which loss
-    and where, without the advice."""
-
-    def __init__(self, message: str, what: str = "") -> None:
-        super().__init__(message)
-        self.what = what or message
-
-
-class TrainingStopped(Exception):
-    """The run was stopped by SIGINT or SIGTERM after writing a checkpoint. ``status`` is the
-    conventional exit status, 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), so a
-    pre-empted job does not look finished."""
-
-    def __init__(self, reason: str, checkpoint: Path | None) -> None:
-        super().__init__(f"stopped by {reason}; resume with --resume (checkpoint {checkpoint})")
-        self.checkpoint = checkpoint
-        # a stop agreed with the other ranks of a torchrun job: they were sent SIGTERM or SIGINT
-        sig = signal.Signals[reason] if reason in signal.Signals.__members__ else signal.SIGTERM
-        self.status = 128 + int(sig)
-
-
-@dataclass
-class LoopConfig:
-    """What every GAN's training loop needs: run folder, runtime, checkpoint and log cadence.
-    Model kinds extend it with their data fields; it is stored in every checkpoint."""
-
-    name: str = "experiment"
-    runs_dir: str = "runs"
-    batch_size: int = 1               # per process: under torchrun the global batch is batch_size * world size
-    scale_lr: bool = False            # under torchrun: learning rates x world size (linear scaling rule)
-    num_workers: int = -1             # -1: one per spare core, at most 4
-    device: str = "auto"
-    precision: str = "auto"           # auto: what core.fastpath picks for this machine; fp32 is the reference
-    channels_last: bool = False
-    compile: bool | None = None       # None: auto (core.fastpath); True/False as given
-    compile_mode: str | None = None   # torch.compile mode: None (default), reduce-overhead (CUDA graphs), max-autotune
-    seed: int = 0
-    serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
-    max_iters: int | None = None      # stop early after this many iterations
-    save_every: int = 5000            # iterations between checkpoints (also saved at each epoch end)
-    keep: int = 3                     # numbered checkpoints kept besides latest.pt
-    preview_every: int = 500
-    log_every: int = 50
-    preview_count: int = 4
-    nan_retries: int = 0              # on a NaN/inf loss: roll back to the last checkpoint this many times
-    nan_lr_factor: float = 0.5        # ... multiplying the learning rates by this at each roll-back
-
-    #: fields that may differ when resuming (they do not change what is computed)
-    RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
-                      "device", "runs_dir", "compile", "compile_mode", "nan_retries", "nan_lr_factor")
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.name
-
-
-# --------------------------------------------------------------------------------------------
-# Runtime helpers
-# --------------------------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_as_python_state(state["python"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_python_state(s):  # torch.load gives lists where random.getstate() had tuples
-    return tuple(_as_python_state(x) for x in s) if isinstance(s, (list, tuple)) else s
-
-
-class StopFlag:
-    """First SIGINT/SIGTERM asks the loop to save and stop after the current step; a second
-    SIGINT interrupts at once (the last checkpoint on disk stays valid either way)."""
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> "StopFlag":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: no handlers, no graceful stop
-                pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested} received: saving a checkpoint after this step "
-              "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """What a model kind hands the loop (cyclegan.training.kinds): its model and data set, how to
+    export the trained model, the lines of the run header that are its own, and what runs after
+    a finished run (the MNIST GAN's evaluation)."""
+
+    model: GANModel
+    dataset: Any
+    export: Callable[[Path, int], Any] | None = None       # (run folder, iteration) -> the export written
+    data_summary: str = ""                                  # the data set, one line
+    describe: Callable[["Trainer"], str] = lambda trainer: ""  # the model's part of the run line
+    finish: Callable[["Trainer", list], None] | None = None  # (trainer, exports written) after fit()
 
 
 @dataclass
@@ -161,17 +56,20 @@ class Counters:
 
 
 class Trainer:
-    """Runs a GANModel over a dataset: the same code for CycleGAN and the MNIST GAN.
-
-    ``model_config`` is stored in checkpoints so the model can be rebuilt without flags;
-    ``export`` writes the inference artefact at the end.
+    """Runs a GANModel over a dataset: the same code for every model kind. It builds the
+    optimizers and schedulers from the run's ``optim`` and ``schedule`` sections, and stores the
+    whole run config in every checkpoint so a run resumes without flags; ``export`` writes the
+    inference artefact at the end.
     """
 
-    def __init__(self, model: GANModel, model_config: dict, cfg: LoopConfig, dataset,
-                 total_epochs: int, export: Callable[[Path], None] | None = None):
-        self.model, self.model_config, self.cfg, self.dataset = model, model_config, cfg, dataset
-        self.total_epochs = total_epochs
+    def __init__(self, model: GANModel, run: RunConfig, dataset,
+                 export: Callable[[Path, int], Any] | None = None):
+        cfg = run.loop
+        self.model, self.run, self.cfg, self.dataset = model, run, cfg, dataset
+        self.total_epochs = run.schedule.total_epochs
         self.export = export
+        self.exports: list = []  # what export wrote (nothing when the run was stopped)
+        self.elapsed = 0.0       # seconds the last fit() took
         self.dist = distributed.info()
         rank, world = self.dist.rank, self.dist.world_size
         self.device = pick_device(distributed.device_for(cfg.device, self.dist.local_rank) if world > 1 else cfg.device)
@@ -185,10 +83,14 @@ class Trainer:
         self.preview_dir = self.run_dir / "previews"
         self.writer = None
         self._bar = None  # the progress bar (one per epoch; one for the whole run with max_iters)
+        # "force_eager" after torch.compile failed: the compiled callables stay, unused
+        self._stance = "default"
 
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
+        model.optimizers = run.optim.build(model)
+        model.schedulers = run.schedule.build(model.optimizers)
         # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
                                          static_shapes=getattr(dataset, "static_shapes", True))
@@ -220,8 +122,10 @@ class Trainer:
     def state(self) -> dict:
         m = self.model
         state = {
-            "model_config": self.model_config,
-            "train_config": asdict(self.cfg),
+            # the model's config, as exports store it, and the rest of the run (optimisation,
+            # schedule, data, loop): cyclegan.training.kinds.from_state reads both back
+            "model_config": asdict(self.run.model),
+            "run_config": {k: v for k, v in self.run.to_dict().items() if k != "model"},
             "model": m.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in m.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in m.schedulers.items()},
@@ -277,8 +181,7 @@ class Trainer:
             log.debug("fused Adam")
         if not self.dist.is_main:
             return
-        text = yaml.safe_dump({"model": self.model_config, "train": asdict(self.cfg),
-                               "fast_path": self.fast_path.as_dict()}, sort_keys=False)
+        text = yaml.safe_dump({**self.run.to_dict(), "fast_path": self.fast_path.as_dict()}, sort_keys=False)
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text.encode()))
 
     def save(self) -> Path:
@@ -313,7 +216,8 @@ class Trainer:
     def _write_preview(self) -> None:
         import torchvision.utils as vutils
 
-        with self._eager():  # rare, and CUDA-graph replays would overwrite G_B's first output with its second
+        # Eager: rare, and CUDA-graph replays would overwrite G_B's first output with its second.
+        with torch.compiler.set_stance("force_eager"):
             grid = self.model.preview(self._to_device(self.preview_batch)).cpu()
         image = vutils.make_grid(grid, nrow=self.model.preview_nrow, padding=2)
         it = self.counters.iteration
@@ -398,26 +302,10 @@ class Trainer:
                                                  f"learning rates x {self.cfg.nan_lr_factor}", bad_iteration)
 
     def _enable_compile(self) -> None:
+        """Compile each network in place (``nn.Module.compile``: its eager forward stays; the
+        compiler's stance, set per step, decides which one runs)."""
         for net in (*self.model.generators.values(), *self.model.discriminators.values()):
             net.compile(mode=self.fast_path.compile_mode)
-
-    @contextlib.contextmanager
-    def _eager(self):
-        nets = [n for n in (*self.model.generators.values(), *self.model.discriminators.values())
-                if getattr(n, "_compiled_call_impl", None) is not None]
-        saved = [n._compiled_call_impl for n in nets]
-        for n in nets:
-            n._compiled_call_impl = None
-        try:
-            yield
-        finally:
-            for n, impl in zip(nets, saved):
-                n._compiled_call_impl = impl
-
-    def _disable_compile(self, err: Exception) -> None:
-        log.warning("torch.compile failed (%s: %s); continuing in eager mode", type(err).__name__, err)
-        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
-            net._compiled_call_impl = None
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -459,9 +347,9 @@ class Trainer:
                     self.writer.close()
                 self._stop_workers()
         if self.export and main:
-            self.export(self.run_dir)
-        elapsed = time.time() - start
-        log.info("finished at iteration %d (%s) in %.1f s", self.counters.iteration, self._epoch_label(), elapsed)
+            self.exports.append(self.export(self.run_dir, self.counters.iteration))
+        self.elapsed = time.time() - start
+        log.info("finished at iteration %d (%s) in %.1f s", self.counters.iteration, self._epoch_label(), self.elapsed)
         return last if last else self.save()
 
     def _stop_workers(self) -> None:
@@ -514,7 +402,7 @@ class Trainer:
         bar = self._progress_bar(main)
         try:
             for batch in self.loader:
-                losses = self._step(self._to_device(batch), cfg)
+                losses = self._step(self._to_device(batch))
                 c.iteration += 1
                 c.epoch_samples += _batch_len(batch)
                 self._pending.append((c.iteration, losses, dict(model.grads_finite)))
@@ -549,15 +437,19 @@ class Trainer:
                 self._close_bar()
         return False, last
 
-    def _step(self, batch: dict, cfg: LoopConfig) -> dict[str, torch.Tensor]:
+    def _step(self, batch: dict) -> dict[str, torch.Tensor]:
         try:
-            losses = self.model.train_step(batch)
+            with torch.compiler.set_stance(self._stance):
+                return self.model.train_step(batch)
         except Exception as e:
             if not (self.fast_path.compile and self.counters.iteration == 0 and fastpath.is_compile_error(e)):
                 raise
-            self._disable_compile(e)
-            losses = self.model.train_step(batch)
-        return losses
+            # Compilation failed on the first step (no compiler, an unsupported operator): eager
+            # from now on, by the compiler's stance rather than by undoing the compilation.
+            log.warning("torch.compile failed (%s); continuing in eager mode", fastpath.describe_error(e, 200))
+            self._stance = "force_eager"
+        with torch.compiler.set_stance(self._stance):
+            return self.model.train_step(batch)
 
 
 def scale_learning_rates(model: GANModel, factor: float) -> None:
@@ -585,27 +477,3 @@ def _same_shapes(items: list[dict]) -> list[dict]:
 
 def _batch_len(batch: dict) -> int:
     return next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
-
-
-def prepare_run(cfg: LoopConfig, resume: bool, runtime_overrides: dict | None = None):
-    """Decide between a new run and a resumed one; returns (checkpoint state or None, config).
-
-    On resume the config stored in the checkpoint wins, except the runtime fields in
-    ``runtime_overrides`` (max_iters, save_every, device, ...). A new run never overwrites an
-    existing one."""
-    latest = cfg.run_dir / "checkpoints" / "latest.pt"
-    if resume and (latest.exists() or any(latest.parent.glob("iter_*.pt"))):
-        state, path = load_newest_intact(latest.parent)
-        state["resumed_from"] = str(path)
-        saved = type(cfg).from_dict(state["train_config"])
-        for k, v in (runtime_overrides or {}).items():
-            if k in type(cfg).RUNTIME_FIELDS:
-                setattr(saved, k, v)
-        saved.name, saved.runs_dir = cfg.name, cfg.runs_dir
-        return state, saved
-    if resume:
-        log.info("no checkpoint at %s: starting a new run", latest)
-    elif latest.exists():
-        raise CheckpointError(f"{cfg.run_dir} already holds a run (checkpoint {latest}); pass --resume to "
-                              "continue it, or choose another --name")
-    return None, cfg

@@ -1,28 +1,28 @@
 """Training, evaluation and benchmarking of the noise -> image GAN, through the shared loop.
 
-The run is driven by the same :class:`~cyclegan.train.Trainer` as CycleGAN (checkpoints, resume,
-previews, TensorBoard, SIGINT handling); this module only supplies the data, the model, the
-export and the evaluation that ends a run.
+The run is driven by the same :class:`~cyclegan.training.loop.Trainer` as CycleGAN (checkpoints,
+resume, previews, TensorBoard, SIGINT handling); this module only supplies the data and
+evaluation sections of its run config and the :class:`~cyclegan.training.loop.Job`: data,
+model, export and the evaluation that ends a run.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from cyclegan.training import distributed
 from cyclegan.core.checkpoint import export_generators, write_json
 from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, format_report, load_classifier, quality_report, save_classifier, train_classifier
 from cyclegan.data.images import DataError
 from cyclegan.models.mnist import MnistGAN, MnistGANConfig
 from cyclegan.data.mnist import DataSource, MnistData, MnistDataset
 from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER, EXPORT_KIND, EXPORT_NAME, LatentSampler
-from cyclegan.training.loop import LoopConfig, Trainer, prepare_run, seed_everything
+from cyclegan.training.config import RunConfig, with_optimizers
+from cyclegan.training.loop import Job, Trainer
 from cyclegan.core.devices import pick_device
 
 log = logging.getLogger("cyclegan.mnist")
@@ -31,27 +31,53 @@ CLASSIFIER_NAME = "classifier.safetensors"
 
 
 @dataclass
-class MnistTrainConfig(LoopConfig):
-    """An MNIST-format GAN run: the shared loop settings plus its data source and evaluation."""
+class MnistDataConfig:
+    """The data section of an MNIST-format GAN run: where the images come from."""
 
-    name: str = "mnist"
-    batch_size: int = 64
-    num_workers: int = 0              # images live in memory: worker processes would only add start-up time
-    save_every: int = 2000
-    preview_every: int = 500
-    preview_count: int = 64           # fixed-noise samples in each preview grid (8 per row)
     dataset: str | None = None        # mnist, fashion-mnist, kmnist (torchvision; downloaded if missing)
     idx_dir: str | None = None        # folder of IDX files
     image_dir: str | None = None      # folder of images
     data_root: str = "datasets"       # where --dataset looks for / downloads files
     download: bool = True
-    eval_samples: int = 10000         # generated images for FID/KID/confidence at the end; 0: skip
-    classifier: str | None = None     # feature extractor for evaluation (default: see resolve_classifier)
 
-    RUNTIME_FIELDS = LoopConfig.RUNTIME_FIELDS + ("eval_samples", "classifier", "download", "data_root")
+    RUNTIME_FIELDS = ("download", "data_root")
 
     def source(self) -> DataSource:
         return DataSource(self.dataset, self.idx_dir, self.image_dir, self.data_root, self.download)
+
+
+@dataclass
+class MnistEvalConfig:
+    """The evaluation that ends an MNIST-format GAN run (FID/KID/confidence of generated images)."""
+
+    eval_samples: int = 10000         # generated images at the end; 0: skip
+    classifier: str | None = None     # feature extractor (default: see resolve_classifier)
+
+    RUNTIME_FIELDS = ("eval_samples", "classifier")
+
+
+#: The loop settings of an MNIST-format run that differ from LoopConfig's (cyclegan.training.kinds)
+LOOP_DEFAULTS = dict(
+    name="mnist", batch_size=64,
+    num_workers=0,                    # images live in memory: worker processes would only add start-up time
+    save_every=2000, preview_every=500,
+    preview_count=64,                 # fixed-noise samples in each preview grid (8 per row)
+)
+#: 20 epochs at a constant rate: DCGAN's recipe at the widths of the bundled model
+SCHEDULE_DEFAULTS = dict(n_epochs=20, n_epochs_decay=0)
+#: WGAN-GP's published settings (Gulrajani et al. 2017, Algorithm 1), used unless given
+WGANGP_DEFAULTS = {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5}
+
+
+def adjust(given: dict, values: dict) -> dict:
+    """WGAN-GP asked for: its paper's optimiser settings and D steps, unless given."""
+    if given.get("gan_mode") != "wgangp":
+        return values
+    filled = {k: v for k, v in WGANGP_DEFAULTS.items() if k not in given}
+    if filled:
+        print("wgangp: using the paper's " + ", ".join(f"{k} {v}" for k, v in filled.items())
+              + " (pass them to override)", file=sys.stderr)
+    return {**values, **filled}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,65 +169,51 @@ def print_evaluation(report: dict, classifier_source: str, classes: list[str]) -
 # --------------------------------------------------------------------------------------------
 
 
-def export_mnist(model: MnistGAN, cfg: MnistTrainConfig, data: MnistData, iteration: int, path: Path) -> Path:
+def export_mnist(model: MnistGAN, run: RunConfig, data: MnistData, iteration: int, path: Path) -> Path:
     """The generator alone, config inside: what sampling and the app load."""
-    meta = {"kind": EXPORT_KIND, "name": cfg.name, "iteration": iteration, "classes": data.classes,
+    meta = {"kind": EXPORT_KIND, "name": run.loop.name, "iteration": iteration, "classes": data.classes,
             # where the data came from, for `cyclegan mnist eval` (whether to download is the user's call then)
-            "data": {k: v for k, v in asdict(cfg.source()).items() if k != "download"},
+            "data": {k: v for k, v in asdict(run.data.source()).items() if k != "download"},
             "data_fingerprint": data.train.fingerprint()}
     out = export_generators({"G": model.generators["G"]}, model.config_dict(), path, meta)
     log.info("exported the generator: %s", out)
     return out
 
 
-def train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool = False,
-                runtime_overrides: dict | None = None) -> Path:
-    """Train (or, with ``resume``, continue) the run ``cfg.run_dir``; at the end, export the
-    generator and print its evaluation (``cfg.eval_samples`` > 0). Returns the last checkpoint.
-    Under torchrun, one data-parallel rank; rank 0 alone exports and evaluates."""
-    with distributed.process_group(cfg.device):
-        return _train_mnist(model_cfg, cfg, resume, runtime_overrides)
+def job(run: RunConfig) -> Job:
+    """An MNIST-format GAN run: data in memory, the model, its export and the closing evaluation."""
+    m = run.model
+    m.validate()
+    data = run.data.source().load(m.channels, m.image_size)
+    model = MnistGAN(m, seed=run.loop.seed, preview_count=run.loop.preview_count)
+
+    def describe(trainer: Trainer) -> str:
+        n_g = sum(p.numel() for p in model.generators.parameters())
+        n_d = sum(p.numel() for p in model.discriminators.parameters())
+        return (f"{m.netG} G ({n_g / 1e6:.2f}M params, z {m.z_dim} {m.noise}) | {m.netD} D "
+                f"({n_d / 1e6:.2f}M, norm {m.d_norm}) | {m.gan_mode}, {m.d_steps} D step(s) per G step | "
+                f"batch {run.loop.batch_size} x {trainer.dist.world_size} rank(s)")
+
+    return Job(model, MnistDataset(data.train),
+               export=lambda run_dir, iteration: export_mnist(model, run, data, iteration, run_dir / EXPORT_NAME),
+               data_summary=data.summary(), describe=describe,
+               finish=lambda trainer, exports: _finish(trainer, run, data, exports))
 
 
-def _train_mnist(model_cfg: MnistGANConfig, cfg: MnistTrainConfig, resume: bool,
-                 runtime_overrides: dict | None) -> Path:
-    state, cfg = prepare_run(cfg, resume, runtime_overrides)
-    if state is not None:
-        model_cfg = MnistGANConfig.from_dict(state["model_config"])
-    model_cfg.validate()
-    seed_everything(cfg.seed)
-    data = cfg.source().load(model_cfg.channels, model_cfg.image_size)
-    model = MnistGAN(model_cfg, seed=cfg.seed, preview_count=cfg.preview_count)
-    exported: list[Path] = []
-    trainer = Trainer(model, asdict(model_cfg), cfg, MnistDataset(data.train),
-                      total_epochs=model_cfg.n_epochs + model_cfg.n_epochs_decay,
-                      export=lambda run_dir: exported.append(
-                          export_mnist(model, cfg, data, trainer.counters.iteration, run_dir / EXPORT_NAME)))
-    trainer.start(state)
-    n_g = sum(p.numel() for p in model.generators.parameters())
-    n_d = sum(p.numel() for p in model.discriminators.parameters())
-    if trainer.dist.is_main:
-        print(data.summary(), file=sys.stderr)
-        print(f"fast path: {trainer.fast_path.describe()} ({trainer.fast_path.why})", file=sys.stderr)
-        print(f"run {cfg.run_dir} | device {trainer.device} | {trainer.fast_path.describe()} | {model_cfg.netG} G "
-              f"({n_g / 1e6:.2f}M params, z {model_cfg.z_dim} {model_cfg.noise}) | {model_cfg.netD} D "
-              f"({n_d / 1e6:.2f}M, norm {model_cfg.d_norm}) | {model_cfg.gan_mode}, {model_cfg.d_steps} D step(s) "
-              f"per G step | batch {cfg.batch_size} x {trainer.dist.world_size} rank(s) | "
-              f"{model_cfg.n_epochs}+{model_cfg.n_epochs_decay} epochs"
-              + (f" | stop at iteration {cfg.max_iters}" if cfg.max_iters else ""), file=sys.stderr)
-    start = time.time()
-    last = trainer.fit()
-    if exported:  # the run ended normally (not stopped by a signal)
-        print(f"trained to iteration {trainer.counters.iteration} in {time.time() - start:.0f} s; "
-              f"generator: {exported[0]}", file=sys.stderr)
-        if cfg.eval_samples > 0:
-            classifier, source = resolve_classifier(data, cfg.classifier, cfg.run_dir, trainer.device)
-            sampler = LatentSampler(model.generators["G"], model_cfg, device=trainer.device)
-            report = evaluate(sampler, data, classifier, cfg.eval_samples, seed=cfg.seed, device=trainer.device)
-            report.update(iteration=trainer.counters.iteration, classifier=source)
-            write_json(cfg.run_dir / "eval.json", report)
-            print_evaluation(report, source, data.classes)
-    return last
+def _finish(trainer: Trainer, run: RunConfig, data: MnistData, exports: list) -> None:
+    """After a finished run (not one stopped by a signal): say where the generator is and
+    evaluate it (``eval_samples`` > 0)."""
+    if not exports:
+        return
+    print(f"trained to iteration {trainer.counters.iteration} in {trainer.elapsed:.0f} s; generator: {exports[0]}", file=sys.stderr)
+    if run.evaluate.eval_samples > 0:
+        device = trainer.device
+        classifier, source = resolve_classifier(data, run.evaluate.classifier, run.loop.run_dir, device)
+        sampler = LatentSampler(trainer.model.generators["G"], run.model, device=device)
+        report = evaluate(sampler, data, classifier, run.evaluate.eval_samples, seed=run.loop.seed, device=device)
+        report.update(iteration=trainer.counters.iteration, classifier=source)
+        write_json(run.loop.run_dir / "eval.json", report)
+        print_evaluation(report, source, data.classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +231,7 @@ def bench_mnist(model_cfg: MnistGANConfig, batch_sizes: list[int], device: str =
     results = []
     for batch_size in batch_sizes:
         torch.manual_seed(0)
-        model = MnistGAN(MnistGANConfig.from_dict(asdict(model_cfg))).to(dev)
+        model = with_optimizers(MnistGAN(MnistGANConfig.from_dict(asdict(model_cfg)))).to(dev)
         model.precision = Precision(dev.type, precision)
         size = model_cfg.image_size
         batch = {"image": torch.rand(batch_size, model_cfg.channels, size, size, device=dev).mul(2).sub(1)}
