@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from cyclegan.core.checkpoint import export_generators
 from cyclegan.data.augment_config import AugmentConfig
 from cyclegan.data.images import DataError
@@ -74,10 +76,21 @@ def build_dataset(run: RunConfig) -> UnpairedImageDataset:
     return dataset
 
 
+def new_model(run: RunConfig) -> GANModel:
+    """The trainable model of the run (CycleGAN, or CUT / FastCUT), freshly initialised."""
+    return build_model(run.model, seed=run.loop.seed)
+
+
+def example_batch(run: RunConfig, batch_size: int, size: int, generator: torch.Generator) -> dict:
+    """Random images in [-1, 1] shaped as a training batch at ``size`` px: for benchmarks."""
+    shape = (batch_size, run.model.input_nc, size, size)
+    return {k: torch.rand(shape, generator=generator).mul(2).sub(1) for k in ("A", "B")}
+
+
 def job(run: RunConfig) -> Job:
     """A CycleGAN, CUT or FastCUT run's model, data and export."""
     dataset = build_dataset(run)
-    model = build_model(run.model, seed=run.loop.seed)
+    model = new_model(run)
     return Job(model, dataset,
                export=lambda run_dir, iteration: export_cyclegan(model, run, run_dir / "generators.safetensors"),
                data_summary=dataset.summary(), describe=lambda trainer: _describe(trainer, run))

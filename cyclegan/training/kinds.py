@@ -12,9 +12,12 @@ import importlib
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable
 
+import torch
+
 from cyclegan.models.cut import MODES, CUTConfig
 from cyclegan.models.cut import PRESETS as CUT_PRESETS
 from cyclegan.models.cyclegan import PAPER_MODEL, PRESETS as CYCLEGAN_PRESETS, CycleGANConfig
+from cyclegan.models.gan import GANModel
 from cyclegan.models.mnist import MnistGANConfig
 from cyclegan.training import mnist as mnist_training
 from cyclegan.training.config import ConfigError, LoopConfig, OptimConfig, RunConfig, ScheduleConfig
@@ -27,7 +30,9 @@ class Kind:
     name: str
     model: type
     data: type
-    job: str                                   # module whose job(run) -> Job builds the run
+    #: the training module of the kind: job(run) -> Job builds a run, new_model(run) its model,
+    #: example_batch(run, batch_size, size, generator) a random batch (benchmarks)
+    module: str
     evaluate: type | None = None
     defaults: dict = field(default_factory=dict)          # flat: over the sections' defaults
     presets: dict[str, dict] = field(default_factory=dict)  # name -> flat values
@@ -46,7 +51,13 @@ class Kind:
         return {**values, **self.defaults}
 
     def build(self, run: RunConfig) -> Job:
-        return importlib.import_module(self.job).job(run)
+        return importlib.import_module(self.module).job(run)
+
+    def new_model(self, run: RunConfig) -> GANModel:
+        return importlib.import_module(self.module).new_model(run)
+
+    def example_batch(self, run: RunConfig, batch_size: int, size: int, generator: torch.Generator) -> dict:
+        return importlib.import_module(self.module).example_batch(run, batch_size, size, generator)
 
 
 def _image_rules(given: dict, values: dict) -> dict:

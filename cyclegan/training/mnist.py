@@ -180,12 +180,22 @@ def export_mnist(model: MnistGAN, run: RunConfig, data: MnistData, iteration: in
     return out
 
 
+def new_model(run: RunConfig) -> MnistGAN:
+    return MnistGAN(run.model, seed=run.loop.seed, preview_count=run.loop.preview_count)
+
+
+def example_batch(run: RunConfig, batch_size: int, size: int, generator: torch.Generator) -> dict:
+    """Random images in [-1, 1] shaped as a training batch (the model's image size): for benchmarks."""
+    m = run.model
+    return {"image": torch.rand(batch_size, m.channels, m.image_size, m.image_size, generator=generator).mul(2).sub(1)}
+
+
 def job(run: RunConfig) -> Job:
     """An MNIST-format GAN run: data in memory, the model, its export and the closing evaluation."""
     m = run.model
     m.validate()
     data = run.data.source().load(m.channels, m.image_size)
-    model = MnistGAN(m, seed=run.loop.seed, preview_count=run.loop.preview_count)
+    model = new_model(run)
 
     def describe(trainer: Trainer) -> str:
         n_g = sum(p.numel() for p in model.generators.parameters())
