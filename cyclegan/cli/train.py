@@ -8,6 +8,7 @@ from pathlib import Path
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, add_flags, add_switches, given_values
 from cyclegan.core.argtypes import ema_decay, image_size, nonneg_float, nonneg_int, positive_float, positive_int
 from cyclegan.data.augment_config import PREPROCESS_MODES
+from cyclegan.data.resident import DATA_ON_DEVICE
 from cyclegan.models.cut import MODES, build_model
 from cyclegan.models.cyclegan import PRESETS
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
@@ -23,6 +24,9 @@ _TRAIN_FLAGS = [
                                               "<= 128 picks resnet_6blocks unless --netG is given")),
     ("--load-size", "load_size", dict(type=positive_int, help="resize before cropping (default size*286/256)")),
     ("--preprocess", "preprocess", dict(choices=PREPROCESS_MODES, help="how images become crops")),
+    ("--data-on-device", "data_on_device", dict(choices=DATA_ON_DEVICE, help="decode the images once into "
+                                                 "device memory and crop/flip them there (no per-step host work); "
+                                                 "auto: on CUDA when they fit; preprocess modes that crop only")),
     *LOOP_FLAGS,
 ]
 _TRAIN_SWITCHES = [

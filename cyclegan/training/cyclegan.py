@@ -33,6 +33,7 @@ class UnpairedDataConfig:
     load_size: int | None = None      # resize before cropping; default size * 286 / 256
     preprocess: str = "resize_and_crop"
     flip: bool = True
+    data_on_device: str = "off"       # auto, on, off: images decoded once and augmented on the device (data.resident)
 
     def resolved_load_size(self) -> int:
         return self.load_size if self.load_size else int(round(self.size * 286 / 256))

@@ -20,6 +20,7 @@ from cyclegan.core import fastpath
 from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors, save_numbered
 from cyclegan.core.devices import cudnn_benchmark, pick_device
 from cyclegan.data.unpaired import EpochSampler
+from cyclegan.data import resident
 from cyclegan.models.gan import GANModel, Precision
 from cyclegan.training import distributed
 from cyclegan.training.config import RunConfig
@@ -108,7 +109,9 @@ class Trainer:
         self.sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=not cfg.serial_batches,
                                     rank=rank, world_size=world)
         workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
-        self.loader = torch.utils.data.DataLoader(
+        # --data-on-device: the images held on the device (cyclegan.data.resident), else a DataLoader
+        self.loader = resident.loader_for(dataset, self.sampler, run.data, cfg.batch_size, self.device)
+        self.loader = self.loader or torch.utils.data.DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
             prefetch_factor=2 if workers > 0 else None, drop_last=False,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cyclegan.core.checkpoint import CheckpointError, load_newest_intact
+from cyclegan.data.resident import describe as describe_data_path
 from cyclegan.training import distributed, kinds
 from cyclegan.training.config import ConfigError, RunConfig, runtime_fields
 from cyclegan.training.loop import Trainer
@@ -71,6 +72,7 @@ def run(config: RunConfig, resume: bool = False) -> Path:
 def _print_header(trainer: Trainer, config: RunConfig, data_summary: str, model_text: str) -> None:
     s, fast = config.schedule, trainer.fast_path
     print(data_summary, file=sys.stderr)
+    print(describe_data_path(trainer.loader), file=sys.stderr)
     print(f"fast path: {fast.describe()} ({fast.why})", file=sys.stderr)
     print(f"run {config.loop.run_dir} | device {trainer.device} | {fast.describe()} | {model_text} | "
           f"{s.n_epochs}+{s.n_epochs_decay} epochs"
