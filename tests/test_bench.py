@@ -164,7 +164,7 @@ def test_loop_mode_times_the_real_train_loop_on_image_files(tmp_path, capsys):
         for i in range(3):
             write_image(tmp_path / "data" / domain / f"{i}.png", 40, 36, seed=i)  # real files, resized by the loop
     out = tmp_path / "bench.json"
-    args = _args("--mode", "loop", "train", "--channels-last", "off", "--precision", "auto", "fp32",
+    args = _args("--mode", "loop", "loop-dev", "train", "--channels-last", "off", "--precision", "auto", "fp32",
                  "--dataroot", str(tmp_path / "data"), "--loop-workers", "0", "--repeats", "1", "--iters", "2",
                  "--json", str(out))
     assert run_bench(args) == 0
@@ -172,6 +172,11 @@ def test_loop_mode_times_the_real_train_loop_on_image_files(tmp_path, capsys):
     loop = [r for r in rows if r["mode"] == "loop"]
     assert loop and all(r["error"] is None and r["sec_per_iter"] > 0 and r["iters_per_sec"] > 0 for r in loop)
     assert loop[0]["baseline"] and loop[0]["flops_per_iter"] == next(r for r in rows if r["mode"] == "train")["flops_per_iter"]
+    assert all(r["data_path"].startswith("data: DataLoader, 0 workers") for r in loop)
+    # loop-dev: the same loop with the images held and cropped on the device (train's --data-on-device on)
+    dev = [r for r in rows if r["mode"] == "loop-dev"]
+    assert dev and all(r["error"] is None and r["sec_per_iter"] > 0 for r in dev)
+    assert all(r["data_path"].startswith("data: on the device (cpu; A 3x3x36x36") for r in dev)
     # auto resolves through core.fastpath (fp32 on this CPU unless it has native bf16) and says so
     from cyclegan.core.fastpath import choose
 
@@ -189,5 +194,9 @@ def test_loop_mode_without_dataroot_writes_synthetic_pngs(tmp_path):
 
     with Image.open(root / "trainB" / "001.png") as im:
         assert im.size == (20, 20) and im.mode == "RGB"
-    args = _args("--mode", "loop", "--channels-last", "off", "--repeats", "1", "--iters", "1", "--loop-workers", "0")
+    out = tmp_path / "bench.json"
+    args = _args("--mode", "loop-dev", "--channels-last", "off", "--repeats", "1", "--iters", "1", "--loop-workers", "0",
+                 "--loop-channels", "1", "--json", str(out))
     assert run_bench(args) == 0
+    row, = json.loads(out.read_text())["rows"]  # 8 grayscale images per domain, resized to 36 for 32 px crops
+    assert row["error"] is None and row["data_path"].startswith("data: on the device (cpu; A 8x1x36x36")

@@ -47,30 +47,37 @@ def synthetic_folder(root: Path, size: int, count: int = _SYNTHETIC_IMAGES, chan
 
 
 def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, iters: int, size: int,
-         batch_size: int, precision: str, channels_last: bool, compile: bool, device: torch.device) -> float:
-    """Wall seconds of one ``cyclegan train`` run that stops after ``iters`` iterations."""
+         batch_size: int, precision: str, channels_last: bool, compile: bool, device: torch.device,
+         data_on_device: str) -> tuple[float, str]:
+    """Wall seconds of one ``cyclegan train`` run that stops after ``iters`` iterations, and its stderr."""
     from cyclegan.training.run import train
 
     start = time.perf_counter()
-    with contextlib.redirect_stderr(io.StringIO()):  # the run's summary and bars; the bench prints its table
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):  # the run's summary and bars; the bench prints its table
         train(dataroot, name=name, runs_dir=str(runs_dir), size=size, batch_size=batch_size, max_iters=iters,
               precision=precision, compile=compile, compile_mode=args.compile_mode if compile else None,
               channels_last=channels_last, device=str(device), netG=args.netG, ngf=args.ngf, ndf=args.ndf,
-              num_workers=args.loop_workers)
-    return time.perf_counter() - start
+              num_workers=args.loop_workers, data_on_device=data_on_device, input_nc=args.loop_channels)
+    return time.perf_counter() - start, stderr.getvalue()
 
 
 def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
-              compile: bool, device: torch.device) -> tuple[float, list[float]]:
-    """(warm-up run seconds, seconds per iteration of each timed repeat); see the module docstring."""
+              compile: bool, device: torch.device, data_on_device: str = "off",
+              info: dict | None = None) -> tuple[float, list[float]]:
+    """(warm-up run seconds, seconds per iteration of each timed repeat); see the module docstring.
+    ``data_on_device``: train's --data-on-device (``loop`` rows: off, the DataLoader; ``loop-dev``: on);
+    ``info["data_path"]`` gets the run header's line saying which data path ran."""
     with tempfile.TemporaryDirectory(prefix="cyclegan-bench-loop-") as tmp:
         tmp = Path(tmp)
-        dataroot = Path(args.dataroot) if args.dataroot else synthetic_folder(tmp / "data", size)
+        dataroot = Path(args.dataroot) if args.dataroot else synthetic_folder(tmp / "data", size, channels=args.loop_channels)
         common = dict(size=size, batch_size=batch_size, precision=precision, channels_last=channels_last,
-                      compile=compile, device=device)
-        warm = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
+                      compile=compile, device=device, data_on_device=data_on_device)
+        warm, stderr = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
+        if info is not None:
+            info["data_path"] = next((line for line in stderr.splitlines() if line.startswith("data: ")), None)
         times = []
         for r in range(args.repeats):
-            total = _run(args, dataroot, tmp / "runs", f"timed{r}", max(args.warmup, 1) + args.iters, **common)
+            total, _ = _run(args, dataroot, tmp / "runs", f"timed{r}", max(args.warmup, 1) + args.iters, **common)
             times.append(max(total - warm, 1e-9) / args.iters)
         return warm, times

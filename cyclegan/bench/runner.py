@@ -11,7 +11,8 @@ Every combination of the sweep flags is one row:
   generator built from the same config (host batch in, host result out, as ``cyclegan translate``
   runs it; no tiling, so one forward pass per batch);
 * ``loop``: iterations/s of the real ``cyclegan train`` loop end to end, data loading included
-  (:mod:`cyclegan.bench.loop`), beside the synthetic ``train`` rows.
+  (:mod:`cyclegan.bench.loop`), beside the synthetic ``train`` rows; ``loop-dev`` the same with
+  ``--data-on-device on`` (the images held and augmented on the device, :mod:`cyclegan.data.resident`).
 
 Each kind is one entry of :data:`KINDS` (how it is timed, its FLOPs, the task its ``--precision
 auto`` is chosen for); ``auto`` is resolved by :func:`cyclegan.core.fastpath.choose` and shown
@@ -154,11 +155,16 @@ def _time_steps(setup: Callable[..., Callable[[], object]]) -> Callable[..., tup
     return timed
 
 
-def _time_loop(args, size, batch_size, precision, channels_last, compile, device, info, winograd, mem):
-    from cyclegan.bench.loop import time_loop
+def _time_loop(data_on_device: str) -> Callable[..., tuple[float, list[float]]]:
+    """The real training loop, with train's --data-on-device ``data_on_device``."""
 
-    mem.timed()
-    return time_loop(args, size, batch_size, precision, channels_last, compile, device)
+    def timed(args, size, batch_size, precision, channels_last, compile, device, info, winograd, mem):
+        from cyclegan.bench.loop import time_loop
+
+        mem.timed()
+        return time_loop(args, size, batch_size, precision, channels_last, compile, device, data_on_device, info)
+
+    return timed
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,8 @@ class BenchKind:
 KINDS: dict[str, BenchKind] = {
     "train": BenchKind(_time_steps(_setup_train), _train_flops, "train"),
     "translate": BenchKind(_time_steps(_setup_translate), _translate_flops, "translate", winograd=True),
-    "loop": BenchKind(_time_loop, _train_flops, "train"),
+    "loop": BenchKind(_time_loop("off"), _train_flops, "train"),
+    "loop-dev": BenchKind(_time_loop("on"), _train_flops, "train"),
 }
 MODES = tuple(KINDS)
 
@@ -215,8 +222,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
         memory = mem.stop()
         info.pop("translator", None)
         _release_memory(device)
-    if "fused_adam" in info:
-        row["fused_adam"] = info["fused_adam"]
+    row.update({k: info[k] for k in ("fused_adam", "data_path") if k in info})
     if row["error"] is None:
         sec = statistics.median(times)
         row.update({"warmup_iters": warmup, "warmup_sec": warm, "sec_per_iter": sec,

@@ -29,7 +29,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--mode", choices=MODES, nargs="+", default=["train", "translate"],
                    help="train: CycleGAN.train_step it/s on a synthetic batch on the device; translate: "
                         "Translator.forward images/s; loop: the real `cyclegan train` loop end to end (data loading, "
-                        "augmentation, EMA, logging, checkpoints) on --dataroot or synthetic PNGs")
+                        "augmentation, EMA, logging, checkpoints) on --dataroot or synthetic PNGs; loop-dev: the same "
+                        "with train's --data-on-device on (images held and cropped on the device)")
     s.add_argument("--size", type=positive_int, nargs="+", default=[128], help="image sides in pixels")
     s.add_argument("--batch-size", type=positive_int, nargs="+", default=[1], help="images per iteration")
     s.add_argument("--precision", choices=PRECISION_CHOICES, nargs="+", default=["fp32", "auto"],
@@ -56,6 +57,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                                       "written to a temporary folder]")
     d.add_argument("--loop-workers", type=int, default=-1,
                    help="DataLoader workers of the loop, as train's --num-workers [-1: one per spare core, at most 4]")
+    d.add_argument("--loop-channels", type=int, choices=(1, 3), default=3,
+                   help="image channels of the loop rows' runs (1: grayscale, as train's --channels)")
     r = p.add_argument_group("how")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     r.add_argument("--warmup", type=nonneg_int, default=2,
