@@ -1,7 +1,7 @@
 #!/bin/bash
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
 # torch but not albumentations, whose wheels travel in .whl/). From the repository root:
-#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
 PARTS=${*:-info tests eager compile scaling curves}
@@ -62,6 +62,27 @@ for part in $PARTS; do
           --channels-last off --compile off on --compile-mode reduce-overhead --warmup 20 --iters 100 --repeats 1 \
           --json "$OUTDIR/loop_$size.json" --markdown
       done
+      ;;
+    resident) # issue 15: the real `cyclegan train` loop with the images held and cropped on the GPU
+              # (--mode loop-dev: train's --data-on-device on) beside the DataLoader (loop), at 32 px
+              # (ResNet-6, grayscale as in the issue) and 256 px (ResNet-9, RGB), fp32 and auto. On folders
+              # big enough that no epoch ends in a timed run: every epoch end writes a checkpoint (~320 MB
+              # at ngf 64), and bench's own 8-image folder has one every 8 iterations (the last row shows
+              # what that costs). One JSON per call, rewritten after each row; about 5 minutes.
+      python3 -m pytest -q -p no:cacheprovider tests/test_resident.py 2>&1 | tail -3
+      python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
+f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)" /tmp/resident_data
+      loop32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \
+        --channels-last off --warmup 10 --iters 100 --repeats 1 --markdown "$@"; }
+      loop32 --mode loop loop-dev --dataroot /tmp/resident_data/gray32 --precision fp32 auto --compile off \
+        --json "$OUTDIR/resident_32.json" 2>&1 | tee "$OUTDIR/resident_32.txt"
+      loop32 --mode loop loop-dev --dataroot /tmp/resident_data/gray32 --precision auto --compile on \
+        --compile-mode reduce-overhead --json "$OUTDIR/resident_32_graphs.json" 2>&1 | tee "$OUTDIR/resident_32_graphs.txt"
+      loop32 --mode loop-dev --precision auto --compile off \
+        --json "$OUTDIR/resident_32_8images.json" 2>&1 | tee "$OUTDIR/resident_32_8images.txt"
+      python3 -m cyclegan bench --device cuda --mode loop loop-dev --size 256 --netG resnet_9blocks \
+        --dataroot /tmp/resident_data/rgb256 --precision fp32 auto --channels-last off --compile off \
+        --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/resident_256.json" --markdown 2>&1 | tee "$OUTDIR/resident_256.txt"
       ;;
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"
