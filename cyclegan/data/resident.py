@@ -155,7 +155,7 @@ class _Domain:
             _, image = dataset._load(layout.domain, i)  # an unreadable file: the next readable one, as in training
             resized = np.require(resize(image=image)["image"], requirements="W")  # torch wants writable arrays
             self.images[i].copy_(torch.from_numpy(resized).permute(2, 0, 1))
-        n, c, _, _ = layout.shape
+        c = layout.shape[1]
         self.channels = torch.arange(c, device=device).view(1, c, 1, 1)
 
     def plan(self, image: torch.Tensor, index: torch.Tensor, n: int, size: int, flip: bool,
