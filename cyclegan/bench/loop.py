@@ -70,7 +70,8 @@ def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: s
     ``info["data_path"]`` gets the run header's line saying which data path ran."""
     with tempfile.TemporaryDirectory(prefix="cyclegan-bench-loop-") as tmp:
         tmp = Path(tmp)
-        dataroot = Path(args.dataroot) if args.dataroot else synthetic_folder(tmp / "data", size, channels=args.loop_channels)
+        dataroot = (Path(args.dataroot) if args.dataroot
+                    else synthetic_folder(tmp / "data", size, channels=args.loop_channels))
         common = dict(size=size, batch_size=batch_size, precision=precision, channels_last=channels_last,
                       compile=compile, device=device, data_on_device=data_on_device)
         warm, stderr = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
