@@ -69,7 +69,7 @@ for part in $PARTS; do
               # big enough that no epoch ends in a timed run: every epoch end writes a checkpoint (~320 MB
               # at ngf 64), and bench's own 8-image folder has one every 8 iterations (the last row shows
               # what that costs). One JSON per call, rewritten after each row; about 5 minutes.
-      python3 -m pytest -q -p no:cacheprovider tests/test_resident.py 2>&1 | tail -3
+      python3 -m pytest -q -p no:cacheprovider tests/test_resident.py 2>&1 | tail -3   # its CUDA test included
       python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
 f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)" /tmp/resident_data
       loop32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \

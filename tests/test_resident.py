@@ -211,3 +211,23 @@ def test_cli_train_with_data_on_device_says_so(tmp_path):
             "--data-on-device", "on", *TINY_MODEL, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "error: --data-on-device needs a --preprocess that crops to one size" in r.stderr
+
+
+@pytest.mark.gpu
+def test_on_cuda_auto_holds_the_images_there_and_resume_stays_bit_identical(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_domain(root / "trainA", 5, 0)
+    make_domain(root / "trainB", 4, 1)
+    ds = UnpairedImageDataset(root / "trainA", root / "trainB", AugmentConfig(load_size=36, crop_size=32))
+    cuda = torch.device("cuda")
+    loader = loader_for(ds, EpochSampler(len(ds)), SimpleNamespace(data_on_device="auto"), 2, cuda)
+    assert isinstance(loader, ResidentLoader)
+    assert all(b["A"].is_cuda and b["B"].is_cuda for b in loader)
+    common = dict(save_every=0, device="cuda", precision="fp32", compile=False)  # eager: same kernels
+    straight = run_training(tiny_run(root, tmp_path / "straight", max_iters=7, data_on_device="auto", **common))
+    assert "data: on the device (cuda" in capsys.readouterr().err
+    run_training(tiny_run(root, tmp_path / "resumed", max_iters=3, data_on_device="auto", **common))
+    resumed = run_training(tiny_run(root, tmp_path / "resumed", max_iters=7, **common), resume=True)
+    sa, sb = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
