@@ -67,18 +67,19 @@ for part in $PARTS; do
               # (--mode loop-dev: train's --data-on-device on) beside the DataLoader (loop), at 32 px
               # (ResNet-6, grayscale as in the issue) and 256 px (ResNet-9, RGB), fp32 and auto. On folders
               # big enough that no epoch ends in a timed run: every epoch end writes a checkpoint (~320 MB
-              # at ngf 64), and bench's own 8-image folder has one every 8 iterations (the last row shows
-              # what that costs). One JSON per call, rewritten after each row; about 5 minutes.
+              # at ngf 64); the last row times an 8-image folder, one epoch end every 8 iterations, to show
+              # what that costs. One JSON per call, rewritten after each row; about 5 minutes.
       python3 -m pytest -q -p no:cacheprovider tests/test_resident.py 2>&1 | tail -3   # its CUDA test included
       python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
-f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)" /tmp/resident_data
+f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)
+f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
       loop32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \
         --channels-last off --warmup 10 --iters 100 --repeats 1 --markdown "$@"; }
       loop32 --mode loop loop-dev --dataroot /tmp/resident_data/gray32 --precision fp32 auto --compile off \
         --json "$OUTDIR/resident_32.json" 2>&1 | tee "$OUTDIR/resident_32.txt"
       loop32 --mode loop loop-dev --dataroot /tmp/resident_data/gray32 --precision auto --compile on \
         --compile-mode reduce-overhead --json "$OUTDIR/resident_32_graphs.json" 2>&1 | tee "$OUTDIR/resident_32_graphs.txt"
-      loop32 --mode loop-dev --precision auto --compile off \
+      loop32 --mode loop-dev --dataroot /tmp/resident_data/gray32_8 --precision auto --compile off \
         --json "$OUTDIR/resident_32_8images.json" 2>&1 | tee "$OUTDIR/resident_32_8images.txt"
       python3 -m cyclegan bench --device cuda --mode loop loop-dev --size 256 --netG resnet_9blocks \
         --dataroot /tmp/resident_data/rgb256 --precision fp32 auto --channels-last off --compile off \

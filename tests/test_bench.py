@@ -187,8 +187,10 @@ def test_loop_mode_times_the_real_train_loop_on_image_files(tmp_path, capsys):
 
 
 def test_loop_mode_without_dataroot_writes_synthetic_pngs(tmp_path):
-    from cyclegan.bench.loop import synthetic_folder
+    from cyclegan.bench.loop import images_for, synthetic_folder
 
+    # enough images that no epoch end (and its checkpoint) falls inside a timed run
+    assert images_for(300, 2) == 600 and images_for(2, 1) == 8
     root = synthetic_folder(tmp_path, 20, count=2)
     from PIL import Image
 

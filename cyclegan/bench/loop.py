@@ -4,7 +4,9 @@ The synthetic ``train`` rows time :meth:`CycleGAN.train_step` on a batch already
 what a user waits for also includes reading and augmenting images (the DataLoader), the EMA,
 loss logging (TensorBoard), previews and checkpoints. A loop row runs :func:`cyclegan.training.run.train`
 itself, as ``cyclegan train`` does, on ``--dataroot`` (its trainA/trainB) or, without one, on a
-temporary folder of synthetic PNGs written at the row's size.
+temporary folder of synthetic PNGs written at the row's size, as many as the runs take images
+(:func:`images_for`), so that no epoch end (and its checkpoint) falls inside the timing. A small
+``--dataroot`` does pay its epoch ends.
 
 Timing: two fresh runs in a temporary runs folder, one stopping after ``--warmup`` iterations
 and one after ``--warmup + --iters``; the difference of their wall times, divided by ``--iters``,
@@ -27,7 +29,15 @@ import torch
 
 __all__ = ["synthetic_folder", "time_loop"]
 
-_SYNTHETIC_IMAGES = 8  # per domain: enough for a few batches; epochs wrap round as in a real run
+_SYNTHETIC_IMAGES = 8  # per domain, at the least
+
+
+def images_for(iterations: int, batch_size: int) -> int:
+    """Synthetic images per domain for runs of ``iterations``: enough that no epoch ends inside a
+    run. An epoch end writes a checkpoint (hundreds of MB at ngf/ndf 64, about a second on a
+    CPU), which on a data set of thousands of images is paid once per thousands of iterations;
+    with a handful of images it would be paid every few iterations and swamp the figure."""
+    return max(_SYNTHETIC_IMAGES, iterations * batch_size)
 
 
 def synthetic_folder(root: Path, size: int, count: int = _SYNTHETIC_IMAGES, channels: int = 3) -> Path:
@@ -70,8 +80,9 @@ def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: s
     ``info["data_path"]`` gets the run header's line saying which data path ran."""
     with tempfile.TemporaryDirectory(prefix="cyclegan-bench-loop-") as tmp:
         tmp = Path(tmp)
+        count = images_for(max(args.warmup, 1) + args.iters, batch_size)
         dataroot = (Path(args.dataroot) if args.dataroot
-                    else synthetic_folder(tmp / "data", size, channels=args.loop_channels))
+                    else synthetic_folder(tmp / "data", size, count, channels=args.loop_channels))
         common = dict(size=size, batch_size=batch_size, precision=precision, channels_last=channels_last,
                       compile=compile, device=device, data_on_device=data_on_device)
         warm, stderr = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
