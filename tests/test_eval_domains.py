@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.evaluation import domains
+from cyclegan.evaluation import domain_classifier_cache
 from cyclegan.cli.main import main
 from cyclegan.evaluation.domains import DomainJudge, cache_paths, domain_classifier, evaluate_domains
 from tiny_models import SIZE, tiny_export
@@ -106,7 +106,7 @@ def test_a_changed_data_set_retrains(tmp_path, caplog):
 
 def test_read_only_dataroot_falls_back_to_the_user_cache(tmp_path, monkeypatch, caplog):
     data = write_bars(tmp_path / "d", n_train=10, n_test=2)
-    monkeypatch.setattr(domains, "_writable", lambda folder: False)
+    monkeypatch.setattr(domain_classifier_cache, "_writable", lambda folder: False)
     caplog.set_level(logging.INFO, logger="cyclegan.domains")
     _, info = domain_classifier(data, 1, size=16, epochs=1)
     primary, fallback = cache_paths(data, 1, 16, 0)

@@ -110,7 +110,8 @@ def _cmd_domains(args: argparse.Namespace) -> int:
 
 def _cmd_domain_classifier(args: argparse.Namespace) -> int:
     from cyclegan.evaluation.classifier import extract
-    from cyclegan.evaluation.domains import DOMAINS, detect_channels, domain_classifier, read_images, _stack
+    from cyclegan.evaluation.domain_classifier_cache import domain_classifier
+    from cyclegan.evaluation.domain_images import DOMAINS, detect_channels, read_images, stack_images
 
     device = pick_device(args.device)
     channels = args.channels or detect_channels(args.dataroot)
@@ -129,7 +130,7 @@ def _cmd_domain_classifier(args: argparse.Namespace) -> int:
         if not images:
             print(f"test{domain}: no readable images in {folder}")
             continue
-        probs = extract(model, _stack(images), device=device)[1]
+        probs = extract(model, stack_images(images), device=device)[1]
         print(f"test{domain}: accuracy {float((probs.argmax(1) == label).float().mean()):.2%} "
               f"({len(images)} images)")
     return 0

@@ -35,13 +35,9 @@ sorted names and sizes) inside: a changed data set retrains. A read-only DATAROO
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +46,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from cyclegan.core.checkpoint import CheckpointError, atomic_write
-from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, extract, load_classifier, save_classifier, train_classifier
-from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
+from cyclegan.core.checkpoint import atomic_write
+from cyclegan.data.images import DataError, find_images
+from cyclegan.evaluation.classifier import SmallClassifier, extract
+from cyclegan.evaluation.domain_classifier_cache import (CLASSES, ClassifierInfo, cache_paths, domain_classifier,
+                                                          given_classifier, train_domain_classifier)
+from cyclegan.evaluation.domain_images import (DOMAINS, convert_channels, detect_channels, domain_folder, read_images,
+                                               resize_square, spaced, stack_images)
 from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
 
 __all__ = ["DIRECTIONS", "DomainJudge", "cache_paths", "detect_channels", "domain_classifier", "evaluate_domains",
@@ -60,267 +60,9 @@ __all__ = ["DIRECTIONS", "DomainJudge", "cache_paths", "detect_channels", "domai
 
 log = logging.getLogger("cyclegan.domains")
 
-DOMAINS = ("A", "B")
-CLASSES = ["A", "B"]
 #: direction -> (source domain, target domain, the generator back)
 DIRECTIONS = {"AtoB": ("A", "B", "BtoA"), "BtoA": ("B", "A", "AtoB")}
 ROWS = ("translated", "untranslated", "real_target")
-LAYOUT_HINT = ("`cyclegan eval domains` needs DATAROOT/trainA, trainB, testA and testB (the layout of "
-               "`cyclegan download dataset`)")
-
-
-# -- image folders -----------------------------------------------------------------------------
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 HxWxC -> size x size (bicubic, as training and inference resize)."""
-    if image.shape[:2] == (size, size):
-        return image
-    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    out = np.asarray(pil.resize((size, size), Image.BICUBIC))
-    return out[:, :, None] if out.ndim == 2 else out
-
-
-def _convert(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 HxWxC -> ``channels`` channels (grayscale repeated, or RGB -> L as Pillow converts)."""
-    if image.shape[2] == channels:
-        return image
-    if channels == 3:
-        return np.repeat(image, 3, axis=2)
-    return np.asarray(Image.fromarray(image).convert("L"))[:, :, None]
-
-
-def _stack(images: list[np.ndarray]) -> Tensor:
-    """[uint8 HxWxC] of one size -> uint8 (N, C, H, W)."""
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-
-
-def _spaced(items: list, k: int | None) -> list:
-    """``k`` items spread evenly over ``items`` (all of them when k is None or large enough)."""
-    if k is None or k >= len(items):
-        return list(items)
-    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
-
-
-def read_images(paths: list[Path], channels: int, size: int | None = None, workers: int = 4
-                ) -> tuple[list[np.ndarray], list[Path], list[tuple[Path, str]]]:
-    """Decode ``paths`` (``channels`` channels, resized to ``size`` when given); unreadable files
-    are skipped with a warning. Returns (images, their paths, [(unreadable file, reason)])."""
-    def one(path: Path) -> np.ndarray | str:
-        try:
-            image = load_image(path, channels)
-        except UnreadableImageError as e:
-            return e.reason
-        return _resize(image, size) if size else image
-
-    images, kept, failed = [], [], []
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for path, result in zip(paths, pool.map(one, paths)):
-            if isinstance(result, str):
-                log.warning("skipping %s: %s", path, result)
-                failed.append((path, result))
-            else:
-                images.append(result)
-                kept.append(path)
-    return images, kept, failed
-
-
-def domain_folder(dataroot: str | os.PathLike, split: str, domain: str, *, minimum: int = 1) -> list[Path]:
-    """The images of DATAROOT/{split}{domain}, or a DataError naming the folder and what to do."""
-    root = Path(dataroot).expanduser()
-    if not root.is_dir():
-        raise DataError(f"--dataroot {root}: no such folder; {LAYOUT_HINT}")
-    folder = root / f"{split}{domain}"
-    if not folder.is_dir():
-        raise DataError(f"{folder} does not exist: {LAYOUT_HINT}; check --dataroot")
-    paths = find_images(folder)
-    if len(paths) < minimum:
-        raise DataError(f"{folder} holds {len(paths)} image file(s), need at least {minimum}: put the {split} "
-                        f"images of domain {domain} there (.png, .jpg, ...), or check --dataroot")
-    return paths
-
-
-def detect_channels(dataroot: str | os.PathLike) -> int:
-    """1 when the first images of trainA and trainB are both grayscale, else 3."""
-    for domain in DOMAINS:
-        path = domain_folder(dataroot, "train", domain)[0]
-        try:
-            with Image.open(path) as img:
-                if img.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-                    return 3
-        except Exception:
-            return 3
-    return 1
-
-
-# -- the classifier and its cache --------------------------------------------------------------
-
-
-def _train_files(dataroot: Path, max_train: int | None) -> dict[str, list[Path]]:
-    return {d: _spaced(domain_folder(dataroot, "train", d), max_train) for d in DOMAINS}
-
-
-def fingerprint(files: dict[str, list[Path]]) -> dict[str, dict[str, Any]]:
-    """Per domain: the number of files and a SHA-256 of their sorted names and byte sizes."""
-    out = {}
-    for domain, paths in files.items():
-        h = hashlib.sha256()
-        for path in sorted(paths, key=lambda p: p.name):
-            h.update(f"{path.parent.name}/{path.name}\t{path.stat().st_size}\n".encode())
-        out[domain] = {"count": len(paths), "sha256": h.hexdigest()}
-    return out
-
-
-def cache_name(channels: int, size: int, seed: int, max_train: int | None = None) -> str:
-    cap = f"_n{max_train}" if max_train else ""
-    return f"domain_classifier_c{channels}_s{size}_seed{seed}{cap}.safetensors"
-
-
-def _user_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cyclegan"
-
-
-def cache_paths(dataroot: str | os.PathLike, channels: int, size: int, seed: int,
-                max_train: int | None = None) -> tuple[Path, Path]:
-    """(beside the data, the per-user fallback) for the classifier of these settings."""
-    root = Path(dataroot).expanduser().resolve()
-    name = cache_name(channels, size, seed, max_train)
-    tag = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return root / ".cyclegan" / name, _user_cache() / "domain_classifiers" / f"{root.name}-{tag}" / name
-
-
-def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
-
-
-def _auto_epochs(n: int, batch_size: int) -> int:
-    """At least 3 epochs and about 120 optimizer steps (small data sets), at most 30 epochs."""
-    steps = math.ceil(n / batch_size)
-    return int(min(30, max(3, math.ceil(120 / steps))))
-
-
-def _train(dataroot: Path, files: dict[str, list[Path]], channels: int, size: int, seed: int,
-           epochs: int | None, batch_size: int, lr: float, device: torch.device | str,
-           workers: int) -> tuple[SmallClassifier, dict]:
-    images, labels = [], []
-    for label, domain in enumerate(DOMAINS):
-        got, _, _ = read_images(files[domain], channels, size, workers)
-        if not got:
-            raise DataError(f"{dataroot / ('train' + domain)}: no readable images; the classifier needs both domains")
-        images += got
-        labels += [label] * len(got)
-    x, y = _stack(images), torch.tensor(labels)
-    held_out, per_domain = None, {}
-    test = {}
-    for label, domain in enumerate(DOMAINS):
-        folder = dataroot / f"test{domain}"
-        if folder.is_dir():
-            got, _, _ = read_images(find_images(folder), channels, size, workers)
-            if got:
-                test[domain] = (_stack(got), torch.full((len(got),), label))
-    if test:
-        held_out = (torch.cat([t[0] for t in test.values()]), torch.cat([t[1] for t in test.values()]))
-    epochs = epochs or _auto_epochs(len(x), batch_size)
-    cfg = ClassifierConfig(channels=channels, image_size=size, n_classes=2, classes=list(CLASSES))
-    log.info("training the domain classifier: %d trainA + %d trainB images at %d px, %d channel(s), %d epochs, "
-             "seed %d", int((y == 0).sum()), int((y == 1).sum()), size, channels, epochs, seed)
-    model, metrics = train_classifier(x, y, cfg, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                      device=device, held_out=held_out)
-    for label, domain in enumerate(DOMAINS):
-        if domain in test:
-            probs = extract(model, test[domain][0], device=device)[1]
-            per_domain[domain] = float((probs.argmax(1) == label).float().mean())
-    meta = {"kind": "domain", "dataroot": str(dataroot.resolve()), "data_fingerprint": fingerprint(files),
-            "metrics": metrics, "test_accuracy": per_domain, "seed": seed, "max_train": None}
-    return model, meta
-
-
-def train_domain_classifier(dataroot: str | os.PathLike, channels: int, *, size: int = 32, seed: int = 0,
-                            epochs: int | None = None, max_train: int | None = None, batch_size: int = 64,
-                            lr: float = 2e-3, device: torch.device | str = "cpu", workers: int = 4
-                            ) -> tuple[SmallClassifier, dict]:
-    """Train (without caching) the A-vs-B classifier on DATAROOT/trainA and trainB; its accuracy
-    on testA/testB (when present) is in the returned metadata."""
-    root = Path(dataroot).expanduser()
-    model, meta = _train(root, _train_files(root, max_train), channels, size, seed, epochs, batch_size, lr,
-                         device, workers)
-    meta["max_train"] = max_train
-    return model, meta
-
-
-@dataclass
-class ClassifierInfo:
-    """Where a domain classifier came from."""
-
-    path: Path | None
-    trained_now: bool
-    meta: dict = field(default_factory=dict)
-
-    def describe(self) -> str:
-        acc = self.meta.get("test_accuracy") or {}
-        accuracy = ", ".join(f"{d} {v:.1%}" for d, v in acc.items())
-        where = str(self.path) if self.path else "not saved"
-        return f"{where} ({'trained now' if self.trained_now else 'cached'}" + \
-            (f"; test accuracy {accuracy})" if accuracy else ")")
-
-
-def domain_classifier(dataroot: str | os.PathLike, channels: int, *, size: int = 32, seed: int = 0,
-                      max_train: int | None = None, epochs: int | None = None, force: bool = False,
-                      device: torch.device | str = "cpu", workers: int = 4) -> tuple[SmallClassifier, ClassifierInfo]:
-    """The cached A-vs-B classifier of DATAROOT for these settings, trained (and cached) when there
-    is none, when its training files changed, or with ``force``."""
-    root = Path(dataroot).expanduser()
-    files = _train_files(root, max_train)
-    current = fingerprint(files)
-    primary, fallback = cache_paths(root, channels, size, seed, max_train)
-    if not force:
-        for path in (primary, fallback):
-            if not path.is_file():
-                continue
-            try:
-                model, meta = load_classifier(path, device)
-            except CheckpointError as e:
-                log.warning("ignoring the cached domain classifier: %s", e)
-                continue
-            same_shape = (model.cfg.channels, model.cfg.image_size, model.cfg.n_classes) == (channels, size, 2)
-            if same_shape and meta.get("data_fingerprint") == current:
-                log.info("reusing the domain classifier %s", path)
-                return model, ClassifierInfo(path, False, meta)
-            log.info("the cached domain classifier %s was trained on other files than %s/trainA and trainB now hold "
-                     "(%s): retraining", path, root,
-                     ", ".join(f"{d} {v['count']}" for d, v in current.items()))
-    else:
-        log.info("--force: retraining the domain classifier")
-    model, meta = _train(root, files, channels, size, seed, epochs, 64, 2e-3, device, workers)
-    meta["max_train"] = max_train
-    saved = None
-    for path in (primary, fallback):
-        if path is primary and not _writable(root):
-            log.info("%s is not writable; caching the domain classifier in %s instead", root, fallback)
-            continue
-        try:
-            saved = save_classifier(model, path, meta)
-            break
-        except (CheckpointError, OSError) as e:
-            log.info("cannot cache the domain classifier at %s (%s)%s", path, e,
-                     f"; trying {fallback}" if path is primary else "")
-    if saved is None:
-        log.warning("the domain classifier could not be cached; it will be trained again next time")
-    else:
-        log.info("domain classifier cached in %s", saved)
-    return model, ClassifierInfo(saved, True, meta)
-
-
-def _given_classifier(path: str | os.PathLike, device: torch.device | str) -> tuple[SmallClassifier, ClassifierInfo]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"--classifier {p}: no such file; make one with `cyclegan eval domain-classifier "
-                        "--dataroot DATAROOT`, or leave --classifier out to use (or train) the cached one")
-    model, meta = load_classifier(p, device)
-    if model.cfg.n_classes != 2:
-        raise DataError(f"--classifier {p} has {model.cfg.n_classes} classes; a domain classifier has 2 (A = 0, "
-                        "B = 1): make one with `cyclegan eval domain-classifier --dataroot DATAROOT`")
-    return model, ClassifierInfo(p, False, meta)
 
 
 # -- the judge ---------------------------------------------------------------------------------
@@ -388,7 +130,7 @@ class DomainJudge:
                 raise DataError(f"{self.dataroot / ('test' + domain)}: {len(images)} readable image(s) "
                                 f"({len(failed)} unreadable); FID needs at least 2")
             self.test[domain] = images
-            self.features[domain], self.probs[domain] = self._judge(_stack([_resize(i, self.size) for i in images]))
+            self.features[domain], self.probs[domain] = self._judge(stack_images([resize_square(i, self.size) for i in images]))
         self.reference_rows = {d: self._static_rows(d) for d in DIRECTIONS}
         self.accuracy = {d: float((self.probs[d].argmax(1) == i).float().mean()) for i, d in enumerate(DOMAINS)}
 
@@ -404,7 +146,7 @@ class DomainJudge:
 
         dev = pick_device(device)
         if classifier is not None:
-            model, info = _given_classifier(classifier, dev)
+            model, info = given_classifier(classifier, dev)
         else:
             root = Path(dataroot).expanduser()
             for domain in DOMAINS:  # say what is missing before spending minutes on training
@@ -432,11 +174,11 @@ class DomainJudge:
         train_folder = self.dataroot / f"train{dst}"
         train = find_images(train_folder) if train_folder.is_dir() else []
         if len(train) >= 2:
-            images, _, failed = read_images(_spaced(train, len(real)), self.channels, self.size, self.workers)
+            images, _, failed = read_images(spaced(train, len(real)), self.channels, self.size, self.workers)
         else:
             images, failed = [], []
         if len(images) >= 2:
-            ref = self._judge(_stack(images))[0]
+            ref = self._judge(stack_images(images))[0]
             row = _row(hit, real, ref, self.kid_subsets, self.subset_size, reference=f"{train_folder} vs test{dst}")
         elif len(real) >= 4:
             log.info("no %s: the real-target reference compares the even and odd images of test%s", train_folder, dst)
@@ -459,7 +201,7 @@ class DomainJudge:
         """One translation, float CxHxW in [-1, 1] -> uint8 at the classifier's size and channels."""
         from cyclegan.inference.translator import Translator
 
-        return _resize(_convert(Translator.to_uint8(x), self.channels), self.size)
+        return resize_square(convert_channels(Translator.to_uint8(x), self.channels), self.size)
 
     @torch.inference_mode()
     def evaluate(self, model: Any, *, size: int | None = None, batch_size: int = 32, precision: str = "fp32",
@@ -489,7 +231,7 @@ class DomainJudge:
             shown: list[Tensor] = []
             images = self.test[src]
             for i in range(0, len(images), batch_size):
-                x = torch.stack([fwd.prepare(_convert(im, fwd.input_channels)) for im in images[i:i + batch_size]])
+                x = torch.stack([fwd.prepare(convert_channels(im, fwd.input_channels)) for im in images[i:i + batch_size]])
                 fake = fwd.forward(x)
                 rec = back.forward(fake) if back is not None else None
                 if rec is not None:
@@ -497,7 +239,7 @@ class DomainJudge:
                 judged += [self._for_classifier(f) for f in fake]
                 if i == 0:
                     shown = [x[:8], fake[:8]] + ([rec[:8]] if rec is not None else [])
-            feats, probs = self._judge(_stack(judged))
+            feats, probs = self._judge(stack_images(judged))
             row = _row(float((probs.argmax(1) == target).float().mean()), self.features[dst], feats,
                        self.kid_subsets, self.subset_size, cycle_l1=float(torch.cat(l1).mean()) if l1 else None)
             result[direction] = {"translated": row, **self.reference_rows[direction]}
