@@ -80,7 +80,7 @@ def _as_unit_float(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]
 
 
 def _inception_weights(url: str, given: str | None, sha256_prefix: str | None) -> dict[str, Tensor]:
-    from cyclegan.inference.download import DownloadError, download_file
+    from cyclegan.inference.http_download import DownloadError, download_file
 
     if given:
         path = Path(given)
