@@ -39,7 +39,7 @@ from cyclegan.inference.loading import LoadedGenerator, load_generator
 from cyclegan.inference.sources import PUBLISHED_GENERATORS, published_name, resolve_location
 from cyclegan.inference.translator import Translator
 from cyclegan.core.devices import pick_device
-from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, _direction_label, _domains, _download_command, _export_kind, _run_kind, _scan
+from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, direction_label, download_command, export_kind, model_domains, run_kind, scan_models
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
 from cyclegan.app.uploads import NO_IMAGE, colour_note, enlarge, read_upload, to_image
 
@@ -50,7 +50,7 @@ log = logging.getLogger("cyclegan.app")
 EXAMPLES_DIR = ASSETS / "examples"
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     keep = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
     return "_".join(filter(None, keep.split("_")))[:60] or "image"
 
@@ -144,26 +144,26 @@ class AppBackend:
             raise UserError(str(e)) from None
         problems: list[str] = []
         if path.is_dir():
-            entries = [e for e in _scan(path, path.as_posix(), problems) if e.source == path]
+            entries = [e for e in scan_models(path, path.as_posix(), problems) if e.source == path]
             if not entries:
                 raise UserError(f"--model {path}: the folder holds no generators.safetensors, checkpoints/latest.pt "
                                 "or latest_net_G*.pth")
             entry = entries[0]
         elif path.suffix == ".safetensors":
             try:
-                info = _export_kind(path)
+                info = export_kind(path)
             except Exception as e:
                 raise UserError(f"--model {path}: cannot read it as safetensors ({e})") from None
             if info is None:
                 raise UserError(f"--model {path} is a safetensors file but not a cyclegan export")
-            entry = ModelEntry("model", path.name, path, info[0], info[1] or ("AtoB", "BtoA"), _domains(info[2]))
+            entry = ModelEntry("model", path.name, path, info[0], info[1] or ("AtoB", "BtoA"), model_domains(info[2]))
         elif path.suffix == ".pth" and not path.stem.startswith("latest_net_G_"):
             published = published_name(path)
             entry = ModelEntry("model", published, path, "cyclegan", (None,),  # type: ignore[arg-type]
                                published=published if published in PUBLISHED_GENERATORS else None)
         else:  # a .pt checkpoint (CycleGAN or noise GAN) or one file of an original-release run
             in_run = path.suffix == ".pt" and path.parent.name == "checkpoints"  # RUN/checkpoints/latest.pt
-            kind = "latent" if in_run and _run_kind(path.parent.parent) == "latent" else "cyclegan"
+            kind = "latent" if in_run and run_kind(path.parent.parent) == "latent" else "cyclegan"
             entry = ModelEntry("model", path.name, path, kind)
         return ModelEntry("model", f"{entry.label} (--model)", entry.source, entry.kind, entry.directions,
                           entry.domains, entry.published)
@@ -181,7 +181,7 @@ class AppBackend:
             entries.append(ModelEntry("bundled-latent", "Fashion-MNIST DCGAN (bundled)", BUNDLED_GENERATOR, "latent"))
         seen = {e.source.resolve() for e in entries}
         for root, shown in ((s.runs_dir, "runs"), (s.checkpoints_dir, "checkpoints")):
-            for e in _scan(root, shown, cat.problems):
+            for e in scan_models(root, shown, cat.problems):
                 if e.source.resolve() not in seen:
                     seen.add(e.source.resolve())
                     entries.append(e)
@@ -190,11 +190,11 @@ class AppBackend:
                 cat.generate.append(e)
                 continue
             for d in e.directions:
-                cat.translate.append(Choice(f"{e.key}|{d}" if d else e.key, _direction_label(e, d), e, d))
+                cat.translate.append(Choice(f"{e.key}|{d}" if d else e.key, direction_label(e, d), e, d))
         published_there = {e.published for e in entries if e.published}
         for name in OFFERED_PUBLISHED:
             if name not in published_there:
-                cat.missing.append((name, _download_command(name, s.checkpoints_dir)))
+                cat.missing.append((name, download_command(name, s.checkpoints_dir)))
         for p in cat.problems:
             log.warning("model scan: %s", p)
         return cat
@@ -267,7 +267,7 @@ class AppBackend:
             if c.entry.published == reverse:
                 return c.entry, None
         return (f"The cycle reconstruction needs the reverse model {reverse}: run "
-                f"`{_download_command(reverse, self.settings.checkpoints_dir)}`, then Rescan models.")
+                f"`{download_command(reverse, self.settings.checkpoints_dir)}`, then Rescan models.")
 
     # -- the three actions ----------------------------------------------------------------------
     def output_folder(self) -> Path:
@@ -325,9 +325,9 @@ class AppBackend:
                 recon = Translator(rev, device=self.device, full_res=True).translate(out)
         seconds = time.perf_counter() - start
         result = to_image(out)
-        stem = _slug(Path(str(image_path)).stem)
+        stem = slug(Path(str(image_path)).stem)
         direction = f"_{choice.direction}" if choice.direction else ""
-        download = self._output_path(f"{stem}_{_slug(choice.entry.short_name)}{direction}.png")
+        download = self._output_path(f"{stem}_{slug(choice.entry.short_name)}{direction}.png")
         result.save(download)
         h, w = image.shape[:2]
         how = (f"full resolution ({w}x{h})" if full_res else
@@ -359,7 +359,7 @@ class AppBackend:
         images = sampler.sample(count, seed)
         nrow = math.ceil(math.sqrt(count))
         grid = to_pil(images, nrow=nrow)
-        download = self._output_path(f"samples_{_slug(entry.short_name)}_seed{seed}_n{count}.png")
+        download = self._output_path(f"samples_{slug(entry.short_name)}_seed{seed}_n{count}.png")
         grid.save(download)
         s = sampler.cfg.image_size
         info = (f"**{entry.label}**: {count} sample{'s' if count > 1 else ''} of {s}x{s} from seed {seed} "
@@ -376,7 +376,7 @@ class AppBackend:
         start = time.perf_counter()
         images = sampler.interpolate(seed_a, seed_b, steps)
         strip = to_pil(images, nrow=steps)
-        download = self._output_path(f"interpolation_{_slug(entry.short_name)}_{seed_a}_to_{seed_b}.png")
+        download = self._output_path(f"interpolation_{slug(entry.short_name)}_{seed_a}_to_{seed_b}.png")
         strip.save(download)
         mode = "spherical (slerp)" if sampler.cfg.noise == "normal" else "linear"
         info = (f"**{entry.label}**: {steps} steps from seed {seed_a} to seed {seed_b}, {mode} interpolation, "

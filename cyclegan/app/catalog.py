@@ -141,7 +141,7 @@ def is_inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
+def export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
     """(kind, directions, metadata) of one of our safetensors exports, read from its header only;
     None for a safetensors file of another kind."""
     import json
@@ -165,7 +165,7 @@ def _export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
     return ("cyclegan", directions, extra) if directions else None
 
 
-def _run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
+def run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
     """A run folder with a checkpoint but no export: its config.yaml says which GAN it is, and
     which directions it translates (a CUT run one)."""
     import yaml
@@ -188,12 +188,12 @@ def _run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
     return "cyclegan", tuple(d for d in directions if d in ("AtoB", "BtoA")) or ("AtoB", "BtoA")
 
 
-def _domains(meta: dict, fallback: tuple[str, str] = ("A", "B")) -> tuple[str, str]:
+def model_domains(meta: dict, fallback: tuple[str, str] = ("A", "B")) -> tuple[str, str]:
     a, b = meta.get("domain_a"), meta.get("domain_b")
     return (str(a), str(b)) if a and b else fallback
 
 
-def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
+def scan_models(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
     """Models under ``root`` (``shown`` is how the folder is named in labels): run folders, our
     exports, original-release runs and .pth generators. Symlinks leading out of ``root`` are
     not followed: the app reads nothing outside its model folders."""
@@ -214,11 +214,11 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
         try:
             if "generators.safetensors" in files or (folder / "checkpoints" / "latest.pt").is_file():
                 export = folder / "generators.safetensors"
-                info = _export_kind(export) if export.is_file() else None
-                kind, directions = (info[0], info[1] or ("AtoB", "BtoA")) if info else _run_kind(folder)
+                info = export_kind(export) if export.is_file() else None
+                kind, directions = (info[0], info[1] or ("AtoB", "BtoA")) if info else run_kind(folder)
                 meta = info[2] if info else {}
                 found.append(ModelEntry(key, f"{shown}/{name}" if depth else shown, folder, kind, directions,
-                                        _domains(meta)))
+                                        model_domains(meta)))
                 dirnames[:] = []  # a run's checkpoints/ holds its history, not more models
                 files = [f for f in files if f != "generators.safetensors"]
             elif "latest_net_G_A.pth" in files and "latest_net_G_B.pth" in files:
@@ -231,12 +231,12 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
             fkey = f"{shown}/{(rel / f).as_posix()}"
             try:
                 if f.endswith(".safetensors"):
-                    info = _export_kind(path)
+                    info = export_kind(path)
                     if info is None:
                         continue
                     kind, directions, meta = info
                     found.append(ModelEntry(fkey, f"{shown}/{(rel / f).as_posix()}", path, kind,
-                                            directions or ("AtoB", "BtoA"), _domains(meta)))
+                                            directions or ("AtoB", "BtoA"), model_domains(meta)))
                 elif f.endswith(".pth") and "net_D" not in f:  # an original run's discriminators: not generators
                     published = published_name(path)
                     known = published in PUBLISHED_GENERATORS
@@ -253,12 +253,12 @@ def _scan(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEntry]:
                 return
 
 
-def _download_command(name: str, checkpoints_dir: Path) -> str:
+def download_command(name: str, checkpoints_dir: Path) -> str:
     root = "" if Path(checkpoints_dir) == Path("checkpoints") else f" --root {checkpoints_dir}"
     return f"cyclegan download weights {name}{root}"
 
 
-def _direction_label(entry: ModelEntry, direction: str | None) -> str:
+def direction_label(entry: ModelEntry, direction: str | None) -> str:
     if direction is None:
         return entry.label
     a, b = entry.domains

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclegan.app.actions import AppBackend, _slug
+from cyclegan.app.actions import AppBackend, slug
 from cyclegan.app.settings import UserError
 from cyclegan.app.uploads import colour_note, enlarge, read_upload, to_image
 from cyclegan.data.images import DataError
@@ -31,7 +31,7 @@ Progress = Callable[[int, "int | None"], None]
 
 
 def _output_name(path: str | os.PathLike, short_name: str, direction: str | None, suffix: str) -> str:
-    return f"{_slug(Path(str(path)).stem)}_{_slug(short_name)}{f'_{direction}' if direction else ''}{suffix}"
+    return f"{slug(Path(str(path)).stem)}_{slug(short_name)}{f'_{direction}' if direction else ''}{suffix}"
 
 
 @dataclass
@@ -90,7 +90,7 @@ def translate_batch(backend: AppBackend, paths: Sequence[Any], choice_id: Any, *
         notes.append(gray)
     archive = None
     if written:
-        archive = folder / f"translated_{_slug(choice.entry.short_name)}_{len(written)}.zip"
+        archive = folder / f"translated_{slug(choice.entry.short_name)}_{len(written)}.zip"
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
             for p in written:
                 zf.write(p, p.name)

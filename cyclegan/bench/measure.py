@@ -101,7 +101,7 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _release_memory(device: torch.device) -> None:
+def release_memory(device: torch.device) -> None:
     """Free what earlier rows left: Python garbage, CUDA's cache, and glibc's free heap pages (so
     the next row's RSS baseline is not inflated by memory already freed)."""
     gc.collect()
@@ -151,7 +151,7 @@ class RowMemory:
             self._sample()
 
     def start(self) -> None:
-        _release_memory(self.device)
+        release_memory(self.device)
         if self.cuda:
             self.baseline = torch.cuda.memory_allocated(self.device)
         elif self.sampling:
@@ -185,7 +185,7 @@ class RowMemory:
                 "memory_growth_bytes": max(0, peak - self.baseline), **extra}
 
 
-def _count_flops(fn: Callable[[], object]) -> int:
+def count_call_flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)

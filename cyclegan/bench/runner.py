@@ -42,8 +42,8 @@ from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
 from cyclegan.models.init import init_weights
 from cyclegan.training.config import with_optimizers
-from cyclegan.bench.measure import RowMemory, _count_flops, _release_memory, machine_info, peak_flops, time_runs
-from cyclegan.bench.table import _COLUMNS, _cells, _line, markdown_table
+from cyclegan.bench.measure import RowMemory, count_call_flops, machine_info, peak_flops, release_memory, time_runs
+from cyclegan.bench.table import COLUMNS, markdown_table, row_cells, table_line
 
 SWITCH = ("off", "on")
 
@@ -135,14 +135,14 @@ def _train_flops(args: argparse.Namespace, size: int, batch_size: int, device: t
     torch.manual_seed(0)
     model = with_optimizers(CycleGAN(_train_config(args))).to(device)
     batch = _train_batch(batch_size, size, device)
-    return _count_flops(lambda: model.train_step(batch))
+    return count_call_flops(lambda: model.train_step(batch))
 
 
 def _translate_flops(args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
     net = _generator(args, size).net.to(device)
     x = _translate_batch(batch_size, size).to(device)
     with torch.inference_mode():
-        return _count_flops(lambda: net(x))
+        return count_call_flops(lambda: net(x))
 
 
 def _time_steps(setup: Callable[..., Callable[[], object]]) -> Callable[..., tuple[float, list[float]]]:
@@ -221,7 +221,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
     finally:
         memory = mem.stop()
         info.pop("translator", None)
-        _release_memory(device)
+        release_memory(device)
     row.update({k: info[k] for k in ("fused_adam", "data_path") if k in info})
     if row["error"] is None:
         sec = statistics.median(times)
@@ -287,7 +287,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"cyclegan bench: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf}) on "
               f"{machine['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"warm-up {args.warmup}, {args.repeats} x {args.iters} timed iterations, median", file=sys.stderr)
-        print(_line([name for name, _ in _COLUMNS]), flush=True)
+        print(table_line([name for name, _ in COLUMNS]), flush=True)
         for mode in modes:
             for size in sizes:
                 for batch_size in batches:
@@ -297,7 +297,7 @@ def run_bench(args: argparse.Namespace) -> int:
                     except Exception as e:
                         print(f"({mode} {size} px batch {batch_size}: FLOPs not counted: {describe_error(e)})",
                               file=sys.stderr)
-                    _release_memory(device)
+                    release_memory(device)
                     base: dict | None = None
                     for precision in _resolved(precisions, KINDS[mode].task, device):
                         for channels_last in layouts:
@@ -320,7 +320,7 @@ def run_bench(args: argparse.Namespace) -> int:
                                     row["fraction_of_peak"] = (row["achieved_flops_per_sec"] / peak
                                                                if peak and flops else None)
                                 rows.append(row)
-                                print(_line(_cells(row)), flush=True)
+                                print(table_line(row_cells(row)), flush=True)
                                 if args.json:
                                     write_json(args.json, doc)
     failed = sum(1 for r in rows if r["error"])

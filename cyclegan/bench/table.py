@@ -7,7 +7,7 @@ from __future__ import annotations
 # The table
 # --------------------------------------------------------------------------------------------
 
-_COLUMNS = (("mode", 9), ("size", 5), ("batch", 5), ("precision", 9), ("ch-last", 7), ("compile", 7), ("wino", 4),
+COLUMNS = (("mode", 9), ("size", 5), ("batch", 5), ("precision", 9), ("ch-last", 7), ("compile", 7), ("wino", 4),
             ("ms/iter", 9), ("it/s", 8), ("img/s", 8), ("x base", 6), ("peak MiB", 8), ("+MiB", 6), ("GFLOP/iter", 10),
             ("GFLOP/s", 9), ("% peak", 6))
 
@@ -20,7 +20,7 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{decimals}f}"
 
 
-def _cells(row: dict) -> list[str]:
+def row_cells(row: dict) -> list[str]:
     precision = f"auto:{row['precision']}" if row.get("precision_auto") else row["precision"]
     cells = [row["mode"], str(row["size"]), str(row["batch_size"]), precision,
              "on" if row["channels_last"] else "off", "on" if row["compile"] else "off",
@@ -40,18 +40,18 @@ def _cells(row: dict) -> list[str]:
     ]
 
 
-def _line(cells: list[str]) -> str:
-    if len(cells) < len(_COLUMNS):  # an error row: the message takes the rest of the line
-        fixed = [f"{c:>{w}}" for c, (_, w) in zip(cells[:-1], _COLUMNS)]
+def table_line(cells: list[str]) -> str:
+    if len(cells) < len(COLUMNS):  # an error row: the message takes the rest of the line
+        fixed = [f"{c:>{w}}" for c, (_, w) in zip(cells[:-1], COLUMNS)]
         return " ".join(fixed) + "  " + cells[-1]
-    return " ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, _COLUMNS))
+    return " ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS))
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = [name for name, _ in _COLUMNS]
+    head = [name for name, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in rows:
-        cells = _cells(row)
+        cells = row_cells(row)
         if len(cells) < len(head):
             cells = cells[:-1] + [cells[-1].replace("|", "\\|")] + [""] * (len(head) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")

@@ -11,7 +11,7 @@ __all__ = ["PREPROCESS_MODES", "AugmentConfig"]
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
-_SIZE_MULTIPLE = 4  # the ResNet generator downsamples twice by 2, so sides must divide by 4
+SIZE_MULTIPLE = 4  # the ResNet generator downsamples twice by 2, so sides must divide by 4
 
 
 # --------------------------------------------------------------------------- config
@@ -34,8 +34,8 @@ class AugmentConfig:
             )
         for field in ("load_size", "crop_size"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < _SIZE_MULTIPLE:
-                raise ValueError(f"{field} must be an integer >= {_SIZE_MULTIPLE}; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < SIZE_MULTIPLE:
+                raise ValueError(f"{field} must be an integer >= {SIZE_MULTIPLE}; got {value!r}")
         if isinstance(self.channels, bool) or self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {self.channels!r}")
         if not isinstance(self.flip, bool):

@@ -72,7 +72,7 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
 _truncation_lock = threading.Lock()
 
 
-def _decode_strictly(img: Image.Image) -> None:
+def decode_strictly(img: Image.Image) -> None:
     """``img.load()`` that raises on truncated data even if someone enabled
     ``ImageFile.LOAD_TRUNCATED_IMAGES`` (which would silently pad the image with grey)."""
     if not ImageFile.LOAD_TRUNCATED_IMAGES:  # the normal case: nothing to override
@@ -87,7 +87,7 @@ def _decode_strictly(img: Image.Image) -> None:
             ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -149,9 +149,9 @@ def load_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}")
     try:
         with Image.open(path) as img:
-            _decode_strictly(img)  # Image.open is lazy: decode now so truncation shows up here
+            decode_strictly(img)  # Image.open is lazy: decode now so truncation shows up here
             return _to_array(_exif_transpose(img), channels)
     except UnreadableImageError:
         raise
     except Exception as exc:  # Pillow signals bad files with many exception types
-        raise UnreadableImageError(path, _describe(exc)) from exc
+        raise UnreadableImageError(path, describe_error(exc)) from exc

@@ -36,7 +36,7 @@ with _no_update_check():
     from albumentations.pytorch import ToTensorV2
 import numpy as np  # noqa: E402
 
-from cyclegan.data.augment_config import _SIZE_MULTIPLE, AugmentConfig  # noqa: E402
+from cyclegan.data.augment_config import SIZE_MULTIPLE, AugmentConfig  # noqa: E402
 
 __all__ = ["FitCrop", "MultipleOf4", "ScaleWidth", "build_transform"]
 
@@ -45,7 +45,7 @@ logger = logging.getLogger("cyclegan.data")
 _BICUBIC = 2  # cv2.INTER_CUBIC; albumentations takes OpenCV interpolation flags
 
 
-def _round_to_multiple(value: int, multiple: int = _SIZE_MULTIPLE) -> int:
+def _round_to_multiple(value: int, multiple: int = SIZE_MULTIPLE) -> int:
     return max(multiple, int(value / multiple + 0.5) * multiple)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 # Discovery and decoding live in .images (shared with inference); re-exported here.
-from cyclegan.data.images import IMAGE_EXTENSIONS, DataError, UnreadableImageError, _decode_strictly, _describe, find_images, load_image
+from cyclegan.data.images import IMAGE_EXTENSIONS, DataError, UnreadableImageError, decode_strictly, describe_error, find_images, load_image
 from cyclegan.data.augment_config import AugmentConfig
 
 __all__ = ["EpochSampler", "ImageFolder", "UnpairedImageDataset"]
@@ -75,9 +75,9 @@ def _probe_image(path: Path) -> tuple[int, int]:
             orientation = _orientation(img)
             if img.format == "JPEG" and not _jpeg_looks_complete(path):
                 img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
-                _decode_strictly(img)
+                decode_strictly(img)
     except Exception as exc:  # Pillow signals bad files with many exception types
-        raise UnreadableImageError(path, _describe(exc)) from exc
+        raise UnreadableImageError(path, describe_error(exc)) from exc
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: sides swap
         width, height = height, width
     return width, height

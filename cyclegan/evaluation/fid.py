@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
-from cyclegan.inference.folder import _ordered_map
+from cyclegan.inference.folder import ordered_map
 from cyclegan.core.devices import pick_device
 
 __all__ = ["FeatureExtractor", "cycle_errors", "folder_features", "load_feature_extractor"]
@@ -228,7 +228,7 @@ def _decoded_batches(paths: list[Path], decode: Callable[[Path], Tensor], *, bat
     with ThreadPoolExecutor(max(1, workers)) as pool, \
             tqdm(total=len(paths), unit="img", desc=desc, file=sys.stderr, disable=not progress,
                  dynamic_ncols=True, mininterval=0.5) as bar:
-        for path, result in _ordered_map(pool, attempt, paths, ahead=batch_size + 2 * max(1, workers)):
+        for path, result in ordered_map(pool, attempt, paths, ahead=batch_size + 2 * max(1, workers)):
             bar.update(1)
             if isinstance(result, str):
                 failed.append((path, result))

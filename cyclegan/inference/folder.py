@@ -144,7 +144,7 @@ def _side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.concatenate([left, right], axis=1)
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
     """``map(fn, items)`` on ``pool``, in order, with at most ``ahead`` results in flight: the
     workers decode the next images while the caller runs the network on the current batch."""
     pending: deque[Future] = deque()
@@ -235,7 +235,7 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as reader, \
             ThreadPoolExecutor(2, thread_name_prefix="encode") as writer:
         batch: list[tuple[TranslateJob, np.ndarray, Tensor]] = []
-        for job, image, result in _ordered_map(reader, decode, todo, ahead=batch_size + 2 * max(1, workers)):
+        for job, image, result in ordered_map(reader, decode, todo, ahead=batch_size + 2 * max(1, workers)):
             if image is None:
                 fail(job, str(result))
                 bar.update(1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _pad_to_multiple(x: Tensor, multiple: int, minimum: int = 1) -> tuple[Tensor, tuple[int, int, int, int]]:
+def pad_to_multiple(x: Tensor, multiple: int, minimum: int = 1) -> tuple[Tensor, tuple[int, int, int, int]]:
     """Pad H and W up to a multiple, and at least ``minimum``, split over both sides, by
     reflection (replication where an image is too small to reflect). Returns the padded tensor
     and (left, right, top, bottom)."""
@@ -25,32 +25,32 @@ def _pad_to_multiple(x: Tensor, multiple: int, minimum: int = 1) -> tuple[Tensor
     return F.pad(x, pad, mode=mode), pad
 
 
-def _crop(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+def crop_padding(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
     left, right, top, bottom = pad
     return x[..., top: x.shape[-2] - bottom, left: x.shape[-1] - right]
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
     """Raised by a statistics-collecting norm layer: the rest of the forward pass is not needed."""
 
 
 @dataclass
-class _TileContext:
+class TileContext:
     window: tuple[int, int] = (0, 0)          # this tile's input height and width
     core: tuple[int, int, int, int] = (0, 0, 0, 0)  # y0, y1, x0, x1 of its core, in the tile
 
 
-class _WholeImageInstanceNorm(nn.Module):
+class WholeImageInstanceNorm(nn.Module):
     """InstanceNorm whose statistics come from the whole image, gathered tile by tile.
 
     InstanceNorm normalises each channel by its mean and variance over the *whole* image, so a
     generator run on tiles, each with its own statistics, changes colour and contrast from tile
     to tile (visible seams). This layer first accumulates sums over each tile's core (the tiles'
-    cores partition the image, so each pixel counts once) and raises :class:`_StopForward`;
+    cores partition the image, so each pixel counts once) and raises :class:`StopForward`;
     once frozen it normalises every tile with the whole image's statistics.
     """
 
-    def __init__(self, norm: nn.InstanceNorm2d, ctx: _TileContext) -> None:
+    def __init__(self, norm: nn.InstanceNorm2d, ctx: TileContext) -> None:
         super().__init__()
         self.eps = norm.eps
         self.weight, self.bias = norm.weight, norm.bias  # affine parameters, if any
@@ -75,7 +75,7 @@ class _WholeImageInstanceNorm(nn.Module):
             self._sum = s if self._sum is None else self._sum + s
             self._sumsq = sq if self._sumsq is None else self._sumsq + sq
             self._count += core[:, 0].numel()
-            raise _StopForward
+            raise StopForward
         y = (x.float() - self.mean) * self.inv_std
         if self.weight is not None:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
@@ -97,20 +97,20 @@ class _WholeImageInstanceNorm(nn.Module):
         self.inv_std = torch.rsqrt(var + self.eps).float().view(1, -1, 1, 1)
 
 
-def _whole_image_norm_copy(net: nn.Module, ctx: _TileContext) -> tuple[nn.Module, list[_WholeImageInstanceNorm]]:
-    """A copy of ``net`` whose per-image InstanceNorms are :class:`_WholeImageInstanceNorm`s."""
+def whole_image_norm_copy(net: nn.Module, ctx: TileContext) -> tuple[nn.Module, list[WholeImageInstanceNorm]]:
+    """A copy of ``net`` whose per-image InstanceNorms are :class:`WholeImageInstanceNorm`s."""
     net = deepcopy(net)
-    replaced: list[_WholeImageInstanceNorm] = []
+    replaced: list[WholeImageInstanceNorm] = []
     for parent in list(net.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
-                new = _WholeImageInstanceNorm(child, ctx)
+                new = WholeImageInstanceNorm(child, ctx)
                 parent.register_module(child_name, new)
                 replaced.append(new)
     return net, replaced
 
 
-def _plan_axis(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
+def plan_axis(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
     """Split one axis into tiles: (window start, window end, core start, core end), all multiples
     of ``multiple``; the cores partition [0, length) and each window is its core plus up to
     ``overlap`` of context on either side."""
@@ -123,7 +123,7 @@ def _plan_axis(length: int, tile: int, overlap: int, multiple: int) -> list[tupl
     return [(max(0, a - overlap), min(length, b + overlap), a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def _ramp(window: tuple[int, int, int, int], length: int, feather: int) -> Tensor:
+def feather_ramp(window: tuple[int, int, int, int], length: int, feather: int) -> Tensor:
     """Blend weights along one axis for one tile's window: 1 over its core, falling linearly to
     0 across a band of 2*feather pixels centred on each core edge shared with a neighbour. The
     neighbours' ramps are mirror images, so the weights of all tiles sum to exactly 1."""

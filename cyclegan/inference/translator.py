@@ -41,7 +41,8 @@ import os
 from collections.abc import Mapping
 
 from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator, module_copy
-from cyclegan.inference.tiling import _StopForward, _TileContext, _WholeImageInstanceNorm, _crop, _pad_to_multiple, _plan_axis, _ramp, _whole_image_norm_copy
+from cyclegan.inference.tiling import (StopForward, TileContext, WholeImageInstanceNorm, crop_padding, feather_ramp,
+                                       pad_to_multiple, plan_axis, whole_image_norm_copy)
 
 __all__ = ["Translator"]
 
@@ -96,8 +97,8 @@ class Translator:
         if self.tile and self.tile < 2 * self.tile_overlap + m:
             raise ValueError(f"--tile {tile} must be at least 2 x --tile-overlap + {m} "
                              f"(= {2 * self.tile_overlap + m}) so every tile keeps a core")
-        self._ctx = _TileContext()
-        self._tiled: tuple[nn.Module, list[_WholeImageInstanceNorm]] | None = None
+        self._ctx = TileContext()
+        self._tiled: tuple[nn.Module, list[WholeImageInstanceNorm]] | None = None
         self.channels_last = channels_last
         if winograd is None:
             winograd = self.device.type == "cpu" and self.dtype is None
@@ -204,7 +205,7 @@ class Translator:
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) in [-1, 1], any H and W -> translated (N, C', H, W) float32 on the CPU.
         Images over the tile size go through :meth:`_forward_tiled` one at a time."""
-        x, pad = _pad_to_multiple(x, self.multiple, self.generator.min_side)
+        x, pad = pad_to_multiple(x, self.multiple, self.generator.min_side)
         h, w = x.shape[-2:]
         if self.tile and h * w > self.tile * self.tile:
             out = torch.cat([self._forward_tiled(x[i: i + 1]) for i in range(x.shape[0])])
@@ -218,7 +219,7 @@ class Translator:
             out = torch.cat(outs)
             if self.channels_last:
                 out = out.contiguous()
-        return _crop(out, pad)
+        return crop_padding(out, pad)
 
     def _forward_tiled(self, x: Tensor) -> Tensor:
         """One padded image (1, C, H, W) in overlapping tiles of at most about tile x tile pixels.
@@ -230,13 +231,13 @@ class Translator:
         generator's receptive field, and differs only slightly (without seams) elsewhere.
         """
         if self._tiled is None:
-            self._tiled = _whole_image_norm_copy(self.net, self._ctx)
+            self._tiled = whole_image_norm_copy(self.net, self._ctx)
         net, norms = self._tiled
         for norm in norms:
             norm.reset()
         h, w = x.shape[-2:]
         m, overlap = self.multiple, self.tile_overlap
-        tiles = [(ty, tx) for ty in _plan_axis(h, self.tile, overlap, m) for tx in _plan_axis(w, self.tile, overlap, m)]
+        tiles = [(ty, tx) for ty in plan_axis(h, self.tile, overlap, m) for tx in plan_axis(w, self.tile, overlap, m)]
         feather = overlap // 2
         while True:
             out: Tensor | None = None
@@ -248,11 +249,11 @@ class Translator:
                 try:
                     with self._autocast():
                         y = net(self._to_input(x[..., y0:y1, x0:x1])).float().cpu().contiguous()
-                except _StopForward:
+                except StopForward:
                     continue
                 if out is None:
                     out = torch.zeros(1, y.shape[1], h, w)
-                wgt = (_ramp(ty, h, feather)[:, None] * _ramp(tx, w, feather)[None, :])[None, None]
+                wgt = (feather_ramp(ty, h, feather)[:, None] * feather_ramp(tx, w, feather)[None, :])[None, None]
                 out[..., y0:y1, x0:x1] += y * wgt
                 weight_sum[..., y0:y1, x0:x1] += wgt
             collecting = [n for n in norms if not n.frozen and n.collected]
