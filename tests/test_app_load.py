@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from test_app_server import free_port, running_app
+from loopback import free_port
+from test_app_server import running_app
 from tiny_models import ROOT, one_thread, tiny_export, write_image  # noqa: F401
 
 

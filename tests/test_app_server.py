@@ -4,13 +4,8 @@ serve) and through a real browser (Debian's Chromium under Playwright). The logi
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,55 +13,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from browser import ARTIFACTS, chromium
+from loopback import free_port, serving
 from test_app import latent_export
 from tiny_models import ROOT, one_thread, tiny_export, write_image  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-START_TIMEOUT_S = 90
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-@contextlib.contextmanager
 def running_app(folder: Path, env: dict, port: int, *extra: str):
     """`cyclegan app` on runs/tiny in ``folder``, serving on ``port``; yields (url, process), then
     stops it (terminate, then kill). Its output goes to folder/server.log."""
-    log = folder / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled",
-                                 "--runs-dir", "runs", "--checkpoints-dir", "checkpoints", "--model", "runs/tiny",
-                                 *extra, "--threads", "1"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(proc, url, log)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return serving([sys.executable, "-m", "cyclegan", "app", "--port", str(port), "--no-bundled", "--runs-dir", "runs",
+                    "--checkpoints-dir", "checkpoints", "--model", "runs/tiny", *extra, "--threads", "1"],
+                   folder, env, port)
 
 
 @pytest.fixture(scope="module")
@@ -161,25 +119,11 @@ def test_the_server_serves_no_model_or_source_files(server):
     assert "event: error" in stream and "root:" not in stream
 
 
-def _browser():
-    """Playwright driving Debian's Chromium, or a skip saying what is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium; .ci/run does it)")
-    return sync_playwright
-
-
 def test_browser_uploads_translates_and_shows_the_result(server):
-    sync_playwright = _browser()
     url, _ = server
     ARTIFACTS.mkdir(exist_ok=True)
     example = ROOT / "cyclegan" / "assets" / "examples" / "pullover_1.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(60_000)  # generous: the CI machine is shared
         try:
@@ -203,5 +147,3 @@ def test_browser_uploads_translates_and_shows_the_result(server):
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "app_translate_failure.png"), full_page=True)
             raise
-        finally:
-            browser.close()

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,8 @@ from PIL import Image
 
 from cyclegan.app import AppBackend, AppSettings, UserError
 from cyclegan.app.published import download_published, model_info
-from test_app_server import ARTIFACTS, CHROMIUM, _browser, free_port, wait_until_serving
+from browser import ARTIFACTS, chromium
+from loopback import LoopbackHTTP, free_port, serving
 from test_video import frames_of, write_clip
 from tiny_models import ROOT, one_thread, original_pth, tiny_export, write_image  # noqa: F401
 
@@ -33,7 +31,7 @@ API = {"/translate", "/translate_batch", "/translate_video", "/models", "/model_
        "/generate", "/interpolate"}
 
 
-class SlowServer:
+class SlowServer(LoopbackHTTP):
     """Serves ``files`` (URL path -> bytes) in ``pieces`` parts with ``delay`` s between them."""
 
     def __init__(self, files: dict[str, bytes], pieces: int = 8, delay: float = 0.3) -> None:
@@ -59,13 +57,7 @@ class SlowServer:
                     self.wfile.flush()
                     time.sleep(delay)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +73,11 @@ def app(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(tmp / "gradio"), "CYCLEGAN_BASE_URL": weights.url}
-    log = tmp / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--runs-dir", "runs",
-                                 "--checkpoints-dir", "checkpoints", "--threads", "1"], cwd=tmp, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until_serving(proc, url, log)
-        yield url, tmp, weights
+        with serving([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--runs-dir", "runs",
+                      "--checkpoints-dir", "checkpoints", "--threads", "1"], tmp, env, port) as (url, _):
+            yield url, tmp, weights
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         weights.close()
 
 
@@ -216,11 +198,6 @@ def test_a_colour_photo_given_to_a_grayscale_model_gets_a_note(tmp_path):
 # -- in the browser --------------------------------------------------------------------------------
 
 
-def _launch(p):
-    return p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium"),
-                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-
-
 def _cut_off_labels(page) -> list[str]:
     """Texts of labels, buttons, tabs and options that are not wholly visible: past the window's
     edge, clipped by an ancestor that hides its overflow, or ellipsised."""
@@ -263,12 +240,10 @@ def _show_tab(page, name: str) -> None:
 
 
 def test_browser_slider_examples_download_batch_and_video(app, tmp_path):
-    sync_playwright = _browser()
     url, tmp, weights = app
     ARTIFACTS.mkdir(exist_ok=True)
     clip = write_clip(tmp_path / "clip.mp4")
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(60_000)
         try:
@@ -324,6 +299,4 @@ def test_browser_slider_examples_download_batch_and_video(app, tmp_path):
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "app_tabs_failure.png"), full_page=True)
             raise
-        finally:
-            browser.close()
     assert weights.requests.count("/pretrained_models/zebra2horse.pth") == 1

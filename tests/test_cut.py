@@ -18,7 +18,7 @@ from cyclegan.models.cut import CUT, MODES, RESNET_NCE_LAYERS, CUTConfig, encode
 from cyclegan.training.config import with_optimizers
 from cyclegan.training.kinds import resolve
 from cyclegan.training.run import run as run_training
-from test_train import cli, make_domain
+from test_train import cli, dataroot, make_domain  # noqa: F401 (dataroot: the fixture)
 from tiny_models import one_thread  # noqa: F401
 
 TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4, num_patches=16, netF_nc=8)
@@ -177,14 +177,6 @@ def test_model_flag_presets_and_foreign_flags():
 
 
 # -- training ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def dataroot(tmp_path):
-    root = tmp_path / "data"
-    make_domain(root / "trainA", 5, 0)
-    make_domain(root / "trainB", 4, 1)
-    return root
 
 
 def _weights(ckpt):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import io
 import socket
 import stat
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,11 @@ import torch
 
 from cyclegan.cli.main import main
 from cyclegan.inference.download import DownloadError, download_file
+from loopback import LoopbackHTTP
 from tiny_models import one_thread, original_pth, write_image  # noqa: F401
 
 
-class FileServer:
+class FileServer(LoopbackHTTP):
     """Serves ``files`` (URL path -> bytes). ``cut_first`` URL paths get their first response
     cut off halfway (the full Content-Length is announced, then the connection closes);
     ``ranges`` says whether Range requests are honoured. ``requests`` records (path, Range)."""
@@ -67,15 +67,7 @@ class FileServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cyclegan.core.checkpoint import CheckpointError, export_generators, load_checkpoint, save_checkpoint
+from loopback import LoopbackHTTP
 from test_train import TINY_MODEL, make_domain
 from tiny_models import ROOT, TINY, tiny_checkpoint, tiny_generators, write_image
 
@@ -484,7 +485,8 @@ def test_a_garbled_config_yaml_hides_no_run(tmp_path, garble):
 
 
 def test_app_py_starts_on_a_run_with_a_garbled_config_yaml(tmp_path):
-    from test_app_server import free_port, running_app
+    from loopback import free_port
+    from test_app_server import running_app
 
     tiny_checkpoint(tmp_path / "runs" / "tiny")
     (tmp_path / "runs" / "tiny" / "config.yaml").write_bytes(GARBLED_CONFIGS["bad utf-8"])
@@ -497,13 +499,12 @@ def test_app_py_starts_on_a_run_with_a_garbled_config_yaml(tmp_path):
 # -- 8. downloads from a server that sends less, more or something else -------------------------------
 
 
-class RawServer:
+class RawServer(LoopbackHTTP):
     """http.server on 127.0.0.1 in a thread. ``files``: URL path -> bytes sent WITHOUT a
     Content-Length (the body ends when the connection closes), or None for an endless body."""
 
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.files: dict[str, bytes | None] = {}
         server = self
@@ -530,13 +531,7 @@ class RawServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture
