@@ -20,27 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from protocol_common import ROOT, SAVE_EVERY, dispatch, parser, run_flags, train_run
 
 MODELS = ("cyclegan", "cut", "fastcut")
-SAVE_EVERY = 100
 
 
 def common(data: str, runs: str, name: str, seed: int, iters: int) -> list[str]:
-    return ["--dataroot", data, "--size", "32", "--channels", "1", "--netG", "resnet_6blocks", "--ngf", "16",
-            "--ndf", "32", "--batch-size", "1", "--max-iters", str(iters), "--seed", str(seed), "--name", name,
-            "--runs-dir", runs, "--num-workers", "0", "--save-every", str(SAVE_EVERY),
-            "--keep", str(iters // SAVE_EVERY + 1), "--preview-every", "1000", "--log-every", "100",
-            "--precision", "fp32", "--no-compile"]
+    return [*run_flags(data, runs, name, seed, iters), "--precision", "fp32", "--no-compile"]
 
 
 def runs_of(model: str, seed: int) -> list[tuple[str, list[str]]]:
@@ -51,25 +41,7 @@ def runs_of(model: str, seed: int) -> list[tuple[str, list[str]]]:
 
 
 def train_one(args: argparse.Namespace, name: str, flags: list[str], seed: int, iters: int) -> str:
-    run = Path(args.runs) / name
-    if (run / "generators.safetensors").is_file() and (run / "wall.json").is_file():
-        return f"{name}: done already"
-    cmd = [sys.executable, "-m", "cyclegan", "train", *common(args.data, args.runs, name, seed, iters), *flags]
-    if (run / "checkpoints" / "latest.pt").is_file():
-        cmd.append("--resume")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    run.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with open(run / "train.log", "a") as log:
-        rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    wall = time.time() - t0
-    if rc:
-        return f"{name}: FAILED (exit {rc}, see {run / 'train.log'})"
-    loop = re.findall(r"finished at iteration \d+ \(epoch \d+\) in ([0-9.]+) s", (run / "train.log").read_text())
-    (run / "wall.json").write_text(json.dumps({"seconds": float(loop[-1]) if loop else wall, "command_seconds": wall,
-                                               "iterations": iters, "resumed": "--resume" in cmd,
-                                               "command": " ".join(["cyclegan", *cmd[3:]])}))
-    return f"{name}: {wall / 60:.1f} min"
+    return train_run(args.runs, name, [*common(args.data, args.runs, name, seed, iters), *flags], iters, log_mode="a")
 
 
 def iterations_needed(cost: dict, model: str, iters: int) -> int:
@@ -244,27 +216,12 @@ def markdown(result: dict) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("train", "cost", "eval", "table"))
-    p.add_argument("--data", default="datasets/fmnist_tshirt_pullover")
-    p.add_argument("--runs", default="runs/cut")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--paper-size", action="store_true", help="cost: also memory at 256 px with the paper's networks")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--iters", type=int, default=1500)
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
-    p.add_argument("--json", default="docs/cut_results.json")
-    p.add_argument("--cost", default="docs/cut_cost.json", help="per-step costs (the cost command writes it)")
-    p.add_argument("--rounds", type=int, default=5, help="cost: interleaved timing rounds of 10 steps")
-    args = p.parse_args()
-    if args.command == "train":
-        return cmd_train(args)
-    if args.command == "cost":
-        return cmd_cost(args)
-    if args.command == "table":
-        print(markdown(json.loads(Path(args.json).read_text())))
-        return 0
-    return cmd_eval(args)
+    def models(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+        p.add_argument("--paper-size", action="store_true", help="cost: also memory at 256 px with the paper's networks")
+
+    args = parser(__doc__, "runs/cut", 1500, "docs/cut_results.json", "docs/cut_cost.json", models).parse_args()
+    return dispatch(args, cmd_train, cmd_cost, cmd_eval, markdown)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from protocol_common import ROOT, SAVE_EVERY, dispatch, parser, run_flags, train_run
 
 #: setting -> flags on top of the common command; "each change alone", then combinations.
 SETTINGS: dict[str, list[str]] = {
@@ -44,14 +39,10 @@ SETTINGS: dict[str, list[str]] = {
     "all": ["--ema", "0.999", "--diffaug", "color,translation,cutout", "--spectral-norm", "--lr", "1e-4",
             "--lr-d", "4e-4", "--r1-gamma", "0.2"],
 }
-SAVE_EVERY = 100
 
 
 def common(data: str, runs: str, name: str, seed: int, iters: int) -> list[str]:
-    return ["--preset", "paper", "--dataroot", data, "--size", "32", "--channels", "1", "--netG", "resnet_6blocks",
-            "--ngf", "16", "--ndf", "32", "--batch-size", "1", "--max-iters", str(iters), "--seed", str(seed),
-            "--name", name, "--runs-dir", runs, "--num-workers", "0", "--save-every", str(SAVE_EVERY),
-            "--keep", str(iters // SAVE_EVERY + 1), "--preview-every", "1000", "--log-every", "100"]
+    return ["--preset", "paper", *run_flags(data, runs, name, seed, iters)]
 
 
 def run_name(setting: str, seed: int) -> str:
@@ -60,27 +51,8 @@ def run_name(setting: str, seed: int) -> str:
 
 def train_one(args: argparse.Namespace, setting: str, seed: int) -> str:
     name = run_name(setting, seed)
-    run = Path(args.runs) / name
-    if (run / "generators.safetensors").is_file() and (run / "wall.json").is_file():
-        return f"{name}: done already"
-    cmd = [sys.executable, "-m", "cyclegan", "train", *common(args.data, args.runs, name, seed, args.iters),
-           *SETTINGS[setting]]
-    if (run / "checkpoints" / "latest.pt").is_file():
-        cmd.append("--resume")  # an interrupted protocol continues; its wall time is then not comparable
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    run.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with open(run / "train.log", "w") as log:
-        rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    wall = time.time() - t0
-    if rc:
-        return f"{name}: FAILED (exit {rc}, see {run / 'train.log'})"
-    # The loop's own time (the trainer logs it), without the command's start-up.
-    loop = re.findall(r"finished at iteration \d+ \(epoch \d+\) in ([0-9.]+) s", (run / "train.log").read_text())
-    (run / "wall.json").write_text(json.dumps({"seconds": float(loop[-1]) if loop else wall, "command_seconds": wall,
-                                               "iterations": args.iters, "resumed": "--resume" in cmd,
-                                               "command": " ".join(["cyclegan", *cmd[3:]])}))
-    return f"{name}: {wall / 60:.1f} min"
+    return train_run(args.runs, name, [*common(args.data, args.runs, name, seed, args.iters), *SETTINGS[setting]],
+                     args.iters)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -238,26 +210,12 @@ def markdown(result: dict) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("train", "cost", "eval", "table"))
-    p.add_argument("--data", default="datasets/fmnist_tshirt_pullover")
-    p.add_argument("--runs", default="runs/quality")
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--iters", type=int, default=3000)
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
-    p.add_argument("--json", default="docs/quality_results.json")
-    p.add_argument("--cost", default="docs/quality_cost.json", help="per-step costs (the cost command writes it)")
-    p.add_argument("--rounds", type=int, default=5, help="cost: interleaved timing rounds of 10 steps")
-    args = p.parse_args()
-    if args.command == "train":
-        return cmd_train(args)
-    if args.command == "cost":
-        return cmd_cost(args)
-    if args.command == "table":
-        print(markdown(json.loads(Path(args.json).read_text())))
-        return 0
-    return cmd_eval(args)
+    def settings(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+
+    args = parser(__doc__, "runs/quality", 3000, "docs/quality_results.json", "docs/quality_cost.json",
+                  settings).parse_args()
+    return dispatch(args, cmd_train, cmd_cost, cmd_eval, markdown)
 
 
 if __name__ == "__main__":
