@@ -1,7 +1,8 @@
 """The package's layers (see README "Layout"): read every module's imports with ast and check that
 no two modules import each other (directly or round a longer loop), that models/ imports nothing
 above it, and that serving a model (inference, app, evaluation) never imports training code or the
-albumentations pipelines; then import the public inference API in a fresh interpreter."""
+albumentations pipelines, and that no module imports another module's underscore names; then
+import the public inference API in a fresh interpreter."""
 
 from __future__ import annotations
 
