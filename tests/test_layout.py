@@ -137,10 +137,6 @@ PRIVATE_IMPORTS_ALLOWED = {
     ("cyclegan.cli.main", "cyclegan.cli.train", "_add_train_parser"),
     ("cyclegan.cli.main", "cyclegan.cli.train", "_cmd_bench"),
     ("cyclegan.cli.main", "cyclegan.cli.train", "_cmd_export"),
-    ("cyclegan.cli.mnist", "cyclegan.cli.flags", "_defaults"),
-    ("cyclegan.cli.mnist", "cyclegan.cli.flags", "_given"),
-    ("cyclegan.cli.train", "cyclegan.cli.flags", "_defaults"),
-    ("cyclegan.cli.train", "cyclegan.cli.flags", "_given"),
 }
 
 
