@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from cyclegan.data.images import DataError
-from cyclegan.data.unpaired import EpochSampler, ImageFolder, UnpairedImageDataset, _seed_sequence
+from cyclegan.data.unpaired import EpochSampler, ImageFolder, UnpairedImageDataset, seed_sequence
 
 __all__ = ["DATA_ON_DEVICE", "MEMORY_FRACTION", "ResidentLoader", "describe", "loader_for"]
 
@@ -199,7 +199,7 @@ class ResidentLoader:
         ds, dev = self.dataset, self.device
         epoch = keys[0][0]
         g = torch.Generator(device=dev)
-        g.manual_seed(int(_seed_sequence(ds.seed, epoch, 0, _STREAM_EPOCH).generate_state(1, np.uint64)[0]))
+        g.manual_seed(int(seed_sequence(ds.seed, epoch, 0, _STREAM_EPOCH).generate_state(1, np.uint64)[0]))
         index = torch.tensor([i for _, i in keys], device=dev)
         a, b = self.domains
         n_b = b.images.shape[0]

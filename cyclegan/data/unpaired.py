@@ -139,7 +139,7 @@ class ImageFolder:
 # ------------------------------------------------------------------------- dataset
 
 
-def _seed_sequence(seed: int, epoch: int, index: int, stream: int) -> np.random.SeedSequence:
+def seed_sequence(seed: int, epoch: int, index: int, stream: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed & _U64, epoch & _U64, index & _U64, stream])
 
 
@@ -282,13 +282,13 @@ class UnpairedImageDataset(torch.utils.data.Dataset):
         if self.serial:
             index_b = index % n_b
         else:
-            rng = np.random.default_rng(_seed_sequence(self.seed, epoch, index, _STREAM_B_CHOICE))
+            rng = np.random.default_rng(seed_sequence(self.seed, epoch, index, _STREAM_B_CHOICE))
             index_b = int(rng.integers(n_b))
         path_a, image_a = self._load(self.domain_a, index % n_a)
         path_b, image_b = self._load(self.domain_b, index_b)
         return {
-            "A": self._augment(image_a, _seed_sequence(self.seed, epoch, index, _STREAM_A_AUG)),
-            "B": self._augment(image_b, _seed_sequence(self.seed, epoch, index, _STREAM_B_AUG)),
+            "A": self._augment(image_a, seed_sequence(self.seed, epoch, index, _STREAM_A_AUG)),
+            "B": self._augment(image_b, seed_sequence(self.seed, epoch, index, _STREAM_B_AUG)),
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
