@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cyclegan.bench.runner import _setup_train, count_flops  # noqa: E402
+from cyclegan.bench.runner import count_flops, setup_train  # noqa: E402
 from cyclegan.cli.bench import add_bench_args  # noqa: E402
 
 # First match wins; kernel names are cuDNN/cuBLAS/CUTLASS/Triton/ATen's own.
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     size, batch = args.size[0], args.batch_size[0]
     precision, cl, comp = args.precision[0], args.channels_last[0] == "on", args.compile[0] == "on"
     flops = count_flops("train", args, size, batch, device)
-    step = _setup_train(args, size, batch, precision, cl, comp, device, {})
+    step = setup_train(args, size, batch, precision, cl, comp, device, {})
     t0 = time.perf_counter()
     for _ in range(max(args.warmup, 3)):
         step()

@@ -202,3 +202,17 @@ def test_loop_mode_without_dataroot_writes_synthetic_pngs(tmp_path):
     assert run_bench(args) == 0
     row, = json.loads(out.read_text())["rows"]  # 8 grayscale images per domain, resized to 36 for 32 px crops
     assert row["error"] is None and row["data_path"].startswith("data: on the device (cpu; A 8x1x36x36")
+
+
+def test_every_model_kind_is_timed_by_the_one_harness(tmp_path):
+    # --model picks the kind through the training registry: the same model (and Adam) that
+    # `cyclegan train --model KIND` builds, on a random batch of its shape
+    out = tmp_path / "bench.json"
+    for model in ("cut", "mnist"):
+        args = _args("--model", model, "--mode", "train", "--channels-last", "off", "--precision", "fp32",
+                     "--repeats", "1", "--iters", "1", "--json", str(out))
+        assert run_bench(args) == 0
+        row, = json.loads(out.read_text())["rows"]
+        assert row["error"] is None and row["model"] == model and row["flops_per_iter"] > 0
+    with pytest.raises(ValueError, match="--model mnist: only --mode train"):
+        run_bench(_args("--model", "mnist", "--mode", "train", "translate"))

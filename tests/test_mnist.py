@@ -440,8 +440,11 @@ def test_eval_command_uses_the_recorded_data(tmp_path, capsys):
 def test_bench_command(capsys):
     assert main(["mnist", "bench", "--batch-size", "2", "4", "--warmup", "0", "--iters", "1", "--repeats", "1",
                  *TINY_FLAGS]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:4] == ["batch", "ms/iter", "it/s", "img/s"] and len(lines) == 3
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()  # the shared harness's table: cyclegan bench --model mnist --mode train
+    assert lines[0].split()[:3] == ["mode", "size", "batch"] and len(lines) == 3
+    assert [line.split()[:3] for line in lines[1:]] == [["train", "28", "2"], ["train", "28", "4"]]
+    assert "error" not in out.out and "the MNIST GAN (ngf 4, ndf 4)" in out.err
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "interpolate", "eval", "classifier", "bench"])

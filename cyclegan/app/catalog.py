@@ -11,7 +11,7 @@ from typing import Any
 
 from cyclegan.core.checkpoint import EXPORT_FORMAT
 from cyclegan.models.cut import config_directions
-from cyclegan.inference.mnist_sampler import EXPORT_KIND, LatentSampler
+from cyclegan.inference.mnist_sampler import EXPORT_KIND
 from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, published_name
 from cyclegan.app.settings import UserError
 

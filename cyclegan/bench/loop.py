@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, it
         train(dataroot, name=name, runs_dir=str(runs_dir), size=size, batch_size=batch_size, max_iters=iters,
               precision=precision, compile=compile, compile_mode=args.compile_mode if compile else None,
               channels_last=channels_last, device=str(device), netG=args.netG, ngf=args.ngf, ndf=args.ndf,
-              num_workers=args.loop_workers, data_on_device=data_on_device, input_nc=args.loop_channels)
+              num_workers=args.loop_workers, data_on_device=data_on_device, input_nc=args.loop_channels,
+              model=getattr(args, "model", "cyclegan"))
     return time.perf_counter() - start, stderr.getvalue()
 
 

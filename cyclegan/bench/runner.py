@@ -16,7 +16,9 @@ Every combination of the sweep flags is one row:
 
 Each kind is one entry of :data:`KINDS` (how it is timed, its FLOPs, the task its ``--precision
 auto`` is chosen for); ``auto`` is resolved by :func:`cyclegan.core.fastpath.choose` and shown
-as ``auto:NAME``. The MNIST GAN has its own ``cyclegan mnist bench``.
+as ``auto:NAME``. ``--model`` picks the model kind of train and loop rows through the training
+registry (cyclegan.training.kinds), so CycleGAN, CUT, FastCUT and the MNIST GAN are timed by this
+one harness (``cyclegan mnist bench`` is ``--model mnist --mode train`` with the MNIST flags).
 
 Each row runs untimed warm-up iterations (with ``--compile on`` they include compilation), then
 ``--repeats`` timed runs of ``--iters`` iterations; the median run is reported (min and max in the
@@ -38,10 +40,10 @@ import torch
 from cyclegan.core.checkpoint import write_json
 from cyclegan.core import fastpath
 from cyclegan.core.fastpath import describe_error, is_compile_error
-from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
-from cyclegan.models.gan import Precision
+from cyclegan.models.gan import GANModel, Precision
 from cyclegan.models.init import init_weights
-from cyclegan.training.config import with_optimizers
+from cyclegan.training.config import RunConfig, with_optimizers
+from cyclegan.training.kinds import kind, resolve
 from cyclegan.bench.measure import RowMemory, count_call_flops, machine_info, peak_flops, release_memory, time_runs
 from cyclegan.bench.table import COLUMNS, markdown_table, row_cells, table_line
 
@@ -61,26 +63,38 @@ class CompileFailed(Exception):
     """torch.compile could not compile the row's networks."""
 
 
-def _train_config(args: argparse.Namespace) -> CycleGANConfig:
-    return CycleGANConfig(netG=args.netG, ngf=args.ngf, ndf=args.ndf)
+def train_run(args: argparse.Namespace, size: int) -> RunConfig:
+    """The run config of a train row: the ``--model`` kind resolved as ``cyclegan train`` would,
+    with the bench's networks (image kinds: --netG/--ngf/--ndf; the MNIST GAN: images of ``size``
+    and its own settings in ``args.model_settings``, as ``cyclegan mnist bench`` passes them)."""
+    model = getattr(args, "model", "cyclegan")
+    given = {"ngf": args.ngf, "ndf": args.ndf, **(getattr(args, "model_settings", None) or {})}
+    if model == "mnist":
+        given["image_size"] = size
+    else:
+        given.update(netG=args.netG, size=size)
+    return resolve(model, given)
 
 
-def _train_batch(batch_size: int, size: int, device: torch.device,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> dict:
-    g = torch.Generator().manual_seed(0)
-    return {k: torch.rand(batch_size, 3, size, size, generator=g).mul(2).sub(1).to(device)
-            .contiguous(memory_format=memory_format) for k in ("A", "B")}
-
-
-def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
-                 compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
-    del winograd  # training always uses the direct convolutions (the sweep gives train rows "off" only)
+def train_model(args: argparse.Namespace, size: int, batch_size: int, device: torch.device,
+                memory_format: torch.memory_format = torch.contiguous_format) -> tuple[GANModel, dict]:
+    """The kind's model with its run's Adam, as training builds them, on ``device``, and a random
+    batch (both seeded: every row starts from the same weights and images)."""
+    run = train_run(args, size)
+    plugin = kind(run.kind)
     torch.manual_seed(0)
-    cfg = _train_config(args)
-    model = with_optimizers(CycleGAN(cfg)).to(device)  # the run's default Adam, as training builds it
+    model = with_optimizers(plugin.new_model(run), run.optim).to(device)
+    batch = plugin.example_batch(run, batch_size, size, torch.Generator().manual_seed(0))
+    return model, {k: v.to(device).contiguous(memory_format=memory_format) for k, v in batch.items()}
+
+
+def setup_train(args: argparse.Namespace, size: int, batch_size: int, precision: str, channels_last: bool,
+                compile: bool, device: torch.device, info: dict, winograd: bool = False) -> Callable[[], object]:
+    del winograd  # training always uses the direct convolutions (the sweep gives train rows "off" only)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    model, batch = train_model(args, size, batch_size, device, mf)
     info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does on CUDA
     model.precision = Precision(device.type, precision)
-    mf = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=mf)
     model.train()
     if compile:
@@ -89,7 +103,6 @@ def _setup_train(args: argparse.Namespace, size: int, batch_size: int, precision
                 net.compile(backend=args.compile_backend, mode=args.compile_mode)
         except Exception as e:
             raise CompileFailed(describe_error(e)) from e
-    batch = _train_batch(batch_size, size, device, mf)
     return lambda: model.train_step(batch)
 
 
@@ -133,8 +146,7 @@ def _setup_translate(args: argparse.Namespace, size: int, batch_size: int, preci
 
 def _train_flops(args: argparse.Namespace, size: int, batch_size: int, device: torch.device) -> int:
     torch.manual_seed(0)
-    model = with_optimizers(CycleGAN(_train_config(args))).to(device)
-    batch = _train_batch(batch_size, size, device)
+    model, batch = train_model(args, size, batch_size, device)
     return count_call_flops(lambda: model.train_step(batch))
 
 
@@ -181,7 +193,7 @@ class BenchKind:
 
 #: The kinds of rows, by ``--mode`` name: a new kind is one entry here.
 KINDS: dict[str, BenchKind] = {
-    "train": BenchKind(_time_steps(_setup_train), _train_flops, "train"),
+    "train": BenchKind(_time_steps(setup_train), _train_flops, "train"),
     "translate": BenchKind(_time_steps(_setup_translate), _translate_flops, "translate", winograd=True),
     "loop": BenchKind(_time_loop("off"), _train_flops, "train"),
     "loop-dev": BenchKind(_time_loop("on"), _train_flops, "train"),
@@ -197,7 +209,8 @@ def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int,
 def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, precision: str,
               channels_last: bool, compile: bool, device: torch.device, winograd: bool = False) -> dict:
     """One row: set up, warm up, time, measure memory. Errors are returned in the row."""
-    row: dict[str, Any] = {"mode": mode, "size": size, "batch_size": batch_size, "precision": precision,
+    row: dict[str, Any] = {"mode": mode, "model": getattr(args, "model", "cyclegan") if mode != "translate" else None,
+                           "size": size, "batch_size": batch_size, "precision": precision,
                            "channels_last": channels_last, "compile": compile, "winograd": winograd,
                            "compile_backend": args.compile_backend if compile else None,
                            "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode != "translate" else None,
@@ -266,6 +279,10 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     modes = list(dict.fromkeys(args.mode))
+    model = getattr(args, "model", "cyclegan")
+    if model == "mnist" and set(modes) - {"train"}:
+        raise ValueError("--model mnist: only --mode train (the loop rows read image folders, the translate "
+                         "rows a CycleGAN generator)")
     sizes, batches = list(dict.fromkeys(args.size)), list(dict.fromkeys(args.batch_size))
     precisions = _ordered(args.precision, "fp32")  # "auto" is resolved per mode, below
     layouts = [v == "on" for v in _ordered(args.channels_last, "off")]
@@ -284,7 +301,9 @@ def run_bench(args: argparse.Namespace) -> int:
                         "convolutions, when swept",
             "rows": rows,
         }
-        print(f"cyclegan bench: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf}) on "
+        networks = (f"the MNIST GAN (ngf {args.ngf}, ndf {args.ndf})" if model == "mnist" else
+                    f"{model}: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf})")
+        print(f"cyclegan bench: {networks} on "
               f"{machine['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"warm-up {args.warmup}, {args.repeats} x {args.iters} timed iterations, median", file=sys.stderr)
         print(table_line([name for name, _ in COLUMNS]), flush=True)

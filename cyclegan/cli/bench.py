@@ -49,6 +49,10 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
                    help="inductor mode; reduce-overhead replays CUDA graphs (fewer launches at batch 1)")
     m = p.add_argument_group("model")
+    m.add_argument("--model", choices=("cyclegan", "cut", "fastcut", "mnist"), default="cyclegan",
+                   help="the model kind of train and loop rows, built as `cyclegan train --model` builds it "
+                        "(mnist: train rows only, --size is its image side); translate rows time a ResNet/U-Net "
+                        "generator whatever the kind")
     m.add_argument("--netG", choices=tuple(GENERATORS), default="resnet_9blocks", help="generator")
     m.add_argument("--ngf", type=positive_int, default=64, help="generator filters in the first conv")
     m.add_argument("--ndf", type=positive_int, default=64, help="discriminator filters in the first conv")

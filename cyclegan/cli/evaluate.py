@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 import numpy as np
 
 from cyclegan.core.checkpoint import write_json

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import sys
 from pathlib import Path
 
@@ -206,24 +205,21 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch
+    """``cyclegan bench --model mnist --mode train`` with this command's flags: one harness times
+    every model kind (cyclegan.bench.runner)."""
+    from cyclegan.bench.runner import run_bench
+    from cyclegan.cli.bench import add_bench_args
 
-    from cyclegan.training.mnist import bench_mnist
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = _model_config(args)
-    print(f"cyclegan mnist bench: {cfg.netG} G (ngf {cfg.ngf}) / {cfg.netD} D (ndf {cfg.ndf}), {cfg.gan_mode}, "
-          f"{cfg.image_size}px x{cfg.channels}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}", file=sys.stderr)
-    results = bench_mnist(cfg, args.batch_size, args.device, args.precision, args.warmup, args.iters, args.repeats)
-    print(f"{'batch':>5} {'ms/iter':>9} {'it/s':>8} {'img/s':>8} {'GFLOP/iter':>11} {'peak MiB':>9}")
-    for r in results:
-        print(f"{r['batch_size']:>5} {r['sec_per_iter'] * 1e3:>9.1f} {r['iters_per_sec']:>8.2f} "
-              f"{r['images_per_sec']:>8.1f} {r['flops_per_iter'] / 1e9:>11.2f} {r['peak_memory_bytes'] / 2**20:>9.0f}")
-    if args.json:
-        write_json(args.json, {"torch": torch.__version__, "config": cfg.__dict__, "results": results})
-    return 0
+    argv = ["--model", "mnist", "--mode", "train", "--size", str(cfg.image_size), "--channels-last", "off",
+            "--batch-size", *map(str, args.batch_size), "--precision", args.precision, "--device", args.device,
+            "--warmup", str(args.warmup), "--iters", str(args.iters), "--repeats", str(args.repeats),
+            "--threads", str(args.threads), "--ngf", str(cfg.ngf), "--ndf", str(cfg.ndf)]
+    parser = argparse.ArgumentParser(prog="cyclegan bench")
+    add_bench_args(parser)
+    bench_args = parser.parse_args([*argv, *(["--json", args.json] if args.json else [])])
+    bench_args.model_settings = {k: v for k, v in given_values(args).items() if k in MnistGANConfig.__dataclass_fields__}
+    return run_bench(bench_args)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import sys
 from pathlib import Path
 from typing import Any
-import torch.nn.functional as F
 
 from cyclegan.core.argtypes import int_between
 from cyclegan.core.argtypes import nonneg_int as _nonneg

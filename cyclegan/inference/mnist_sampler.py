@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, run_settings, state_dict_misfit
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
-from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve
+from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve  # noqa: F401  (EXPORT_NAME re-exported)
 
 #: the default generator, trained on Fashion-MNIST (see docs/mnist.md for how)
 BUNDLED_GENERATOR = BUNDLED_MODELS["fashion_mnist_dcgan"]

@@ -22,14 +22,11 @@ app builds on :class:`Translator` and :func:`load_generator`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import field
 from typing import Any
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 

@@ -18,12 +18,11 @@ import torch
 from cyclegan.core.checkpoint import export_generators, write_json
 from cyclegan.evaluation.classifier import ClassifierConfig, SmallClassifier, format_report, load_classifier, quality_report, save_classifier, train_classifier
 from cyclegan.data.images import DataError
-from cyclegan.models.mnist import MnistGAN, MnistGANConfig
+from cyclegan.models.mnist import MnistGAN
 from cyclegan.data.mnist import DataSource, MnistData, MnistDataset
 from cyclegan.inference.mnist_sampler import BUNDLED_CLASSIFIER, EXPORT_KIND, EXPORT_NAME, LatentSampler
-from cyclegan.training.config import RunConfig, with_optimizers
+from cyclegan.training.config import RunConfig
 from cyclegan.training.loop import Job, Trainer
-from cyclegan.core.devices import pick_device
 
 log = logging.getLogger("cyclegan.mnist")
 
@@ -74,10 +73,14 @@ def adjust(given: dict, values: dict) -> dict:
     if given.get("gan_mode") != "wgangp":
         return values
     filled = {k: v for k, v in WGANGP_DEFAULTS.items() if k not in given}
-    if filled:
-        print("wgangp: using the paper's " + ", ".join(f"{k} {v}" for k, v in filled.items())
-              + " (pass them to override)", file=sys.stderr)
+    note = "wgangp: using the paper's " + ", ".join(f"{k} {v}" for k, v in filled.items()) + " (pass them to override)"
+    if filled and note not in _SAID:  # once per process (a benchmark resolves the same run per row)
+        _SAID.add(note)
+        print(note, file=sys.stderr)
     return {**values, **filled}
+
+
+_SAID: set[str] = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,31 +227,3 @@ def _finish(trainer: Trainer, run: RunConfig, data: MnistData, exports: list) ->
         report.update(iteration=trainer.counters.iteration, classifier=source)
         write_json(run.loop.run_dir / "eval.json", report)
         print_evaluation(report, source, data.classes)
-
-
-# --------------------------------------------------------------------------------------------
-# Benchmark
-# --------------------------------------------------------------------------------------------
-
-
-def bench_mnist(model_cfg: MnistGANConfig, batch_sizes: list[int], device: str = "auto", precision: str = "fp32",
-                warmup: int = 3, iters: int = 20, repeats: int = 3) -> list[dict]:
-    """Training speed of the real MnistGAN step on synthetic images, per batch size."""
-    from cyclegan.bench.measure import flops_per_iteration, peak_memory, time_steps
-    from cyclegan.models.gan import Precision
-
-    dev = pick_device(device)
-    results = []
-    for batch_size in batch_sizes:
-        torch.manual_seed(0)
-        model = with_optimizers(MnistGAN(MnistGANConfig.from_dict(asdict(model_cfg)))).to(dev)
-        model.precision = Precision(dev.type, precision)
-        size = model_cfg.image_size
-        batch = {"image": torch.rand(batch_size, model_cfg.channels, size, size, device=dev).mul(2).sub(1)}
-        flops = flops_per_iteration(model, batch)
-        sec = time_steps(lambda: model.train_step(batch), dev, warmup, iters, repeats)
-        peak, mem_kind = peak_memory(dev)
-        results.append({"batch_size": batch_size, "device": str(dev), "precision": precision,
-                        "sec_per_iter": sec, "iters_per_sec": 1 / sec, "images_per_sec": batch_size / sec,
-                        "flops_per_iter": flops, "peak_memory_bytes": peak, "memory_kind": mem_kind})
-    return results
