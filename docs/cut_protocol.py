@@ -24,7 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from protocol_common import ROOT, SAVE_EVERY, dispatch, parser, run_flags, train_run
+from protocol_common import (ROOT, SAVE_EVERY, dispatch, interleaved_step_seconds, parser, run_flags, trainable_model,
+                             train_run)
 
 MODELS = ("cyclegan", "cut", "fastcut")
 
@@ -76,18 +77,10 @@ def _memory(model: str, size: int, paper_networks: bool) -> dict:
     (deduplicated by storage; the two updates' graphs together, an upper bound of the peak)."""
     import torch
 
-    from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_config
-    from cyclegan.models.cut import build_model
-    from cyclegan.training.config import with_optimizers
-
     torch.set_num_threads(1)
     sizes = (["--size", str(size)] + (["--netG", "resnet_9blocks", "--ngf", "64", "--ndf", "64", "--channels", "3"]
                                        if paper_networks else []))
-    argv = ["train", *common("unused", "unused", "cost", 0, 1), *sizes, "--model", model]
-    run = train_config(build_parser().parse_args(argv))
-    torch.manual_seed(0)
-    m = with_optimizers(build_model(run.model), run.optim)
+    m, run = trainable_model(["train", *common("unused", "unused", "cost", 0, 1), *sizes, "--model", model])
     channels = run.model.input_nc
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, channels, size, size, generator=g) * 2 - 1 for k in "AB"}
@@ -115,33 +108,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
     """Seconds per training step of each model on this machine, in one process in interleaved
     rounds (a change in the machine's load hits every model alike), and peak memory per step,
     each model in its own process."""
-    import statistics
-
     import torch
 
-    from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_config
-    from cyclegan.models.cut import build_model
-    from cyclegan.training.config import with_optimizers
-
     torch.set_num_threads(1)
-    models = {}
-    for model in MODELS:
-        argv = ["train", *common(args.data, args.runs, "cost", 0, 1), "--model", model]
-        run = train_config(build_parser().parse_args(argv))
-        torch.manual_seed(0)
-        models[model] = with_optimizers(build_model(run.model), run.optim)
+    models = {model: trainable_model(["train", *common(args.data, args.runs, "cost", 0, 1), "--model", model])[0]
+              for model in MODELS}
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, 1, 32, 32, generator=g) * 2 - 1 for k in "AB"}
-    times: dict[str, list[float]] = {m: [] for m in models}
-    for round_ in range(args.rounds + 1):
-        for name, model in models.items():
-            t0 = time.perf_counter()
-            for _ in range(10):
-                model.train_step(batch)
-            if round_:  # round 0 warms up
-                times[name].append((time.perf_counter() - t0) / 10)
-    cost = {m: statistics.median(t) for m, t in times.items()}
+    cost = interleaved_step_seconds(models, batch, args.rounds)
     memory = {m: [_memory(m, 32, False)] + ([_memory(m, 256, True)] if args.paper_size else []) for m in MODELS}
     for m, c in cost.items():
         both = c * (1 if m == "cyclegan" else 2)

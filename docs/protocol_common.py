@@ -82,3 +82,35 @@ def dispatch(args: argparse.Namespace, train: Callable, cost: Callable, evaluate
         print(markdown(json.loads(Path(args.json).read_text())))
         return 0
     return evaluate(args)
+
+
+def trainable_model(argv: list[str]):
+    """The model ``cyclegan ARGV`` (a ``train`` command line) trains, with its run's Adam, seeded:
+    built through the same resolution and kind registry as the command. Returns (model, run)."""
+    import torch
+
+    from cyclegan.cli.main import build_parser
+    from cyclegan.cli.train import train_config
+    from cyclegan.training.config import with_optimizers
+    from cyclegan.training.kinds import kind
+
+    run = train_config(build_parser().parse_args(argv))
+    torch.manual_seed(0)
+    return with_optimizers(kind(run.kind).new_model(run), run.optim), run
+
+
+def interleaved_step_seconds(models: dict, batch: dict, rounds: int, steps: int = 10) -> dict[str, float]:
+    """Median seconds per ``train_step`` of each model, measured in one process in interleaved
+    rounds of ``steps`` steps (round 0 warms up), so a change in the machine's load hits every
+    model alike."""
+    import statistics
+
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(rounds + 1):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                model.train_step(batch)
+            if round_:
+                times[name].append((time.perf_counter() - t0) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -22,7 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from protocol_common import ROOT, SAVE_EVERY, dispatch, parser, run_flags, train_run
+from protocol_common import (ROOT, SAVE_EVERY, dispatch, interleaved_step_seconds, parser, run_flags, trainable_model,
+                             train_run)
 
 #: setting -> flags on top of the common command; "each change alone", then combinations.
 SETTINGS: dict[str, list[str]] = {
@@ -68,33 +69,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
     interleaved rounds (so a change in the machine's load hits every setting alike): what the
     equal wall-clock comparison divides the paper run's time by. The runs' own wall times, taken
     two at a time on a shared machine, are too noisy for that."""
-    import statistics
-
     import torch
 
-    from cyclegan.cli.main import build_parser
-    from cyclegan.cli.train import train_config
-    from cyclegan.models.cyclegan import CycleGAN
-    from cyclegan.training.config import with_optimizers
-
     torch.set_num_threads(1)
-    models = {}
-    for setting in args.settings:
-        argv = ["train", *common(args.data, args.runs, "cost", 0, args.iters), *SETTINGS[setting]]
-        run = train_config(build_parser().parse_args(argv))
-        torch.manual_seed(0)
-        models[setting] = with_optimizers(CycleGAN(run.model), run.optim)
+    models = {setting: trainable_model(["train", *common(args.data, args.runs, "cost", 0, args.iters),
+                                        *SETTINGS[setting]])[0] for setting in args.settings}
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(1, 1, 32, 32, generator=g) * 2 - 1 for k in "AB"}
-    times: dict[str, list[float]] = {s: [] for s in models}
-    for round_ in range(args.rounds + 1):
-        for setting, model in models.items():
-            t0 = time.perf_counter()
-            for _ in range(10):
-                model.train_step(batch)
-            if round_:  # round 0 warms up
-                times[setting].append((time.perf_counter() - t0) / 10)
-    cost = {s: statistics.median(t) for s, t in times.items()}
+    cost = interleaved_step_seconds(models, batch, args.rounds)
     for s, c in cost.items():
         print(f"{s:<18} {c * 1e3:7.1f} ms/step  {c / cost['paper']:.2f}x paper", flush=True)
     Path(args.cost).write_text(json.dumps({"sec_per_step": cost, "rounds": args.rounds, "threads": 1,

@@ -132,12 +132,7 @@ def test_import_cyclegan_is_light():
 
 
 #: (importing module, imported module, name) pairs the check lets through, each with its reason.
-PRIVATE_IMPORTS_ALLOWED = {
-    # lead's run-config work removes these
-    ("cyclegan.cli.main", "cyclegan.cli.train", "_add_train_parser"),
-    ("cyclegan.cli.main", "cyclegan.cli.train", "_cmd_bench"),
-    ("cyclegan.cli.main", "cyclegan.cli.train", "_cmd_export"),
-}
+PRIVATE_IMPORTS_ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def private_imports(module: str) -> set[tuple[str, str, str]]:

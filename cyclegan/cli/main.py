@@ -11,7 +11,7 @@ import sys
 from cyclegan import __version__
 from cyclegan.core.argtypes import image_size
 from cyclegan.cli.help import use_everywhere
-from cyclegan.cli.train import _add_train_parser, _cmd_bench, _cmd_export
+from cyclegan.cli.train import add_train_parser, cmd_bench, cmd_export
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _add_train_parser(sub)
+    add_train_parser(sub)
 
     e = sub.add_parser("export", help="write a run's generators to safetensors (config inside), ONNX or TorchScript",
                        description="Export G_A and G_B of a run (or one checkpoint file) for inference. "
@@ -43,13 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     from cyclegan.cli.translate import add_architecture_args
 
     add_architecture_args(e)
-    e.set_defaults(func=_cmd_export)
+    e.set_defaults(func=cmd_export)
 
     from cyclegan.cli.bench import add_bench_args
 
     b = sub.add_parser("bench", help="measure training speed, memory and FLOPs on synthetic data")
     add_bench_args(b)
-    b.set_defaults(func=_cmd_bench)
+    b.set_defaults(func=cmd_bench)
 
     from cyclegan.cli.translate import add_translate_commands
 

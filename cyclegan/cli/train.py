@@ -70,7 +70,7 @@ _CUT_SWITCHES = [
 ]
 
 
-def _add_train_parser(sub) -> None:
+def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a CycleGAN on two unpaired image folders",
                        description="Train a CycleGAN on unpaired folders. Defaults are the paper's (ResNet-9 at "
                                    "256 px, 70x70 PatchGAN, batch 1, Adam 2e-4, 100 + 100 epochs, cycle 10, "
@@ -128,7 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "safetensors":  # onnx / torchscript: any generator source, see cyclegan.export
         from cyclegan.cli.export import run_export
 
@@ -149,7 +149,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     from cyclegan.bench.runner import run_bench
 
     return run_bench(args)
