@@ -142,6 +142,17 @@ def test_epochs_schedule_and_checkpoint_contents(dataroot, tmp_path):
     assert {"loss/G_A", "loss/cycle_A", "loss/idt_B", "loss/D_A"} <= set(ev.Tags()["scalars"])
 
 
+def test_epoch_end_checkpoints_follow_save_every_epochs(dataroot, tmp_path):
+    # 5 images per epoch, 1 + 1 epochs, no iteration-based saves: by default both epoch ends save;
+    # every 2nd epoch (or never) leaves only the run's end, which always saves.
+    for every, names in ((1, ["iter_00000005.pt", "iter_00000010.pt", "latest.pt"]),
+                         (2, ["iter_00000010.pt", "latest.pt"]), (0, ["iter_00000010.pt", "latest.pt"])):
+        runs = tmp_path / str(every)
+        state = load_checkpoint(run_training(tiny_run(dataroot, runs, save_every=0, save_every_epochs=every)))
+        assert state["counters"] == {"iteration": 10, "epoch": 2, "epoch_samples": 0}, every
+        assert sorted(p.name for p in (runs / "t" / "checkpoints").iterdir()) == names, every
+
+
 def test_existing_run_needs_resume(dataroot, tmp_path):
     cfg = tiny_run(dataroot, tmp_path, max_iters=1)
     run_training(cfg)

@@ -26,7 +26,9 @@ LOOP_FLAGS = [
                                       "arithmetic; bf16/fp16 autocast (fp16 with grad scaling)")),
     ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
     ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),
-    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: epoch ends only)")),
+    ("--save-every", "save_every", dict(type=nonneg_int, help="iterations between checkpoints (0: off)")),
+    ("--save-every-epochs", "save_every_epochs", dict(type=nonneg_int, help="also a checkpoint at every N-th epoch "
+                                                                          "end (0: never; the run's end always saves)")),
     ("--keep", "keep", dict(type=nonneg_int, help="numbered checkpoints to keep besides latest.pt")),
     ("--preview-every", "preview_every", dict(type=nonneg_int, help="iterations between preview grids (0: off)")),
     ("--log-every", "log_every", dict(type=positive_int, help="iterations between loss logs")),

@@ -105,7 +105,8 @@ class LoopConfig:
     seed: int = 0
     serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
     max_iters: int | None = None      # stop early after this many iterations
-    save_every: int = 5000            # iterations between checkpoints (also saved at each epoch end)
+    save_every: int = 5000            # iterations between checkpoints
+    save_every_epochs: int = 1        # also at every N-th epoch end (0: never); the last epoch always saves
     keep: int = 3                     # numbered checkpoints kept besides latest.pt
     preview_every: int = 500
     log_every: int = 50
@@ -114,7 +115,7 @@ class LoopConfig:
     nan_lr_factor: float = 0.5        # ... multiplying the learning rates by this at each roll-back
 
     #: fields that may differ when resuming (they do not change what is computed)
-    RUNTIME_FIELDS = ("max_iters", "save_every", "keep", "preview_every", "log_every", "num_workers",
+    RUNTIME_FIELDS = ("max_iters", "save_every", "save_every_epochs", "keep", "preview_every", "log_every", "num_workers",
                       "device", "runs_dir", "compile", "compile_mode", "nan_retries", "nan_lr_factor")
 
     @property

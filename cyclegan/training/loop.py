@@ -340,10 +340,14 @@ class Trainer:
                     c.epoch += 1
                     c.epoch_samples = 0
                     model.step_schedulers()
-                    try:
-                        last = self.save()
-                    except TrainingDiverged as e:
-                        self._roll_back(e)
+                    # A checkpoint costs about a second at ngf 64 (hundreds of MB): on a small data set
+                    # and a fast GPU, one per epoch end is a real share of the run (--save-every-epochs).
+                    every = cfg.save_every_epochs
+                    if c.epoch >= self.total_epochs or (every and c.epoch % every == 0):
+                        try:
+                            last = self.save()
+                        except TrainingDiverged as e:
+                            self._roll_back(e)
             finally:
                 self._close_bar()
                 if self.writer:
