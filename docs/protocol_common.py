@@ -96,7 +96,7 @@ def trainable_model(argv: list[str]):
 
     run = train_config(build_parser().parse_args(argv))
     torch.manual_seed(0)
-    return with_optimizers(kind(run.kind).new_model(run), run.optim), run
+    return with_optimizers(kind(run.kind).training.new_model(run), run.optim), run
 
 
 def interleaved_step_seconds(models: dict, batch: dict, rounds: int, steps: int = 10) -> dict[str, float]:

@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, it
               precision=precision, compile=compile, compile_mode=args.compile_mode if compile else None,
               channels_last=channels_last, device=str(device), netG=args.netG, ngf=args.ngf, ndf=args.ndf,
               num_workers=args.loop_workers, data_on_device=data_on_device, input_nc=args.loop_channels,
-              model=getattr(args, "model", "cyclegan"))
+              model=args.model)
     return time.perf_counter() - start, stderr.getvalue()
 
 

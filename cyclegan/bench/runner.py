@@ -67,7 +67,7 @@ def train_run(args: argparse.Namespace, size: int) -> RunConfig:
     """The run config of a train row: the ``--model`` kind resolved as ``cyclegan train`` would,
     with the bench's networks (image kinds: --netG/--ngf/--ndf; the MNIST GAN: images of ``size``
     and its own settings in ``args.model_settings``, as ``cyclegan mnist bench`` passes them)."""
-    model = getattr(args, "model", "cyclegan")
+    model = args.model
     given = {"ngf": args.ngf, "ndf": args.ndf, **(getattr(args, "model_settings", None) or {})}
     if model == "mnist":
         given["image_size"] = size
@@ -81,10 +81,10 @@ def train_model(args: argparse.Namespace, size: int, batch_size: int, device: to
     """The kind's model with its run's Adam, as training builds them, on ``device``, and a random
     batch (both seeded: every row starts from the same weights and images)."""
     run = train_run(args, size)
-    plugin = kind(run.kind)
+    training = kind(run.kind).training
     torch.manual_seed(0)
-    model = with_optimizers(plugin.new_model(run), run.optim).to(device)
-    batch = plugin.example_batch(run, batch_size, size, torch.Generator().manual_seed(0))
+    model = with_optimizers(training.new_model(run), run.optim).to(device)
+    batch = training.example_batch(run, batch_size, size, torch.Generator().manual_seed(0))
     return model, {k: v.to(device).contiguous(memory_format=memory_format) for k, v in batch.items()}
 
 
@@ -209,7 +209,7 @@ def count_flops(mode: str, args: argparse.Namespace, size: int, batch_size: int,
 def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, precision: str,
               channels_last: bool, compile: bool, device: torch.device, winograd: bool = False) -> dict:
     """One row: set up, warm up, time, measure memory. Errors are returned in the row."""
-    row: dict[str, Any] = {"mode": mode, "model": getattr(args, "model", "cyclegan") if mode != "translate" else None,
+    row: dict[str, Any] = {"mode": mode, "model": args.model if mode != "translate" else None,
                            "size": size, "batch_size": batch_size, "precision": precision,
                            "channels_last": channels_last, "compile": compile, "winograd": winograd,
                            "compile_backend": args.compile_backend if compile else None,
@@ -279,7 +279,7 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     modes = list(dict.fromkeys(args.mode))
-    model = getattr(args, "model", "cyclegan")
+    model = args.model
     if model == "mnist" and set(modes) - {"train"}:
         raise ValueError("--model mnist: only --mode train (the loop rows read image folders, the translate "
                          "rows a CycleGAN generator)")

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import MISSING, dataclass, field, fields
+from types import ModuleType
 from typing import Callable
-
-import torch
 
 from cyclegan.models.cut import MODES, CUTConfig
 from cyclegan.models.cut import PRESETS as CUT_PRESETS
 from cyclegan.models.cyclegan import PAPER_MODEL, PRESETS as CYCLEGAN_PRESETS, CycleGANConfig
-from cyclegan.models.gan import GANModel
 from cyclegan.models.mnist import MnistGANConfig
 from cyclegan.training import mnist as mnist_training
 from cyclegan.training.config import ConfigError, LoopConfig, OptimConfig, RunConfig, ScheduleConfig
 from cyclegan.training.cyclegan import UnpairedDataConfig
-from cyclegan.training.loop import Job
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,10 @@ class Kind:
                   if f.default is not MISSING}
         return {**values, **self.defaults}
 
-    def build(self, run: RunConfig) -> Job:
-        return importlib.import_module(self.module).job(run)
-
-    def new_model(self, run: RunConfig) -> GANModel:
-        return importlib.import_module(self.module).new_model(run)
-
-    def example_batch(self, run: RunConfig, batch_size: int, size: int, generator: torch.Generator) -> dict:
-        return importlib.import_module(self.module).example_batch(run, batch_size, size, generator)
+    @property
+    def training(self) -> ModuleType:
+        """The kind's training module (see ``module``)."""
+        return importlib.import_module(self.module)
 
 
 def _image_rules(given: dict, values: dict) -> dict:
@@ -102,11 +95,7 @@ def resolve(kind_name: str, given: dict, preset: str | None = None) -> RunConfig
             raise ConfigError(f"unknown preset {preset!r} for --model {kind_name}; choose one of: "
                               f"{', '.join(k.presets) or 'none'}")
         values.update(k.presets[preset])
-    owner = {f.name for dc in k.classes().values() if dc for f in fields(dc)}
-    unknown = sorted(set(given) - owner)
-    if unknown:
-        raise ConfigError(f"not a setting of a {kind_name} run: {', '.join(unknown)}", unknown)
-    values.update(given)
+    values.update(given)  # a name no section has is refused by RunConfig.from_flat
     if k.adjust:
         values = k.adjust(given, values)
     run = RunConfig.from_flat(kind_name, k.classes(), values, given=frozenset(given))

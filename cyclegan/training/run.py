@@ -58,7 +58,7 @@ def run(config: RunConfig, resume: bool = False) -> Path:
     with distributed.process_group(config.loop.device):
         state, config = prepare_run(config, resume)
         seed_everything(config.loop.seed)
-        job = kinds.kind(config.kind).build(config)
+        job = kinds.kind(config.kind).training.job(config)
         trainer = Trainer(job.model, config, job.dataset, export=job.export)
         trainer.start(state)
         if trainer.dist.is_main:
