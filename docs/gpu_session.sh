@@ -1,7 +1,7 @@
 #!/bin/bash
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
 # torch but not albumentations, whose wheels travel in .whl/). From the repository root:
-#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident stepgraph
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
 PARTS=${*:-info tests eager compile scaling curves}
@@ -84,6 +84,29 @@ f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
       python3 -m cyclegan bench --device cuda --mode loop loop-dev --size 256 --netG resnet_9blocks \
         --dataroot /tmp/resident_data/rgb256 --precision fp32 auto --channels-last off --compile off \
         --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/resident_256.json" --markdown 2>&1 | tee "$OUTDIR/resident_256.txt"
+      ;;
+    stepgraph) # issue 15 parts 3 and 4: the whole training step as one CUDA graph (train's --step-graph)
+               # in the real loop with the images on the GPU, beside per-network graphs (--compile
+               # reduce-overhead): 32 px ResNet-6 grayscale (target <= 8 ms/iter) and 256 px ResNet-9
+               # batch 1 (target <= 15 ms/iter). Its CUDA tests first (capture, replay = planned step,
+               # recapture at a new learning rate, a run that saves and resumes). About 4 minutes.
+      python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graph.py 2>&1 | tail -8 | tee "$OUTDIR/stepgraph_tests.txt"
+      python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
+f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)" /tmp/sg_data
+      sg32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \
+        --dataroot /tmp/sg_data/gray32 --channels-last off --warmup 10 --iters 200 --repeats 2 --markdown "$@"; }
+      sg32 --mode loop-dev --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32.json" \
+        2>&1 | tee "$OUTDIR/stepgraph_32.txt"
+      sg32 --mode loop-dev --precision auto --compile on --compile-mode reduce-overhead \
+        --json "$OUTDIR/stepgraph_32_baseline.json" 2>&1 | tee "$OUTDIR/stepgraph_32_baseline.txt"
+      sg32 --mode loop --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32_dataloader.json" \
+        2>&1 | tee "$OUTDIR/stepgraph_32_dataloader.txt"
+      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks \
+        --dataroot /tmp/sg_data/rgb256 --precision auto --channels-last off on --compile off --step-graph \
+        --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/stepgraph_256.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_256.txt"
+      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks \
+        --dataroot /tmp/sg_data/rgb256 --precision auto --channels-last on --compile on --step-graph \
+        --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/stepgraph_256_inductor.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_256_inductor.txt"
       ;;
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"

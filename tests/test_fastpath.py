@@ -113,7 +113,8 @@ def test_train_header_and_config_say_which_path_ran(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fast path: fp32 + eager (as given)" in r.stderr
     saved = yaml.safe_load((tmp_path / "runs" / "ref" / "config.yaml").read_text())
-    assert saved["fast_path"] == {"precision": "fp32", "compile": False, "compile_mode": None, "why": "as given"}
+    assert saved["fast_path"] == {"precision": "fp32", "compile": False, "compile_mode": None, "why": "as given",
+                                  "step_graph": None}
 
     r = _train(tmp_path, "avx2", cpu_flags="avx2 fma")
     assert r.returncode == 0 and "fast path: fp32 + eager (CPU without native bf16" in r.stderr

@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, dataroot: Path, runs_dir: Path, name: str, it
               precision=precision, compile=compile, compile_mode=args.compile_mode if compile else None,
               channels_last=channels_last, device=str(device), netG=args.netG, ngf=args.ngf, ndf=args.ndf,
               num_workers=args.loop_workers, data_on_device=data_on_device, input_nc=args.loop_channels,
-              model=args.model)
+              model=args.model, step_graph=getattr(args, "step_graph", False))
     return time.perf_counter() - start, stderr.getvalue()
 
 
@@ -88,7 +88,10 @@ def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: s
                       compile=compile, device=device, data_on_device=data_on_device)
         warm, stderr = _run(args, dataroot, tmp / "runs", "warmup", max(args.warmup, 1), **common)
         if info is not None:
-            info["data_path"] = next((line for line in stderr.splitlines() if line.startswith("data: ")), None)
+            lines = stderr.splitlines()
+            info["data_path"] = next((line for line in lines if line.startswith("data: ")), None)
+            # says whether --step-graph ran ("whole-step CUDA graph")
+            info["fast_path"] = next((line for line in lines if line.startswith("fast path: ")), None)
         times = []
         for r in range(args.repeats):
             total, _ = _run(args, dataroot, tmp / "runs", f"timed{r}", max(args.warmup, 1) + args.iters, **common)

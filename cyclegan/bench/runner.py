@@ -235,7 +235,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
         memory = mem.stop()
         info.pop("translator", None)
         release_memory(device)
-    row.update({k: info[k] for k in ("fused_adam", "data_path") if k in info})
+    row.update({k: info[k] for k in ("fused_adam", "data_path", "fast_path") if k in info})
     if row["error"] is None:
         sec = statistics.median(times)
         row.update({"warmup_iters": warmup, "warmup_sec": warm, "sec_per_iter": sec,

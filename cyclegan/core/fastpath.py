@@ -70,6 +70,9 @@ class FastPath:
     compile: bool
     compile_mode: str | None
     why: str
+    #: --step-graph (cyclegan.training.step_graph): "capture", the whole training step as one CUDA
+    #: graph; "dry", its planned step without capture (no CUDA); None: off
+    step_graph: str | None = None
 
     def describe(self) -> str:
         if not self.compile:
@@ -78,6 +81,9 @@ class FastPath:
             how = "CUDA graphs"
         else:
             how = "torch.compile" + (f" ({self.compile_mode})" if self.compile_mode else "")
+        if self.step_graph:
+            whole = "whole-step CUDA graph" if self.step_graph == "capture" else "planned step (dry run, no capture)"
+            how = whole + ("" if how == "eager" else f" of {how} networks")
         return f"{self.precision} + {how}"
 
     def as_dict(self) -> dict:

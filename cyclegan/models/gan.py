@@ -90,11 +90,13 @@ class Precision:
             raise ValueError(f"unknown precision {self.name!r}; choose one of: {', '.join(PRECISIONS)}")
         self.dtype = AUTOCAST_DTYPES[self.name]
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
+        #: autocast's cache of weight casts; off while a step is captured as a CUDA graph
+        self.cache_enabled = True
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        return torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=self.cache_enabled)
 
 
 class GANModel(nn.Module):
@@ -137,6 +139,9 @@ class GANModel(nn.Module):
         self.ema_generators: nn.ModuleDict | None = None
         self.ema_decay = 0.0
         self.ema_updates = 0
+        #: a 0-dim device tensor holding 1 - decay for the next EMA update, when a step captured as
+        #: a CUDA graph reads it (cyclegan.training.step_graph); None: computed on the host
+        self.ema_weight: Tensor | None = None
         #: per optimizer, whether the last step's gradients were finite (a 0-dim bool tensor on the
         #: device; a step with NaN/inf gradients is skipped). Empty under fp16, whose scaler skips.
         self.grads_finite: dict[str, Tensor] = {}
@@ -163,16 +168,23 @@ class GANModel(nn.Module):
         trainable parts (CUT's projection heads) adds groups."""
         return {"G": [list(self.generators.parameters())], "D": [list(self.discriminators.parameters())]}
 
-    def use_fused_optimizers(self) -> bool:
+    def use_fused_optimizers(self, force: bool = False) -> bool:
         """Adam's single-kernel implementation on CUDA (same arithmetic, fewer launches), torch's
-        default elsewhere; called after loading optimizer state, which brings the saving run's
+        default elsewhere (``force``: fused on the CPU too, which skips non-finite updates on the
+        device as on CUDA); called after loading optimizer state, which brings the saving run's
         choice along. Returns whether Adam is fused now."""
         params = [p for opt in self.optimizers.values() for g in opt.param_groups for p in g["params"]]
-        fused = bool(params) and params[0].device.type == "cuda"
+        fused = bool(params) and (force or params[0].device.type == "cuda")
         for opt in self.optimizers.values():
             for group in (opt.defaults, *opt.param_groups):
                 group.update(fused=fused or None, foreach=False if fused else None)
         return fused
+
+    def step_graph_unsupported(self) -> str | None:
+        """Why this model's training step cannot be captured as one CUDA graph
+        (cyclegan.training.step_graph), or None when it can: the step must make no host-side
+        decision from device data, and every random draw must come from the host ahead of it."""
+        return f"{type(self).__name__}'s step is not prepared for whole-step capture"
 
     # -- exponential moving average of the generators ----------------------------------------
     def enable_ema(self, decay: float) -> None:
@@ -195,13 +207,13 @@ class GANModel(nn.Module):
         on_device = finite is not None and bool(self.optimizers["G"].defaults.get("fused"))
         if finite is not None and not on_device and not finite.item():  # _update already waited for it
             return
-        decay = ema_decay_at(self.ema_decay, self.ema_updates)
+        weight = self.ema_weight if self.ema_weight is not None else 1.0 - ema_decay_at(self.ema_decay, self.ema_updates)
         ema, params = list(self.ema_generators.parameters()), list(self.generators.parameters())
         if not on_device:
-            torch._foreach_lerp_(ema, params, 1.0 - decay)
+            torch._foreach_lerp_(ema, params, weight)
         else:  # fused Adam skipped on the device; so does the average, without waiting: weight 0
             step = torch._foreach_sub(params, ema)
-            torch._foreach_mul_(step, finite.float() * (1.0 - decay))
+            torch._foreach_mul_(step, finite.float() * weight)
             torch._foreach_add_(ema, step)
         for ema_buf, buf in zip(self.ema_generators.buffers(), self.generators.buffers()):
             ema_buf.copy_(buf)

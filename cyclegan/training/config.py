@@ -102,6 +102,7 @@ class LoopConfig:
     channels_last: bool = False
     compile: bool | None = None       # None: auto (core.fastpath); True/False as given
     compile_mode: str | None = None   # torch.compile mode: None (default), reduce-overhead (CUDA graphs), max-autotune
+    step_graph: bool = False          # the whole training step as one CUDA graph (training.step_graph)
     seed: int = 0
     serial_batches: bool = False      # data in file order (CycleGAN: B[i] with A[i]); tests, debugging
     max_iters: int | None = None      # stop early after this many iterations
@@ -116,7 +117,7 @@ class LoopConfig:
 
     #: fields that may differ when resuming (they do not change what is computed)
     RUNTIME_FIELDS = ("max_iters", "save_every", "save_every_epochs", "keep", "preview_every", "log_every", "num_workers",
-                      "device", "runs_dir", "compile", "compile_mode", "nan_retries", "nan_lr_factor")
+                      "device", "runs_dir", "compile", "compile_mode", "step_graph", "nan_retries", "nan_lr_factor")
 
     @property
     def run_dir(self) -> Path:

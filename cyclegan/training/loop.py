@@ -22,7 +22,7 @@ from cyclegan.core.devices import cudnn_benchmark, pick_device
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.data import resident
 from cyclegan.models.gan import GANModel, Precision
-from cyclegan.training import distributed
+from cyclegan.training import distributed, step_graph
 from cyclegan.training.config import RunConfig
 from cyclegan.training.runtime import StopFlag, TrainingDiverged, TrainingStopped, rng_state, seed_everything, set_rng_state
 from cyclegan.training.safe_writer import SafeWriter
@@ -96,6 +96,9 @@ class Trainer:
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
                                          static_shapes=getattr(dataset, "static_shapes", True))
         model.precision = Precision(self.device.type, self.fast_path.precision)
+        self.step_graph, self.fast_path = step_graph.setup(
+            model, cfg.step_graph, cfg.compile, self.fast_path, self.device, world,
+            getattr(dataset, "static_shapes", True))
         if self.fast_path.precision == "fp16" and self.device.type == "cpu":
             log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
         if world > 1:
@@ -155,6 +158,8 @@ class Trainer:
         if state.get("scaler"):
             m.precision.scaler.load_state_dict(state["scaler"])
         m.load_extra_state(state["extra"])
+        if self.step_graph:  # the optimizers' tensors are new ones: warm up and capture again
+            self.step_graph.reset()
         self.counters = Counters(**state["counters"])
         self.lr_scale = state.get("nan_lr_scale", 1.0)
         set_rng_state(state["rng"])
@@ -445,9 +450,10 @@ class Trainer:
         return False, last
 
     def _step(self, batch: dict) -> dict[str, torch.Tensor]:
+        train_step = self.step_graph.step if self.step_graph else self.model.train_step
         try:
             with torch.compiler.set_stance(self._stance):
-                return self.model.train_step(batch)
+                return train_step(batch)
         except Exception as e:
             if not (self.fast_path.compile and self.counters.iteration == 0 and fastpath.is_compile_error(e)):
                 raise
@@ -456,7 +462,7 @@ class Trainer:
             log.warning("torch.compile failed (%s); continuing in eager mode", fastpath.describe_error(e, 200))
             self._stance = "force_eager"
         with torch.compiler.set_stance(self._stance):
-            return self.model.train_step(batch)
+            return train_step(batch)
 
 
 def scale_learning_rates(model: GANModel, factor: float) -> None:

@@ -1,0 +1,255 @@
+"""The whole training step as one CUDA graph (``cyclegan train --step-graph``).
+
+At 32 px and batch 1 a CycleGAN step is several hundred small kernels, and the GPU waits for the
+host that launches them (issue 15: 60 ms/iter on an H200, the GPU idle most of the step). Captured
+once as a CUDA graph, a step is one replay. Everything on the device is inside: the generators,
+both updates with their losses, fused Adam (which skips a non-finite update on the device), the
+EMA of the generators and the image pools.
+
+What stays on the host, per step, all without waiting for the GPU:
+
+- copying the batch into the graph's input tensors;
+- the pools' random decisions, drawn from their own RNGs exactly as the eager step draws them and
+  written into a plan tensor the graph reads (:meth:`ImagePool.draw_plan`);
+- the EMA's weight for this update (its decay ramps up over the first thousands of updates);
+- the step counters.
+
+The graph is captured after a few eager steps, run on a side stream as CUDA requires, so that
+Adam's state, cuDNN's algorithm choices and the allocator settle first. It is captured again
+whenever a learning rate changes: fused Adam takes the rate as a kernel argument, and the
+schedule changes it at epoch ends. After the trainer reloads state (a NaN roll-back), the
+optimizer's tensors are new, so warm-up and capture start over.
+
+Without CUDA (``capture=False``) the same planned step runs eagerly each time. The CPU tests use
+this mode to check the planned step against the ordinary one. ``CYCLEGAN_STEP_GRAPH_DRY=1`` makes
+``--step-graph`` run it on a machine without CUDA, every step checked for host reads of tensor
+values (which a capture cannot contain): a dry run of the graph's logic, no faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+
+import torch
+from torch import Tensor
+
+from cyclegan.core.fastpath import FastPath, describe_error
+from cyclegan.models.gan import GANModel, ema_decay_at
+
+log = logging.getLogger("cyclegan.train")
+
+#: eager steps before the first capture
+WARMUP_STEPS = 3
+
+
+def unsupported(model: GANModel, device: torch.device, precision: str, world_size: int,
+                static_shapes: bool) -> str | None:
+    """Why ``--step-graph`` cannot run here (the run goes on without it, saying so), or None."""
+    if device.type != "cuda" and not dry_run():
+        return f"it needs CUDA (the device is {device.type})"
+    if precision == "fp16":
+        return "--precision fp16 (its gradient scaler decides on the host); bf16 or fp32 can"
+    if world_size > 1:
+        return "torchrun (the gradient all-reduce is outside the graph)"
+    if not static_shapes:
+        return "images of varying size (--preprocess none)"
+    return model.step_graph_unsupported()
+
+
+def dry_run() -> bool:
+    """``CYCLEGAN_STEP_GRAPH_DRY=1``: the planned step without CUDA (see the module docstring)."""
+    return os.environ.get("CYCLEGAN_STEP_GRAPH_DRY", "") not in ("", "0")
+
+
+#: inductor modes that replay CUDA graphs of their own, which cannot run inside a capture
+_GRAPH_MODES = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+
+
+def setup(model: GANModel, asked: bool, compile_asked: bool | None, fast_path: FastPath, device: torch.device,
+          world_size: int, static_shapes: bool) -> tuple[StepGraph | None, FastPath]:
+    """The trainer's step graph when ``--step-graph`` was ``asked`` and can run here (else None,
+    and one line saying why), and the fast path to run: the networks are not compiled into CUDA
+    graphs of their own (auto compilation is off; an explicit ``--compile`` keeps inductor's
+    kernels without its graphs)."""
+    if not asked:
+        return None, fast_path
+    why = unsupported(model, device, fast_path.precision, world_size, static_shapes)
+    if why:
+        log.warning("--step-graph not used: %s", why)
+        return None, fast_path
+    compile, mode = fast_path.compile, fast_path.compile_mode
+    if compile and compile_asked is None:
+        compile, mode = False, None
+    elif compile and mode in _GRAPH_MODES:
+        log.info("--step-graph: the networks compiled in mode %s (not %s: the step is one graph already)",
+                 _GRAPH_MODES[mode], mode)
+        mode = _GRAPH_MODES[mode]
+    if device.type != "cuda":  # CYCLEGAN_STEP_GRAPH_DRY
+        graph, how = StepGraph(model, capture=False, warmup=0, forbid_host_reads=True), "dry"
+    else:
+        graph, how = StepGraph(model), "capture"
+    return graph, dataclasses.replace(fast_path, compile=compile, compile_mode=mode, step_graph=how,
+                                      why=f"{fast_path.why}; --step-graph")
+
+
+class StepGraph:
+    """Runs ``model``'s training steps as replays of one captured CUDA graph (see the module
+    docstring); :meth:`step` replaces ``model.train_step`` and returns the same losses."""
+
+    def __init__(self, model: GANModel, capture: bool = True, warmup: int = WARMUP_STEPS,
+                 forbid_host_reads: bool = False):
+        self.model = model
+        self.capture = capture
+        #: without capture: run each planned step under :func:`no_host_reads`, to show on any
+        #: machine that the step could be captured
+        self.forbid_host_reads = forbid_host_reads
+        # a capture needs one eager step at least: Adam's state and the pools' first images
+        # must exist before it (created inside, they would be re-created by every replay)
+        self.warmup = max(1, warmup) if capture else warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
+        #: why capturing failed (the run then goes on with the ordinary step), or None
+        self.failed: str | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the graph and go back to eager steps: call after the model's or the optimizers'
+        state was reloaded (their tensors are new ones)."""
+        self.graph = None
+        self._eager_left = self.warmup if self.capture else 0
+        self._planned = False
+        self._lrs: tuple[float, ...] = ()
+        for pool in self._pools():
+            pool.to_list()
+        self.model.ema_weight = None
+
+    def _pools(self) -> list:
+        return [p for p in getattr(self.model, "pools", {}).values() if p.size > 0]
+
+    # -- a step ----------------------------------------------------------------------------------
+    def step(self, batch: dict) -> dict[str, Tensor]:
+        model = self.model
+        if self.failed:
+            return model.train_step(batch)
+        if self._eager_left > 0:
+            self._eager_left -= 1
+            return self._warmup_step(batch)
+        if not self._planned:
+            self._plan_mode(batch)
+        lrs = tuple(float(g["lr"]) for opt in model.optimizers.values() for g in opt.param_groups)
+        if self.capture and (self.graph is None or lrs != self._lrs):
+            try:
+                self._capture(batch)
+            except Exception as e:  # an operation that cannot be captured: on without the graph
+                self.failed = describe_error(e, 200)
+                log.warning("--step-graph: capturing the step failed (%s); continuing with the ordinary step",
+                            self.failed)
+                self.reset()
+                return model.train_step(batch)
+            self._lrs = lrs
+        self._host_inputs(batch)
+        if not self.capture:
+            with no_host_reads() if self.forbid_host_reads else contextlib.nullcontext():
+                return model.train_step(batch)
+        for k, v in self._inputs.items():
+            v.copy_(batch[k], non_blocking=True)
+        self.graph.replay()
+        model.step_count += 1
+        if model.ema_generators is not None:
+            model.ema_updates += 1
+        # One copy of all outputs: the next replay overwrites the graph's own, and the trainer
+        # keeps a step's losses until its next finiteness check.
+        out = self._outputs.clone()
+        model.grads_finite = {k: out[len(self._loss_keys) + i].bool() for i, k in enumerate(self._finite_keys)}
+        return {k: out[i] for i, k in enumerate(self._loss_keys)}
+
+    def _warmup_step(self, batch: dict) -> dict[str, Tensor]:
+        if not self.capture:
+            return self.model.train_step(batch)
+        side = self._side = getattr(self, "_side", None) or torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            logs = self.model.train_step(batch)
+        torch.cuda.current_stream().wait_stream(side)
+        return logs
+
+    def _plan_mode(self, batch: dict) -> None:
+        """Pools into device buffers, the EMA weight into a device tensor, Adam fused."""
+        model = self.model
+        if not model.use_fused_optimizers(force=True):
+            raise RuntimeError("--step-graph needs fused Adam")
+        first = next(v for v in batch.values() if isinstance(v, Tensor))
+        for key, pool in getattr(model, "pools", {}).items():
+            # shaped like the fakes it holds (after a warm-up step it holds some): the generators'
+            # output for that domain, in autocast's dtype when on
+            like = batch.get(key, first)
+            pool.to_buffer(like.to(model.precision.dtype or like.dtype), like.shape[0])
+        if model.ema_generators is not None:
+            model.ema_weight = torch.zeros((), device=like.device)
+        self._planned = True
+
+    def _host_inputs(self, batch: dict) -> None:
+        """This step's pool decisions and EMA weight, written where the step reads them."""
+        model = self.model
+        n = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
+        for pool in self._pools():
+            pool.plan.copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
+        if model.ema_weight is not None:
+            model.ema_weight.fill_(1.0 - ema_decay_at(model.ema_decay, model.ema_updates))
+
+    def _capture(self, batch: dict) -> None:
+        model = self.model
+        self.graph = None  # the old graph's memory goes back before the new one is captured
+        torch.cuda.synchronize()
+        self._inputs = {k: torch.empty_like(v) for k, v in batch.items() if isinstance(v, Tensor)}
+        for k, v in self._inputs.items():
+            v.copy_(batch[k])
+        static = {**batch, **self._inputs}
+        counters = model.step_count, model.ema_updates
+        groups = [g for opt in model.optimizers.values() for g in opt.param_groups]
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # Adam refuses to be captured unless capturable; only while capturing, so that the
+            # optimizer state a checkpoint stores is the ordinary one. Autocast's weight-cast
+            # cache must be off inside a capture.
+            for g in groups:
+                g["capturable"] = True
+            model.precision.cache_enabled = False
+            # thread_local: the DataLoader's pin-memory thread may call CUDA meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                logs = model.train_step(static)
+                self._loss_keys = list(logs)
+                self._finite_keys = list(model.grads_finite)
+                self._outputs = torch.stack([*(v.float() for v in logs.values()),
+                                             *(model.grads_finite[k].float() for k in self._finite_keys)])
+        finally:
+            for g in groups:
+                g["capturable"] = False
+            model.precision.cache_enabled = True
+            model.step_count, model.ema_updates = counters  # the capture ran nothing
+        self.graph = graph
+        self.captures += 1
+        log.debug("training step captured as a CUDA graph (capture %d)", self.captures)
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Inside: reading a tensor's value on the host (``.item()``, ``bool()``, ``.tolist()``,
+    ``.cpu()``, ...) raises. A step that passes on the CPU makes no such read, which on CUDA would
+    wait for the GPU and cannot be captured."""
+    from torch.overrides import TorchFunctionMode
+
+    reads = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu"}
+
+    class _NoHostReads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if name in reads:
+                raise RuntimeError(f"a host read of a tensor ({name}) inside the step")
+            return func(*args, **(kwargs or {}))
+
+    with _NoHostReads():
+        yield

@@ -1,0 +1,189 @@
+"""--step-graph: the whole training step as one CUDA graph (cyclegan.training.step_graph).
+
+The capture itself needs CUDA (the gpu-marked tests at the end). On any machine the tests check
+what makes the capture possible and correct: the planned step (image pools deciding on the host
+ahead of the step, the EMA weight in a tensor, fused Adam skipping non-finite updates on the
+device) gives bit-identical results to the ordinary step in the same process, and reads no tensor
+value on the host; a dry run of the whole training loop resumes bit-identically."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
+from cyclegan.models.gan import Precision
+from cyclegan.models.image_pool import ImagePool
+from cyclegan.models.mnist import MnistGAN, MnistGANConfig
+from cyclegan.training import step_graph
+from cyclegan.training.config import with_optimizers
+from cyclegan.training.run import run as run_training
+from cyclegan.training.step_graph import StepGraph, no_host_reads
+
+from test_train import cli, dataroot, tiny_run  # noqa: F401  (fixture)
+
+TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4, pool_size=3, ema_decay=0.99)
+
+
+def _batches(n: int, batch_size: int = 2, device: str = "cpu"):
+    g = torch.Generator().manual_seed(1)
+    return [{k: (torch.rand(batch_size, 3, 32, 32, generator=g) * 2 - 1).to(device) for k in "AB"} for _ in range(n)]
+
+
+def _model(device: str = "cpu", precision: str = "fp32", **cfg) -> CycleGAN:
+    torch.manual_seed(0)
+    model = with_optimizers(CycleGAN(CycleGANConfig(**{**TINY, **cfg}), seed=0)).to(device)
+    model.precision = Precision(torch.device(device).type, precision)
+    model.use_fused_optimizers(force=True)  # the planned step's Adam, here for both sides
+    return model
+
+
+def _assert_same_state(a: CycleGAN, b: CycleGAN, exact: bool = True) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        if exact:
+            assert torch.equal(x, y), name
+        else:
+            torch.testing.assert_close(x, y, rtol=1e-3, atol=2e-3, msg=name)
+    sa, sb = a.extra_state(), b.extra_state()
+    assert (sa["step_count"], sa["ema_updates"]) == (sb["step_count"], sb["ema_updates"])
+    for k in "AB":
+        assert torch.equal(sa["pools"][k]["rng"], sb["pools"][k]["rng"])
+        if exact:
+            assert torch.equal(sa["pools"][k]["images"], sb["pools"][k]["images"]), k
+        else:
+            torch.testing.assert_close(sa["pools"][k]["images"], sb["pools"][k]["images"], rtol=1e-3, atol=2e-3)
+
+
+# -- the image pool's buffer mode ---------------------------------------------------------------
+
+
+def test_the_pool_in_a_buffer_draws_and_returns_what_the_list_pool_does():
+    listed, buffered = ImagePool(3, seed=5), ImagePool(3, seed=5)
+    g = torch.Generator().manual_seed(0)
+    for i in range(12):  # the fill, then swaps; batches of 2 can hit one slot twice
+        images = torch.rand(2, 1, 4, 4, generator=g)
+        expected = listed.query(images)
+        if i == 1:  # switched mid-way, as the step graph does after its warm-up steps
+            buffered.to_buffer(images, 2)
+        if buffered.buffer is not None:
+            buffered.plan.copy_(torch.tensor(buffered.draw_plan(2)))
+        assert torch.equal(buffered.query(images), expected), i
+    a, b = listed.state_dict(), buffered.state_dict()
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["rng"], b["rng"]) and len(buffered) == 3
+    buffered.to_list()
+    assert buffered.buffer is None and torch.equal(buffered.state_dict()["images"], a["images"])
+
+
+# -- the planned step -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision,gan_mode", [("fp32", "hinge"), ("fp32", "lsgan"), ("bf16", "hinge")])
+def test_the_planned_step_equals_the_ordinary_step_and_reads_nothing_on_the_host(precision, gan_mode):
+    ordinary, planned = _model(precision=precision, gan_mode=gan_mode), _model(precision=precision, gan_mode=gan_mode)
+    graph = StepGraph(planned, capture=False, warmup=2, forbid_host_reads=True)
+    for i, batch in enumerate(_batches(7)):  # past the pools' fill (3 images, 2 per step)
+        expected = ordinary.train_step(batch)
+        got = graph.step(batch)
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected), i
+        if i == 4:  # a new learning rate mid-way (the schedule at an epoch end)
+            for model in (ordinary, planned):
+                for opt in model.optimizers.values():
+                    opt.param_groups[0]["lr"] *= 0.5
+    _assert_same_state(ordinary, planned)
+    assert planned.pools["A"].buffer is not None  # it did run planned
+
+
+def test_the_host_read_guard_catches_the_ordinary_cpu_step():
+    model = _model()
+    model.use_fused_optimizers()  # torch's default Adam on the CPU: the step reads `finite` on the host
+    with pytest.raises(RuntimeError, match="host read"), no_host_reads():
+        model.train_step(_batches(1)[0])
+
+
+def test_reset_returns_the_pools_to_lists_and_warms_up_again():
+    model = _model()
+    graph = StepGraph(model, capture=False, warmup=1)
+    for batch in _batches(3):
+        graph.step(batch)
+    assert model.pools["A"].buffer is not None and model.ema_weight is not None
+    graph.reset()
+    assert model.pools["A"].buffer is None and len(model.pools["A"]) == 3 and model.ema_weight is None
+
+
+def test_where_the_step_graph_cannot_run_it_says_why():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    model = _model()
+    assert "CUDA" in step_graph.unsupported(model, cpu, "fp32", 1, True)
+    assert "fp16" in step_graph.unsupported(model, cuda, "fp16", 1, True)
+    assert "torchrun" in step_graph.unsupported(model, cuda, "bf16", 2, True)
+    assert "varying size" in step_graph.unsupported(model, cuda, "bf16", 1, False)
+    assert step_graph.unsupported(model, cuda, "bf16", 1, True) is None
+    assert "--diffaug" in step_graph.unsupported(_model(diffaug="color"), cuda, "bf16", 1, True)
+    assert "--d-steps" in step_graph.unsupported(_model(d_steps=2), cuda, "bf16", 1, True)
+    assert "MnistGAN" in step_graph.unsupported(MnistGAN(MnistGANConfig()), cuda, "bf16", 1, True)
+
+
+# -- the training loop ------------------------------------------------------------------------
+
+
+def test_on_a_machine_without_cuda_the_run_says_it_goes_on_without(dataroot, tmp_path):  # noqa: F811
+    r = cli("train", "--dataroot", str(dataroot), "--runs-dir", str(tmp_path), "--name", "t", "--size", "32",
+            "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--max-iters", "1", "--num-workers", "0",
+            "--device", "cpu", "--step-graph", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "--step-graph not used: it needs CUDA (the device is cpu)" in r.stderr
+    assert "whole-step" not in r.stderr
+
+
+def test_a_dry_run_of_the_loop_resumes_bit_identically(dataroot, tmp_path, monkeypatch):  # noqa: F811
+    """CYCLEGAN_STEP_GRAPH_DRY: the planned step in the real loop (pools in buffers across a
+    checkpoint, an epoch end's new learning rate), every step checked for host reads."""
+    monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
+    settings = dict(save_every=0, step_graph=True, pool_size=3, ema_decay=0.99)
+    straight = run_training(tiny_run(dataroot, tmp_path / "straight", max_iters=7, **settings))
+    run_training(tiny_run(dataroot, tmp_path / "resumed", max_iters=3, **settings))
+    resumed = run_training(tiny_run(dataroot, tmp_path / "resumed", max_iters=7, **settings), resume=True)
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert torch.equal(a["extra"]["pools"]["B"]["images"], b["extra"]["pools"]["B"]["images"])
+    assert a["counters"] == b["counters"] and a["counters"]["epoch"] == 1  # crossed an epoch end
+    groups = [g for opt in a["optimizers"].values() for g in opt["param_groups"]]
+    assert all(g["fused"] and not g["capturable"] for g in groups)  # an ordinary optimizer state
+    config = (tmp_path / "straight" / "t" / "config.yaml").read_text()
+    assert "step_graph: dry" in config
+
+
+# -- CUDA -------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_replays_of_the_captured_step_follow_the_planned_step(precision):
+    torch.backends.cudnn.deterministic = True
+    eager, replayed = _model("cuda", precision), _model("cuda", precision)
+    reference = StepGraph(eager, capture=False, warmup=2)
+    graph = StepGraph(replayed, capture=True, warmup=2)
+    for i, batch in enumerate(_batches(9, device="cuda")):
+        expected, got = reference.step(batch), graph.step(batch)
+        for k in expected:
+            torch.testing.assert_close(got[k], expected[k], rtol=1e-3, atol=2e-3, msg=f"{k} at step {i}")
+        if i == 5:  # an epoch end's new learning rate: captured again
+            for model in (eager, replayed):
+                for opt in model.optimizers.values():
+                    opt.param_groups[0]["lr"] *= 0.5
+    assert graph.failed is None and graph.captures == 2
+    _assert_same_state(eager, replayed, exact=False)
+
+
+@pytest.mark.gpu
+def test_a_cuda_run_with_the_step_graph_trains_saves_and_resumes(dataroot, tmp_path):  # noqa: F811
+    settings = dict(device="cuda", precision="bf16", step_graph=True, save_every=0)
+    run_training(tiny_run(dataroot, tmp_path, max_iters=6, **settings))
+    assert "step_graph: capture" in (tmp_path / "t" / "config.yaml").read_text()
+    ckpt = run_training(tiny_run(dataroot, tmp_path, max_iters=12, **settings), resume=True)
+    state = load_checkpoint(ckpt)
+    assert state["counters"]["iteration"] == 12
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
