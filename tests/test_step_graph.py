@@ -21,7 +21,7 @@ from cyclegan.training.config import with_optimizers
 from cyclegan.training.run import run as run_training
 from cyclegan.training.step_graph import StepGraph, no_host_reads
 
-from test_train import cli, dataroot, tiny_run  # noqa: F401  (fixture)
+from test_train import _poison_generator_loss, cli, dataroot, tiny_run  # noqa: F401  (fixture)
 
 TINY = dict(netG="resnet_6blocks", ngf=4, ndf=4, pool_size=3, ema_decay=0.99)
 
@@ -154,6 +154,24 @@ def test_a_dry_run_of_the_loop_resumes_bit_identically(dataroot, tmp_path, monke
     assert all(g["fused"] and not g["capturable"] for g in groups)  # an ordinary optimizer state
     config = (tmp_path / "straight" / "t" / "config.yaml").read_text()
     assert "step_graph: dry" in config
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_a_nan_roll_back_starts_the_step_graph_over(device, dataroot, tmp_path, monkeypatch, caplog):  # noqa: F811
+    """The roll-back reloads the optimizers' state (new tensors): the step graph resets (pools back
+    to lists, warm-up and capture again) and training goes on. On the CPU as a dry run."""
+    if device == "cpu":
+        monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
+    _poison_generator_loss(monkeypatch, {3})  # on CUDA, call 3 is the last warm-up step
+    cfg = tiny_run(dataroot, tmp_path, max_iters=8, save_every=2, nan_retries=1, step_graph=True, device=device,
+                   pool_size=3)
+    with caplog.at_level("WARNING", logger="cyclegan.train"):
+        state = load_checkpoint(run_training(cfg))
+    assert "loss cycle_A became nan at iteration 3: roll-back 1 of 1 to iteration 2" in caplog.text
+    assert "--step-graph" not in caplog.text  # neither refused nor failed
+    assert state["counters"]["iteration"] == 8
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert len(state["extra"]["pools"]["A"]["images"]) == 3
 
 
 # -- CUDA -------------------------------------------------------------------------------------
