@@ -23,7 +23,7 @@ SAVE_EVERY = 100
 def run_flags(data: str, runs: str, name: str, seed: int, iters: int) -> list[str]:
     """The ``cyclegan train`` flags every protocol run has, checkpoints every SAVE_EVERY iterations."""
     return ["--dataroot", data, "--size", "32", "--channels", "1", "--netG", "resnet_6blocks", "--ngf", "16",
-            "--ndf", "32", "--batch-size", "1", "--max-iters", str(iters), "--seed", str(seed), "--name", name,
+            "--ndf", "32", "--precision", "fp32", "--no-compile", "--batch-size", "1", "--max-iters", str(iters), "--seed", str(seed), "--name", name,
             "--runs-dir", runs, "--num-workers", "0", "--save-every", str(SAVE_EVERY),
             "--keep", str(iters // SAVE_EVERY + 1), "--preview-every", "1000", "--log-every", "100"]
 

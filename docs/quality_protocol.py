@@ -39,6 +39,9 @@ SETTINGS: dict[str, list[str]] = {
     "ema+spectral-norm": ["--ema", "0.999", "--spectral-norm"],
     "all": ["--ema", "0.999", "--diffaug", "color,translation,cutout", "--spectral-norm", "--lr", "1e-4",
             "--lr-d", "4e-4", "--r1-gamma", "0.2"],
+    # Not a recipe change: the default recipe (ema+hinge) in bf16 autocast, the arithmetic
+    # --precision auto picks on CPUs with native bf16 (issue 15's "results stay equal" check).
+    "ema+hinge+bf16": ["--ema", "0.999", "--gan-mode", "hinge", "--precision", "bf16"],
 }
 
 

@@ -9,7 +9,8 @@ What was measured (docs/benchmarks.md has the commands):
   training has (fixed crops); translation of arbitrary image sizes gets bf16 without graphs.
 - CPUs with native bf16 (``avx512_bf16`` or AMX): a 128 px training step ran 1.6-1.7x faster in
   bf16 than in fp32 (AMD EPYC, torch 2.14).
-- CPUs without it (AVX2, AVX-512 without bf16): bf16 is emulated and about 16x slower; fp32.
+- CPUs without it: bf16 is emulated, 16x slower on an AVX2-only AMD EPYC and 3.9x slower on an
+  AVX-512 Intel Xeon without avx512_bf16 (128 px training, one thread); fp32.
 
 ``--precision fp32 --no-compile`` is the reference arithmetic everywhere. ``CYCLEGAN_CPU_FLAGS``
 (space-separated) replaces the CPU flags read from /proc/cpuinfo, to see or test what another
@@ -119,7 +120,7 @@ def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
         return "fp32", "this GPU has no bf16"
     if device.type == "cpu":
         if not native_cpu_bf16():
-            return "fp32", "CPU without native bf16 (bf16 would be emulated, ~16x slower)"
+            return "fp32", "CPU without native bf16 (bf16 would be emulated: 4-16x slower, measured)"
         if task == "train":
             return "bf16", "CPU with native bf16 (measured 1.6-1.7x faster training)"
         return "fp32", "CPU with native bf16, not yet measured for translation"
