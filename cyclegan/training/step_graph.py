@@ -134,11 +134,15 @@ class StepGraph:
         model = self.model
         if self.failed:
             return model.train_step(batch)
+        shapes = {k: v.shape for k, v in batch.items() if isinstance(v, Tensor)}
+        self._shapes = getattr(self, "_shapes", None) or shapes  # the first batch's: a full one
         if self._eager_left > 0:
             self._eager_left -= 1
             return self._warmup_step(batch)
         if not self._planned:
             self._plan_mode(batch)
+        if shapes != self._shapes:  # a smaller last batch of an epoch: the planned step, eagerly
+            return self._planned_step(batch)
         lrs = tuple(float(g["lr"]) for opt in model.optimizers.values() for g in opt.param_groups)
         if self.capture and (self.graph is None or lrs != self._lrs):
             try:
@@ -150,10 +154,9 @@ class StepGraph:
                 self.reset()
                 return model.train_step(batch)
             self._lrs = lrs
-        self._host_inputs(batch)
         if not self.capture:
-            with no_host_reads() if self.forbid_host_reads else contextlib.nullcontext():
-                return model.train_step(batch)
+            return self._planned_step(batch)
+        self._host_inputs(batch)
         for k, v in self._inputs.items():
             v.copy_(batch[k], non_blocking=True)
         self.graph.replay()
@@ -165,6 +168,12 @@ class StepGraph:
         out = self._outputs.clone()
         model.grads_finite = {k: out[len(self._loss_keys) + i].bool() for i, k in enumerate(self._finite_keys)}
         return {k: out[i] for i, k in enumerate(self._loss_keys)}
+
+    def _planned_step(self, batch: dict) -> dict[str, Tensor]:
+        """The planned step run eagerly (without CUDA, or for a batch of another size)."""
+        self._host_inputs(batch)
+        with no_host_reads() if self.forbid_host_reads else contextlib.nullcontext():
+            return self.model.train_step(batch)
 
     def _warmup_step(self, batch: dict) -> dict[str, Tensor]:
         if not self.capture:
@@ -186,9 +195,9 @@ class StepGraph:
             # shaped like the fakes it holds (after a warm-up step it holds some): the generators'
             # output for that domain, in autocast's dtype when on
             like = batch.get(key, first)
-            pool.to_buffer(like.to(model.precision.dtype or like.dtype), like.shape[0])
+            pool.to_buffer(like.to(model.precision.dtype or like.dtype), self._shapes.get(key, first.shape)[0])
         if model.ema_generators is not None:
-            model.ema_weight = torch.zeros((), device=like.device)
+            model.ema_weight = torch.zeros((), device=first.device)
         self._planned = True
 
     def _host_inputs(self, batch: dict) -> None:
@@ -196,7 +205,7 @@ class StepGraph:
         model = self.model
         n = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
         for pool in self._pools():
-            pool.plan.copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
+            pool.plan[:n].copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
         if model.ema_weight is not None:
             model.ema_weight.fill_(1.0 - ema_decay_at(model.ema_decay, model.ema_updates))
 
