@@ -42,7 +42,7 @@ class DiffAugment:
     def __bool__(self) -> bool:
         return bool(self.parts)
 
-    def sample(self, n: int, height: int, width: int) -> dict[str, Tensor]:
+    def sample(self, n: int, height: int, width: int) -> dict[str, Tensor | tuple[int, int]]:
         """Parameters of one transform per image of an ``n``-image batch (on the CPU)."""
         g, p = self.rng, {}
         if "color" in self.parts:
@@ -57,7 +57,7 @@ class DiffAugment:
             ch, cw = int(height * self.cutout_ratio + 0.5), int(width * self.cutout_ratio + 0.5)
             p["cut_y"] = torch.randint(0, height + (1 - ch % 2), (n, 1, 1), generator=g)
             p["cut_x"] = torch.randint(0, width + (1 - cw % 2), (n, 1, 1), generator=g)
-            p["cut_size"] = torch.tensor([ch, cw])
+            p["cut_size"] = (ch, cw)  # fixed by the image size: plain ints, never read from a tensor
         return p
 
     def state_dict(self) -> dict:
@@ -67,7 +67,7 @@ class DiffAugment:
         self.rng.set_state(state["rng"])
 
 
-def apply(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+def apply(x: Tensor, p: dict[str, Tensor | tuple[int, int]]) -> Tensor:
     """``x`` transformed by the parameters ``p`` of :meth:`DiffAugment.sample` (same batch size)."""
     if "brightness" in p:
         x = x + p["brightness"].to(x)
@@ -93,9 +93,9 @@ def _translate(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
     return padded.permute(0, 2, 3, 1)[b, gy, gx].permute(0, 3, 1, 2).contiguous(memory_format=_fmt(x))
 
 
-def _cutout_mask(x: Tensor, cy: Tensor, cx: Tensor, size: Tensor) -> Tensor:
+def _cutout_mask(x: Tensor, cy: Tensor, cx: Tensor, size: tuple[int, int]) -> Tensor:
     n, _, h, w = x.shape
-    ch, cw = int(size[0]), int(size[1])
+    ch, cw = size
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     y0, x0 = cy - ch // 2, cx - cw // 2

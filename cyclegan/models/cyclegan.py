@@ -210,12 +210,32 @@ class CycleGAN(GANModel):
         return logs["D_A"] + logs["D_B"], logs
 
     def step_graph_unsupported(self) -> str | None:
-        cfg = self.cfg
-        reasons = [why for bad, why in (
-            (self.d_steps != 1, "--d-steps above 1 (two kinds of step, two graphs)"),
-            (bool(cfg.diffaug), "--diffaug (its parameters are drawn on the host inside the step)"),
-        ) if bad]
-        return ", ".join(reasons) + " not supported yet" if reasons else None
+        return "--d-steps above 1 (two kinds of step) not supported yet" if self.d_steps != 1 else None
+
+    def start_planning(self, batch: dict, batch_size: int) -> None:
+        super().start_planning(batch, batch_size)
+        #: per batch size, the device tensors the planned step's augmentation reads
+        self._aug_plans: dict[int, dict[str, Tensor]] = {}
+
+    def stop_planning(self) -> None:
+        super().stop_planning()
+        self._aug_plans, self._aug_params = {}, None
+
+    def draw_plan(self, batch: dict) -> None:
+        super().draw_plan(batch)
+        if not self.diffaug:
+            return
+        n, _, h, w = batch["A"].shape
+        drawn = self.diffaug.sample(n, h, w)  # what augment() would draw at the step's first call
+        plan = self._aug_plans.get(n)
+        if plan is None:
+            plan = self._aug_plans[n] = {k: v.to(batch["A"].device) if isinstance(v, Tensor) else v
+                                         for k, v in drawn.items()}
+        else:
+            for k, v in drawn.items():
+                if isinstance(v, Tensor):
+                    plan[k].copy_(v)
+        self._aug_params = (self.step_count, plan)
 
     # -- previews and state --------------------------------------------------------------------
     @torch.no_grad()

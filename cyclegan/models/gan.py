@@ -186,6 +186,37 @@ class GANModel(nn.Module):
         decision from device data, and every random draw must come from the host ahead of it."""
         return f"{type(self).__name__}'s step is not prepared for whole-step capture"
 
+    # -- the planned step (cyclegan.training.step_graph) ---------------------------------------
+    # What the step decides on the host (the pools' choices, the EMA weight, augmentation
+    # parameters) is drawn ahead of it by draw_plan and written into device tensors the step
+    # reads, so the step itself is device work only, the same at every replay of a CUDA graph.
+    def start_planning(self, batch: dict, batch_size: int) -> None:
+        """Planned steps from now on, for batches like ``batch`` of ``batch_size`` images."""
+        first = next(v for v in batch.values() if isinstance(v, Tensor))
+        for key, pool in getattr(self, "pools", {}).items():
+            # shaped like the fakes it holds (after an ordinary step it holds some): the
+            # generators' output for that domain, in autocast's dtype when on
+            like = batch.get(key, first)
+            pool.to_buffer(like.to(self.precision.dtype or like.dtype), batch_size)
+        if self.ema_generators is not None:
+            self.ema_weight = torch.zeros((), device=first.device)
+
+    def stop_planning(self) -> None:
+        """Ordinary steps again."""
+        for pool in getattr(self, "pools", {}).values():
+            pool.to_list()
+        self.ema_weight = None
+
+    def draw_plan(self, batch: dict) -> None:
+        """The next step's host decisions, drawn (advancing the same generators, in the same way,
+        as the ordinary step) and written where the planned step reads them."""
+        n = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
+        for pool in getattr(self, "pools", {}).values():
+            if pool.buffer is not None:
+                pool.plan[:n].copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
+        if self.ema_weight is not None:
+            self.ema_weight.fill_(1.0 - ema_decay_at(self.ema_decay, self.ema_updates))
+
     # -- exponential moving average of the generators ----------------------------------------
     def enable_ema(self, decay: float) -> None:
         """Keep ``ema_generators``, an average of the generators' weights over recent updates

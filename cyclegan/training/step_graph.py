@@ -9,8 +9,8 @@ EMA of the generators and the image pools.
 What stays on the host, per step, all without waiting for the GPU:
 
 - copying the batch into the graph's input tensors;
-- the pools' random decisions, drawn from their own RNGs exactly as the eager step draws them and
-  written into a plan tensor the graph reads (:meth:`ImagePool.draw_plan`);
+- the pools' random decisions and DiffAugment's parameters, drawn from their own RNGs exactly as
+  the eager step draws them and written into tensors the graph reads (``GANModel.draw_plan``);
 - the EMA's weight for this update (its decay ramps up over the first thousands of updates);
 - the step counters.
 
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from cyclegan.core.fastpath import FastPath, describe_error
-from cyclegan.models.gan import GANModel, ema_decay_at
+from cyclegan.models.gan import GANModel
 
 log = logging.getLogger("cyclegan.train")
 
@@ -122,12 +122,7 @@ class StepGraph:
         self._eager_left = self.warmup if self.capture else 0
         self._planned = False
         self._lrs: tuple[float, ...] = ()
-        for pool in self._pools():
-            pool.to_list()
-        self.model.ema_weight = None
-
-    def _pools(self) -> list:
-        return [p for p in getattr(self.model, "pools", {}).values() if p.size > 0]
+        self.model.stop_planning()
 
     # -- a step ----------------------------------------------------------------------------------
     def step(self, batch: dict) -> dict[str, Tensor]:
@@ -156,7 +151,7 @@ class StepGraph:
             self._lrs = lrs
         if not self.capture:
             return self._planned_step(batch)
-        self._host_inputs(batch)
+        self.model.draw_plan(batch)
         for k, v in self._inputs.items():
             v.copy_(batch[k], non_blocking=True)
         self.graph.replay()
@@ -171,7 +166,7 @@ class StepGraph:
 
     def _planned_step(self, batch: dict) -> dict[str, Tensor]:
         """The planned step run eagerly (without CUDA, or for a batch of another size)."""
-        self._host_inputs(batch)
+        self.model.draw_plan(batch)
         with no_host_reads() if self.forbid_host_reads else contextlib.nullcontext():
             return self.model.train_step(batch)
 
@@ -186,28 +181,12 @@ class StepGraph:
         return logs
 
     def _plan_mode(self, batch: dict) -> None:
-        """Pools into device buffers, the EMA weight into a device tensor, Adam fused."""
-        model = self.model
-        if not model.use_fused_optimizers(force=True):
+        """The model's host decisions into device tensors (GANModel.start_planning), Adam fused
+        (it skips a non-finite update on the device)."""
+        if not self.model.use_fused_optimizers(force=True):
             raise RuntimeError("--step-graph needs fused Adam")
-        first = next(v for v in batch.values() if isinstance(v, Tensor))
-        for key, pool in getattr(model, "pools", {}).items():
-            # shaped like the fakes it holds (after a warm-up step it holds some): the generators'
-            # output for that domain, in autocast's dtype when on
-            like = batch.get(key, first)
-            pool.to_buffer(like.to(model.precision.dtype or like.dtype), self._shapes.get(key, first.shape)[0])
-        if model.ema_generators is not None:
-            model.ema_weight = torch.zeros((), device=first.device)
+        self.model.start_planning(batch, next(iter(self._shapes.values()))[0])
         self._planned = True
-
-    def _host_inputs(self, batch: dict) -> None:
-        """This step's pool decisions and EMA weight, written where the step reads them."""
-        model = self.model
-        n = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
-        for pool in self._pools():
-            pool.plan[:n].copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
-        if model.ema_weight is not None:
-            model.ema_weight.fill_(1.0 - ema_decay_at(model.ema_decay, model.ema_updates))
 
     def _capture(self, batch: dict) -> None:
         model = self.model
