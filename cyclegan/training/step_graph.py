@@ -173,12 +173,19 @@ class StepGraph:
     def _warmup_step(self, batch: dict) -> dict[str, Tensor]:
         if not self.capture:
             return self.model.train_step(batch)
-        side = self._side = getattr(self, "_side", None) or torch.cuda.Stream()
+        side = self._stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             logs = self.model.train_step(batch)
         torch.cuda.current_stream().wait_stream(side)
         return logs
+
+    def _stream(self) -> torch.cuda.Stream:
+        """The side stream of the warm-up steps and of the capture: the same one, so that what
+        libraries set up lazily per stream (cuDNN and cuBLAS workspaces) exists before capturing."""
+        if getattr(self, "_side", None) is None:
+            self._side = torch.cuda.Stream()
+        return self._side
 
     def _plan_mode(self, batch: dict) -> None:
         """The model's host decisions into device tensors (GANModel.start_planning), Adam fused
@@ -207,7 +214,7 @@ class StepGraph:
                 g["capturable"] = True
             model.precision.cache_enabled = False
             # thread_local: the DataLoader's pin-memory thread may call CUDA meanwhile
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
                 logs = model.train_step(static)
                 self._loss_keys = list(logs)
                 self._finite_keys = list(model.grads_finite)
