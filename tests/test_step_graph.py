@@ -14,6 +14,7 @@ import torch
 from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
+from cyclegan.models.cut import CUT, CUTConfig
 from cyclegan.models.image_pool import ImagePool
 from cyclegan.models.mnist import MnistGAN, MnistGANConfig
 from cyclegan.training import step_graph
@@ -82,7 +83,8 @@ def test_the_pool_in_a_buffer_draws_and_returns_what_the_list_pool_does():
 OBJECTIVES = {"default": ("fp32", {}), "paper": ("fp32", dict(gan_mode="lsgan", ema_decay=0.0)),
               "bf16": ("bf16", {}), "sn+r1": ("fp32", dict(spectral_norm=True, r1_gamma=0.2)),
               "wgangp": ("fp32", dict(gan_mode="wgangp")),
-              "diffaug": ("fp32", dict(diffaug="color,translation,cutout"))}
+              "diffaug": ("fp32", dict(diffaug="color,translation,cutout")),
+              "d-steps": ("fp32", dict(d_steps=2))}
 
 
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
@@ -104,6 +106,37 @@ def test_the_planned_step_equals_the_ordinary_step_and_reads_nothing_on_the_host
                     opt.param_groups[0]["lr"] *= 0.5
     _assert_same_state(ordinary, planned)
     assert planned.pools["A"].buffer is not None  # it did run planned
+
+
+def _mnist(device: str = "cpu", **cfg) -> MnistGAN:
+    torch.manual_seed(0)
+    model = with_optimizers(MnistGAN(MnistGANConfig(netG="dcgan", netD="dcgan", ngf=4, ndf=4, **cfg), seed=0,
+                                     preview_count=4)).to(device)
+    model.use_fused_optimizers(force=True)
+    return model
+
+
+def _mnist_batches(n: int, device: str = "cpu", batch_size: int = 4):
+    g = torch.Generator().manual_seed(2)
+    return [{"image": (torch.rand(batch_size, 1, 28, 28, generator=g) * 2 - 1).to(device)} for _ in range(n)]
+
+
+#: the MNIST GAN's objectives: DCGAN (BatchNorm in D), and WGAN-GP with 5 D steps per G step
+MNIST_OBJECTIVES = {"dcgan": {}, "wgangp": dict(gan_mode="wgangp", d_steps=5)}
+
+
+@pytest.mark.parametrize("objective", list(MNIST_OBJECTIVES))
+def test_the_mnist_gans_planned_step_equals_its_ordinary_step(objective):
+    """z and the gradient penalty's eps drawn ahead from the model's own generator; with
+    d_steps 5, steps of two kinds (D only, D and G)."""
+    ordinary, planned = _mnist(**MNIST_OBJECTIVES[objective]), _mnist(**MNIST_OBJECTIVES[objective])
+    graph = StepGraph(planned, capture=False, warmup=1, forbid_host_reads=True)
+    for i, batch in enumerate([*_mnist_batches(11), *_mnist_batches(1, batch_size=3)]):
+        expected, got = ordinary.train_step(batch), graph.step(batch)
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), i
+    for (name, x), (_, y) in zip(ordinary.state_dict().items(), planned.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert torch.equal(ordinary.rng.get_state(), planned.rng.get_state())
 
 
 def test_the_host_read_guard_catches_the_ordinary_cpu_step():
@@ -133,8 +166,9 @@ def test_where_the_step_graph_cannot_run_it_says_why():
     assert step_graph.unsupported(model, cuda, "bf16", 1, True) is None
     assert step_graph.unsupported(_model(diffaug="color", spectral_norm=True, r1_gamma=0.1), cuda, "bf16", 1,
                                   True) is None
-    assert "--d-steps" in step_graph.unsupported(_model(d_steps=2), cuda, "bf16", 1, True)
-    assert "MnistGAN" in step_graph.unsupported(MnistGAN(MnistGANConfig()), cuda, "bf16", 1, True)
+    assert step_graph.unsupported(_model(d_steps=2), cuda, "bf16", 1, True) is None
+    assert step_graph.unsupported(MnistGAN(MnistGANConfig()), cuda, "bf16", 1, True) is None
+    assert "CUT" in step_graph.unsupported(CUT(CUTConfig(netG="resnet_6blocks", ngf=4, ndf=4)), cuda, "bf16", 1, True)
 
 
 # -- the training loop ------------------------------------------------------------------------
@@ -166,6 +200,24 @@ def test_a_dry_run_of_the_loop_resumes_bit_identically(dataroot, tmp_path, monke
     assert all(g["fused"] and not g["capturable"] for g in groups)  # an ordinary optimizer state
     config = (tmp_path / "straight" / "t" / "config.yaml").read_text()
     assert "step_graph: dry" in config
+
+
+def test_a_dry_run_of_the_mnist_gan_resumes_bit_identically(tmp_path, monkeypatch):
+    """`mnist train --step-graph` as a dry run: WGAN-GP with 2 D steps per G step (two kinds of
+    step), 10 images in batches of 4 (a smaller last batch every epoch), stopped and resumed."""
+    from test_mnist import _tiny_run, write_mnist_files
+
+    monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
+    data = write_mnist_files(tmp_path / "d", n_train=10, n_test=4)
+    straight = run_training(_tiny_run(data, tmp_path / "a", max_iters=7, step_graph=True))
+    run_training(_tiny_run(data, tmp_path / "b", max_iters=4, step_graph=True))
+    resumed = run_training(_tiny_run(data, tmp_path / "b", max_iters=7, step_graph=True), resume=True)
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert a["counters"] == b["counters"] and a["counters"]["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert torch.equal(a["extra"]["rng"], b["extra"]["rng"])
+    assert "step_graph: dry" in (tmp_path / "a" / "r" / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -211,8 +263,26 @@ def test_replays_of_the_captured_step_follow_the_planned_step(objective, monkeyp
             for model in (eager, replayed):
                 for opt in model.optimizers.values():
                     opt.param_groups[0]["lr"] *= 0.5
-    assert graph.failed is None and graph.captures == 2
+    kinds = 2 if cfg.get("d_steps", 1) > 1 else 1  # D-only steps and D + G steps
+    assert graph.failed is None and graph.captures == 2 * kinds  # and again at the new learning rate
     _assert_same_state(eager, replayed, exact=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("objective", list(MNIST_OBJECTIVES))
+def test_replays_of_the_mnist_gans_steps_follow_its_planned_steps(objective, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    eager, replayed = _mnist("cuda", **MNIST_OBJECTIVES[objective]), _mnist("cuda", **MNIST_OBJECTIVES[objective])
+    reference, graph = StepGraph(eager, capture=False, warmup=2), StepGraph(replayed, capture=True, warmup=2)
+    for i, batch in enumerate(_mnist_batches(12, device="cuda")):
+        expected, got = reference.step(batch), graph.step(batch)
+        for k in expected:
+            torch.testing.assert_close(got[k], expected[k], rtol=2e-3, atol=2e-3, msg=f"{k} at step {i}")
+    kinds = 2 if objective == "wgangp" else 1  # D-only steps and D + G steps
+    assert graph.failed is None and graph.captures == kinds
+    for (name, x), (_, y) in zip(eager.state_dict().items(), replayed.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-3, atol=2e-3, msg=name)
 
 
 @pytest.mark.gpu

@@ -44,6 +44,9 @@ LOOP_SWITCHES = [
     ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure); default: "
                                    "auto, on CUDA with fixed-size crops (CUDA graphs)"),
     ("--no-compile", "compile", False, "eager, even where auto would compile"),
+    ("--step-graph", "step_graph", True, "capture the whole training step (both updates, EMA, image pools, noise) "
+                                         "as a CUDA graph and replay it: no per-step launch overhead; CUDA only, "
+                                         "not yet measured, so off by default (the run header says if it ran)"),
     ("--scale-lr", "scale_lr", True, "under torchrun: multiply learning rates by the world size "
                                      "(linear scaling rule; see docs/distributed.md)"),
 ]

@@ -32,9 +32,6 @@ _TRAIN_FLAGS = [
 _TRAIN_SWITCHES = [
     ("--no-flip", "flip", False, "no random horizontal flips"),
     ("--serial-batches", "serial_batches", True, "pair A[i] with B[i] instead of a random B"),
-    ("--step-graph", "step_graph", True, "capture the whole training step (both updates, EMA, image pools) as one "
-                                         "CUDA graph and replay it: no per-step launch overhead; CUDA only, "
-                                         "not yet measured, so off by default (the run header says if it ran)"),
     *LOOP_SWITCHES,
 ]
 _MODEL_FLAGS = [

@@ -210,7 +210,7 @@ class CycleGAN(GANModel):
         return logs["D_A"] + logs["D_B"], logs
 
     def step_graph_unsupported(self) -> str | None:
-        return "--d-steps above 1 (two kinds of step) not supported yet" if self.d_steps != 1 else None
+        return None  # every host decision of the step is planned (below)
 
     def start_planning(self, batch: dict, batch_size: int) -> None:
         super().start_planning(batch, batch_size)

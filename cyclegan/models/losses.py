@@ -127,16 +127,22 @@ def make_loss(name: str) -> AdversarialLoss:
         raise ValueError(f"unknown GAN loss {name!r}; choose one of: {', '.join(LOSSES)}") from None
 
 
+def penalty_weights(real: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """The interpolation weights eps ~ U(0, 1) of :func:`gradient_penalty`, one per sample, drawn
+    from ``generator`` (which may live on another device than ``real``: a model's own CPU
+    stream, saved in its checkpoints) and moved to ``real``'s device."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    device = generator.device if generator is not None else real.device
+    return torch.rand(shape, device=device, dtype=real.dtype, generator=generator).to(real.device)
+
+
 def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, eps: Tensor | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1)
     per sample (Gulrajani et al. 2017, eq. 3). Not yet multiplied by lambda.
 
-    ``generator`` may live on another device than the images (e.g. a model's own CPU stream,
-    saved in its checkpoints): eps is drawn there and moved."""
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    device = generator.device if generator is not None else real.device
-    eps = torch.rand(shape, device=device, dtype=real.dtype, generator=generator).to(real.device)
+    ``eps``: drawn ahead (a planned step); else drawn now by :func:`penalty_weights`."""
+    eps = eps if eps is not None else penalty_weights(real, generator)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     out = discriminator(x_hat)
     (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)

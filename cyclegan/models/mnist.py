@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.models.gan import GANModel
-from cyclegan.models.losses import gradient_penalty, make_loss
+from cyclegan.models.losses import gradient_penalty, make_loss, penalty_weights
 from cyclegan.models.init import init_weights
 
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
@@ -133,11 +133,17 @@ class MnistGAN(GANModel):
         self.rng = torch.Generator().manual_seed(seed + 1)
         fixed = sample_noise(preview_count, cfg.z_dim, cfg.noise, torch.Generator().manual_seed(seed + 2))
         self.register_buffer("fixed_z", fixed)
+        #: a planned step's z (and WGAN-GP's eps), drawn ahead by draw_plan; None: drawn in the step
+        self._noise_plan: dict[str, Tensor] | None = None
+        self._noise_plans: dict[int, dict[str, Tensor]] = {}  # per batch size, the device tensors
 
     # -- the objective -------------------------------------------------------------------------
     def generate(self, batch: dict) -> dict:
         real = batch["image"]
-        z = sample_noise(real.shape[0], self.cfg.z_dim, self.cfg.noise, self.rng).to(real.device)
+        if self._noise_plan is not None:
+            z = self._noise_plan["z"]
+        else:
+            z = sample_noise(real.shape[0], self.cfg.z_dim, self.cfg.noise, self.rng).to(real.device)
         return {"z": z, "fake": self.generators["G"](z)}
 
     def discriminator_loss(self, batch: dict, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
@@ -147,7 +153,8 @@ class MnistGAN(GANModel):
         # D(x) and D(G(z)) as raw logits: they should drift apart as D learns (watch in TensorBoard).
         logs = {"D_real": d_real.float().mean(), "D_fake": d_fake.float().mean()}
         if self.loss.needs_gradient_penalty:
-            logs["gp"] = gradient_penalty(D, real, fake, generator=self.rng)
+            eps = self._noise_plan["eps"] if self._noise_plan is not None else None
+            logs["gp"] = gradient_penalty(D, real, fake, generator=self.rng, eps=eps)
             loss = loss + self.cfg.gp_weight * logs["gp"]
         logs["D"] = loss
         return loss, logs
@@ -155,6 +162,29 @@ class MnistGAN(GANModel):
     def generator_loss(self, batch: dict, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
         loss = self.loss.g_loss(self.discriminators["D"](out["fake"]))
         return loss, {"G": loss}
+
+    # -- the planned step (cyclegan.training.step_graph) ---------------------------------------
+    def step_graph_unsupported(self) -> str | None:
+        return None  # z and WGAN-GP's eps are drawn ahead (below)
+
+    def stop_planning(self) -> None:
+        super().stop_planning()
+        self._noise_plan, self._noise_plans = None, {}
+
+    def draw_plan(self, batch: dict) -> None:
+        super().draw_plan(batch)
+        real = batch["image"]
+        # the step's draws from self.rng, in its order: z (generate), then eps (D's penalty)
+        drawn = {"z": sample_noise(real.shape[0], self.cfg.z_dim, self.cfg.noise, self.rng)}
+        if self.loss.needs_gradient_penalty:
+            drawn["eps"] = penalty_weights(real, self.rng)
+        plan = self._noise_plans.get(real.shape[0])
+        if plan is None:
+            plan = self._noise_plans[real.shape[0]] = {k: v.to(real.device) for k, v in drawn.items()}
+        else:
+            for k, v in drawn.items():
+                plan[k].copy_(v)
+        self._noise_plan = plan
 
     # -- previews and state --------------------------------------------------------------------
     @torch.no_grad()

@@ -95,9 +95,23 @@ def setup(model: GANModel, asked: bool, compile_asked: bool | None, fast_path: F
                                       why=f"{fast_path.why}; --step-graph")
 
 
+@dataclasses.dataclass
+class _Captured:
+    """One captured kind of step: the graph, its outputs (losses, then gradient flags, stacked)
+    and the learning rates it was captured with."""
+
+    graph: torch.cuda.CUDAGraph
+    outputs: Tensor
+    loss_keys: list[str]
+    finite_keys: list[str]
+    lrs: tuple[float, ...]
+
+
 class StepGraph:
-    """Runs ``model``'s training steps as replays of one captured CUDA graph (see the module
-    docstring); :meth:`step` replaces ``model.train_step`` and returns the same losses."""
+    """Runs ``model``'s training steps as replays of captured CUDA graphs (see the module
+    docstring): one per kind of step, the discriminator-only steps and the steps that also update
+    G when ``d_steps`` is above 1. :meth:`step` replaces ``model.train_step`` and returns the
+    same losses."""
 
     def __init__(self, model: GANModel, capture: bool = True, warmup: int = WARMUP_STEPS,
                  forbid_host_reads: bool = False):
@@ -109,7 +123,8 @@ class StepGraph:
         # a capture needs one eager step at least: Adam's state and the pools' first images
         # must exist before it (created inside, they would be re-created by every replay)
         self.warmup = max(1, warmup) if capture else warmup
-        self.graph: torch.cuda.CUDAGraph | None = None
+        #: per kind of step (whether it updates G), its captured graph
+        self.graphs: dict[bool, _Captured] = {}
         self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
         #: why capturing failed (the run then goes on with the ordinary step), or None
         self.failed: str | None = None
@@ -118,10 +133,9 @@ class StepGraph:
     def reset(self) -> None:
         """Forget the graph and go back to eager steps: call after the model's or the optimizers'
         state was reloaded (their tensors are new ones)."""
-        self.graph = None
+        self.graphs = {}
         self._eager_left = self.warmup if self.capture else 0
         self._planned = False
-        self._lrs: tuple[float, ...] = ()
         self.model.stop_planning()
 
     # -- a step ----------------------------------------------------------------------------------
@@ -138,31 +152,33 @@ class StepGraph:
             self._plan_mode(batch)
         if shapes != self._shapes:  # a smaller last batch of an epoch: the planned step, eagerly
             return self._planned_step(batch)
+        if not self.capture:
+            return self._planned_step(batch)
+        update_g = model.step_count % model.d_steps == 0  # as train_step decides
         lrs = tuple(float(g["lr"]) for opt in model.optimizers.values() for g in opt.param_groups)
-        if self.capture and (self.graph is None or lrs != self._lrs):
+        captured = self.graphs.get(update_g)
+        if captured is None or captured.lrs != lrs:
             try:
-                self._capture(batch)
+                captured = self.graphs[update_g] = self._capture(batch, lrs)
             except Exception as e:  # an operation that cannot be captured: on without the graph
                 self.failed = describe_error(e, 200)
                 log.warning("--step-graph: capturing the step failed (%s); continuing with the ordinary step",
                             self.failed)
                 self.reset()
                 return model.train_step(batch)
-            self._lrs = lrs
-        if not self.capture:
-            return self._planned_step(batch)
-        self.model.draw_plan(batch)
+        model.draw_plan(batch)
         for k, v in self._inputs.items():
             v.copy_(batch[k], non_blocking=True)
-        self.graph.replay()
+        captured.graph.replay()
         model.step_count += 1
-        if model.ema_generators is not None:
+        if update_g and model.ema_generators is not None:
             model.ema_updates += 1
         # One copy of all outputs: the next replay overwrites the graph's own, and the trainer
         # keeps a step's losses until its next finiteness check.
-        out = self._outputs.clone()
-        model.grads_finite = {k: out[len(self._loss_keys) + i].bool() for i, k in enumerate(self._finite_keys)}
-        return {k: out[i] for i, k in enumerate(self._loss_keys)}
+        out = captured.outputs.clone()
+        n = len(captured.loss_keys)
+        model.grads_finite = {k: out[n + i].bool() for i, k in enumerate(captured.finite_keys)}
+        return {k: out[i] for i, k in enumerate(captured.loss_keys)}
 
     def _planned_step(self, batch: dict) -> dict[str, Tensor]:
         """The planned step run eagerly (without CUDA, or for a batch of another size)."""
@@ -195,11 +211,14 @@ class StepGraph:
         self.model.start_planning(batch, next(iter(self._shapes.values()))[0])
         self._planned = True
 
-    def _capture(self, batch: dict) -> None:
+    def _capture(self, batch: dict, lrs: tuple[float, ...]) -> _Captured:
+        """Capture the kind of step the model would take next (nothing runs)."""
         model = self.model
-        self.graph = None  # the old graph's memory goes back before the new one is captured
+        update_g = model.step_count % model.d_steps == 0
+        self.graphs.pop(update_g, None)  # the old graph's memory goes back before the new capture
         torch.cuda.synchronize()
-        self._inputs = {k: torch.empty_like(v) for k, v in batch.items() if isinstance(v, Tensor)}
+        if not self.graphs:  # the input tensors every graph reads
+            self._inputs = {k: torch.empty_like(v) for k, v in batch.items() if isinstance(v, Tensor)}
         for k, v in self._inputs.items():
             v.copy_(batch[k])
         static = {**batch, **self._inputs}
@@ -216,18 +235,17 @@ class StepGraph:
             # thread_local: the DataLoader's pin-memory thread may call CUDA meanwhile
             with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
                 logs = model.train_step(static)
-                self._loss_keys = list(logs)
-                self._finite_keys = list(model.grads_finite)
-                self._outputs = torch.stack([*(v.float() for v in logs.values()),
-                                             *(model.grads_finite[k].float() for k in self._finite_keys)])
+                finite_keys = list(model.grads_finite)
+                outputs = torch.stack([*(v.float() for v in logs.values()),
+                                       *(model.grads_finite[k].float() for k in finite_keys)])
         finally:
             for g in groups:
                 g["capturable"] = False
             model.precision.cache_enabled = True
             model.step_count, model.ema_updates = counters  # the capture ran nothing
-        self.graph = graph
         self.captures += 1
-        log.debug("training step captured as a CUDA graph (capture %d)", self.captures)
+        log.debug("training step (G updated: %s) captured as a CUDA graph (capture %d)", update_g, self.captures)
+        return _Captured(graph, outputs, list(logs), finite_keys, lrs)
 
 
 @contextlib.contextmanager
