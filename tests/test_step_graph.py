@@ -14,7 +14,7 @@ import torch
 from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
-from cyclegan.models.cut import CUT, CUTConfig
+from cyclegan.models.cut import CUT, CUTConfig, MODES
 from cyclegan.models.image_pool import ImagePool
 from cyclegan.models.mnist import MnistGAN, MnistGANConfig
 from cyclegan.training import step_graph
@@ -139,6 +139,33 @@ def test_the_mnist_gans_planned_step_equals_its_ordinary_step(objective):
     assert torch.equal(ordinary.rng.get_state(), planned.rng.get_state())
 
 
+def _cut(mode: str, device: str = "cpu", **cfg) -> CUT:
+    torch.manual_seed(0)
+    config = CUTConfig(model=mode, **{**MODES[mode], "netG": "resnet_6blocks", "ngf": 4, "ndf": 4, "num_patches": 16,
+                                      "netF_nc": 8, **cfg})
+    model = with_optimizers(CUT(config, seed=0)).to(device)
+    model.use_fused_optimizers(force=True)
+    return model
+
+
+#: CUT (PatchNCE on the source and, as identity term, the target images) and FastCUT (random flips)
+CUT_OBJECTIVES = {"cut": {}, "fastcut": {}, "cut-d-steps": dict(d_steps=2)}
+
+
+@pytest.mark.parametrize("objective", list(CUT_OBJECTIVES))
+def test_cuts_planned_step_equals_its_ordinary_step(objective):
+    """The flip and the patch locations drawn ahead from the model's own generator."""
+    mode = "fastcut" if objective == "fastcut" else "cut"
+    ordinary, planned = _cut(mode, **CUT_OBJECTIVES[objective]), _cut(mode, **CUT_OBJECTIVES[objective])
+    graph = StepGraph(planned, capture=False, warmup=1, forbid_host_reads=True)
+    for i, batch in enumerate([*_batches(8), *_batches(1, batch_size=1)]):
+        expected, got = ordinary.train_step(batch), graph.step(batch)
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), i
+    for (name, x), (_, y) in zip(ordinary.state_dict().items(), planned.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert torch.equal(ordinary.rng.get_state(), planned.rng.get_state())
+
+
 def test_the_host_read_guard_catches_the_ordinary_cpu_step():
     model = _model()
     model.use_fused_optimizers()  # torch's default Adam on the CPU: the step reads `finite` on the host
@@ -168,7 +195,7 @@ def test_where_the_step_graph_cannot_run_it_says_why():
                                   True) is None
     assert step_graph.unsupported(_model(d_steps=2), cuda, "bf16", 1, True) is None
     assert step_graph.unsupported(MnistGAN(MnistGANConfig()), cuda, "bf16", 1, True) is None
-    assert "CUT" in step_graph.unsupported(CUT(CUTConfig(netG="resnet_6blocks", ngf=4, ndf=4)), cuda, "bf16", 1, True)
+    assert step_graph.unsupported(_cut("fastcut"), cuda, "bf16", 1, True) is None
 
 
 # -- the training loop ------------------------------------------------------------------------
@@ -281,6 +308,23 @@ def test_replays_of_the_mnist_gans_steps_follow_its_planned_steps(objective, mon
             torch.testing.assert_close(got[k], expected[k], rtol=2e-3, atol=2e-3, msg=f"{k} at step {i}")
     kinds = 2 if objective == "wgangp" else 1  # D-only steps and D + G steps
     assert graph.failed is None and graph.captures == kinds
+    for (name, x), (_, y) in zip(eager.state_dict().items(), replayed.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-3, atol=2e-3, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("objective", list(CUT_OBJECTIVES))
+def test_replays_of_cuts_steps_follow_its_planned_steps(objective, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    mode = "fastcut" if objective == "fastcut" else "cut"
+    eager, replayed = _cut(mode, "cuda", **CUT_OBJECTIVES[objective]), _cut(mode, "cuda", **CUT_OBJECTIVES[objective])
+    reference, graph = StepGraph(eager, capture=False, warmup=2), StepGraph(replayed, capture=True, warmup=2)
+    for i, batch in enumerate(_batches(10, device="cuda")):
+        expected, got = reference.step(batch), graph.step(batch)
+        for k in expected:
+            torch.testing.assert_close(got[k], expected[k], rtol=2e-3, atol=2e-3, msg=f"{k} at step {i}")
+    assert graph.failed is None and graph.captures == (2 if objective == "cut-d-steps" else 1)
     for (name, x), (_, y) in zip(eager.state_dict().items(), replayed.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=1e-3, atol=2e-3, msg=name)
 

@@ -180,6 +180,14 @@ class PatchHeads(nn.Module):
         return out
 
 
+def _flip(x: Tensor, flipped: bool | Tensor) -> Tensor:
+    """``x`` mirrored horizontally when ``flipped``: a bool, or a 0-dim bool tensor (a planned
+    step, which must not branch on the host)."""
+    if isinstance(flipped, Tensor):
+        return torch.where(flipped, x.flip(3), x)
+    return x.flip(3) if flipped else x
+
+
 def sample_patch_ids(feats: list[Tensor], num_patches: int, generator: torch.Generator) -> list[Tensor]:
     """For each feature map (B, C, H, W): ``min(num_patches, H * W)`` distinct flat positions,
     drawn from ``generator`` (the model's own stream, saved in checkpoints)."""
@@ -254,6 +262,8 @@ class CUT(GANModel):
         self.loss = make_loss(cfg.gan_mode)
         # Patch locations and flips draw from their own stream, so resumed runs draw as straight ones.
         self.rng = torch.Generator().manual_seed(seed + 4)
+        #: a planned step's flip and patch locations, drawn ahead by draw_plan; None: drawn in the step
+        self._plan: dict | None = None
 
     def optimizer_groups(self) -> dict[str, list[list[nn.Parameter]]]:
         groups = super().optimizer_groups()
@@ -265,27 +275,31 @@ class CUT(GANModel):
         G = (generators if generators is not None else self.generators)[self.g_name]
         real = batch[self.src]
         train_g = torch.is_grad_enabled() and self.training
-        flipped = bool(self.cfg.flip_equivariance and train_g and torch.rand((), generator=self.rng) < 0.5)
+        if train_g and self._plan is not None:
+            flipped = self._plan["flip"]  # a 0-dim bool tensor on the device
+        else:
+            flipped = bool(self.cfg.flip_equivariance and train_g and torch.rand((), generator=self.rng) < 0.5)
         idt = self.cfg.nce_idt and train_g
         x = torch.cat([real, batch[self.dst]]) if idt else real  # one pass; instance norm is per image
-        if flipped:
-            x = x.flip(3)
+        x = _flip(x, flipped)
         fake = G(x)
         out = {"fake": fake[:real.shape[0]], "flipped": flipped}
         if idt:
             out["idt"] = fake[real.shape[0]:]
         return out
 
-    def nce_loss(self, source: Tensor, output: Tensor, flipped: bool) -> Tensor:
+    def nce_loss(self, source: Tensor, output: Tensor, flipped: bool | Tensor, which: str = "ids") -> Tensor:
         """lambda_NCE * the mean over layers of PatchNCE between G's features of ``output``
-        (queries; flipped back when the input was flipped) and of ``source`` (keys)."""
+        (queries; flipped back when the input was flipped) and of ``source`` (keys); ``which``
+        names the planned patch locations to use ("ids", or "ids_idt" for the target images)."""
         G = self.generators[self.g_name]
-        feat_q = encode(G, output, self.nce_layers)
-        if flipped:
-            feat_q = [f.flip(3) for f in feat_q]
+        feat_q = [_flip(f, flipped) for f in encode(G, output, self.nce_layers)]
         with torch.no_grad():  # the keys get no gradient (patch_nce_loss detaches them anyway)
             feat_k = encode(G, source, self.nce_layers)
-            ids = sample_patch_ids(feat_k, self.cfg.num_patches, self.rng)
+            if self._plan is not None:
+                ids = self._plan[which]
+            else:
+                ids = sample_patch_ids(feat_k, self.cfg.num_patches, self.rng)
             keys = self.heads(feat_k, ids)
         queries = self.heads(feat_q, ids)
         losses = [patch_nce_loss(q, k, self.cfg.nce_T) for q, k in zip(queries, keys)]
@@ -297,7 +311,7 @@ class CUT(GANModel):
         nce = self.nce_loss(batch[self.src], out["fake"], out["flipped"])
         if "idt" in out:
             logs["NCE"] = 0.5 * nce
-            logs["NCE_idt"] = 0.5 * self.nce_loss(batch[self.dst], out["idt"], out["flipped"])
+            logs["NCE_idt"] = 0.5 * self.nce_loss(batch[self.dst], out["idt"], out["flipped"], "ids_idt")
         else:
             logs["NCE"] = nce
         return sum(logs.values()), logs
@@ -310,6 +324,48 @@ class CUT(GANModel):
             loss = loss + self.cfg.gp_weight * gradient_penalty(D, real, fake)
         loss = 0.5 * loss
         return loss, {"D": loss}
+
+    # -- the planned step (cyclegan.training.step_graph) ---------------------------------------
+    def step_graph_unsupported(self) -> str | None:
+        return None  # the flip and the patch locations are drawn ahead (below)
+
+    def start_planning(self, batch: dict, batch_size: int) -> None:
+        super().start_planning(batch, batch_size)
+        G, was_training = self.generators[self.g_name], self.training
+        with torch.no_grad():  # the sizes of the feature maps patches are drawn from (eval: no dropout draw)
+            G.eval()
+            try:
+                self._feature_sizes = [f.shape[2] * f.shape[3] for f in encode(G, batch[self.src][:1], self.nce_layers)]
+            finally:
+                G.train(was_training)
+        self._plan = None
+
+    def stop_planning(self) -> None:
+        super().stop_planning()
+        self._plan = None
+
+    def draw_plan(self, batch: dict) -> None:
+        super().draw_plan(batch)
+        if not (self.training and self.step_count % self.d_steps == 0):
+            return  # a D-only step draws nothing: G's forward runs without gradients
+        # the step's draws from self.rng, in its order: the flip (generate), then the patches of
+        # the source images and, with the identity term, of the target images (generator_loss)
+        flip = bool(self.cfg.flip_equivariance and torch.rand((), generator=self.rng) < 0.5)
+        drawn = {"ids": self._draw_ids()}
+        if self.cfg.nce_idt:
+            drawn["ids_idt"] = self._draw_ids()
+        device = batch[self.src].device
+        if self._plan is None:
+            self._plan = {"flip": torch.tensor(flip, device=device),
+                          **{k: [i.to(device) for i in v] for k, v in drawn.items()}}
+        else:
+            self._plan["flip"].fill_(flip)
+            for k, v in drawn.items():
+                for static, new in zip(self._plan[k], v):
+                    static.copy_(new)
+
+    def _draw_ids(self) -> list[Tensor]:
+        return [torch.randperm(n, generator=self.rng)[:min(self.cfg.num_patches, n)] for n in self._feature_sizes]
 
     # -- previews and state --------------------------------------------------------------------
     @torch.no_grad()
