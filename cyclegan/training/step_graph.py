@@ -1,4 +1,4 @@
-"""The whole training step as one CUDA graph (``cyclegan train --step-graph``).
+"""The whole training step as one CUDA graph (``cyclegan train --step-graph``, also ``mnist train``).
 
 At 32 px and batch 1 a CycleGAN step is several hundred small kernels, and the GPU waits for the
 host that launches them (issue 15: 60 ms/iter on an H200, the GPU idle most of the step). Captured
@@ -9,13 +9,16 @@ EMA of the generators and the image pools.
 What stays on the host, per step, all without waiting for the GPU:
 
 - copying the batch into the graph's input tensors;
-- the pools' random decisions and DiffAugment's parameters, drawn from their own RNGs exactly as
-  the eager step draws them and written into tensors the graph reads (``GANModel.draw_plan``);
+- the model's random decisions (CycleGAN's pools and DiffAugment parameters, CUT's flips and
+  patch locations, the MNIST GAN's noise), drawn from their own generators exactly as the eager
+  step draws them and written into tensors the graph reads (``GANModel.draw_plan``);
 - the EMA's weight for this update (its decay ramps up over the first thousands of updates);
-- the step counters.
+- the step counters, and which kind of step comes next: with ``--d-steps`` above 1, steps that
+  update D only and steps that update both are two graphs.
 
 The graph is captured after a few eager steps, run on a side stream as CUDA requires, so that
-Adam's state, cuDNN's algorithm choices and the allocator settle first. It is captured again
+Adam's state, cuDNN's algorithm choices and the allocator settle first. A smaller last batch of an
+epoch runs the same planned step without the graph. It is captured again
 whenever a learning rate changes: fused Adam takes the rate as a kernel argument, and the
 schedule changes it at epoch ends. After the trainer reloads state (a NaN roll-back), the
 optimizer's tensors are new, so warm-up and capture start over.
