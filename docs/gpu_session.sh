@@ -88,11 +88,12 @@ f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
     stepgraph) # issue 15 parts 3 and 4: the whole training step as one CUDA graph (train's --step-graph)
                # in the real loop with the images on the GPU, beside per-network graphs (--compile
                # reduce-overhead): 32 px ResNet-6 grayscale (target <= 8 ms/iter) and 256 px ResNet-9
-               # batch 1 (target <= 15 ms/iter). Its CUDA tests first (capture, replay = planned step,
-               # recapture at a new learning rate, a run that saves and resumes). About 4 minutes.
+               # batch 1 (target <= 15 ms/iter) and batch 8 (target >= 35% of the bf16 peak). Its CUDA
+               # tests first (each model kind's replays = its planned steps, recapture at a new
+               # learning rate, a NaN roll-back, a run that saves and resumes). About 5 minutes.
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graph.py 2>&1 | tail -8 | tee "$OUTDIR/stepgraph_tests.txt"
       python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
-f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=80)" /tmp/sg_data
+f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=400)" /tmp/sg_data
       sg32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \
         --dataroot /tmp/sg_data/gray32 --channels-last off --warmup 10 --iters 200 --repeats 2 --markdown "$@"; }
       sg32 --mode loop-dev --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32.json" \
@@ -101,12 +102,14 @@ f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) 
         --json "$OUTDIR/stepgraph_32_baseline.json" 2>&1 | tee "$OUTDIR/stepgraph_32_baseline.txt"
       sg32 --mode loop --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32_dataloader.json" \
         2>&1 | tee "$OUTDIR/stepgraph_32_dataloader.txt"
-      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks \
+      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks --batch-size 1 8 \
         --dataroot /tmp/sg_data/rgb256 --precision auto --channels-last off on --compile off --step-graph \
-        --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/stepgraph_256.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_256.txt"
-      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks \
+        --warmup 5 --iters 40 --repeats 1 --peak-tflops $PEAK --json "$OUTDIR/stepgraph_256.json" --markdown \
+        2>&1 | tee "$OUTDIR/stepgraph_256.txt"
+      python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks --batch-size 1 8 \
         --dataroot /tmp/sg_data/rgb256 --precision auto --channels-last on --compile on --step-graph \
-        --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/stepgraph_256_inductor.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_256_inductor.txt"
+        --warmup 5 --iters 40 --repeats 1 --peak-tflops $PEAK --json "$OUTDIR/stepgraph_256_inductor.json" \
+        --markdown 2>&1 | tee "$OUTDIR/stepgraph_256_inductor.txt"
       ;;
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"
