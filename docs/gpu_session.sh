@@ -92,6 +92,11 @@ f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
                # tests first (each model kind's replays = its planned steps, recapture at a new
                # learning rate, a NaN roll-back, a run that saves and resumes). About 5 minutes.
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graph.py 2>&1 | tail -8 | tee "$OUTDIR/stepgraph_tests.txt"
+      # the synthetic step alone, against the table's 21.7 ms (bf16 + per-network graphs, 256 px)
+      bench --mode train --size 256 --batch-size 1 8 --precision bf16 --channels-last on --compile off \
+        --step-graph --json "$OUTDIR/stepgraph_train256.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_train256.txt"
+      bench --mode train --size 32 --netG resnet_6blocks --precision bf16 --channels-last off --compile off \
+        --step-graph --json "$OUTDIR/stepgraph_train32.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_train32.txt"
       python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
 f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=400)" /tmp/sg_data
       sg32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \

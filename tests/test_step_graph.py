@@ -8,6 +8,8 @@ value on the host; a dry run of the whole training loop resumes bit-identically.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -245,6 +247,19 @@ def test_a_dry_run_of_the_mnist_gan_resumes_bit_identically(tmp_path, monkeypatc
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert torch.equal(a["extra"]["rng"], b["extra"]["rng"])
     assert "step_graph: dry" in (tmp_path / "a" / "r" / "config.yaml").read_text()
+
+
+def test_the_bench_times_the_step_graph_or_says_why_not(tmp_path, monkeypatch):
+    common = ["bench", "--mode", "train", "--size", "32", "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4",
+              "--precision", "fp32", "--channels-last", "off", "--warmup", "1", "--iters", "2", "--repeats", "1",
+              "--device", "cpu", "--step-graph", "--json", str(tmp_path / "b.json")]
+    r = cli(*common, cwd=tmp_path)
+    assert "error: RuntimeError: --step-graph: it needs CUDA (the device is cpu)" in r.stdout, r.stdout + r.stderr
+    monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")  # the planned step, through the bench's train rows
+    r = cli(*common, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["error"] is None and row["step_graph"] is True and row["warmup_iters"] >= step_graph.WARMUP_STEPS + 2
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

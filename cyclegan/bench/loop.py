@@ -92,6 +92,8 @@ def time_loop(args: argparse.Namespace, size: int, batch_size: int, precision: s
             info["data_path"] = next((line for line in lines if line.startswith("data: ")), None)
             # says whether --step-graph ran ("whole-step CUDA graph")
             info["fast_path"] = next((line for line in lines if line.startswith("fast path: ")), None)
+            if getattr(args, "step_graph", False) and "whole-step" not in (info["fast_path"] or ""):
+                raise RuntimeError("--step-graph did not run here (the run says why in its log)")
         times = []
         for r in range(args.repeats):
             total, _ = _run(args, dataroot, tmp / "runs", f"timed{r}", max(args.warmup, 1) + args.iters, **common)

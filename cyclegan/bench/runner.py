@@ -42,6 +42,7 @@ from cyclegan.core import fastpath
 from cyclegan.core.fastpath import describe_error, is_compile_error
 from cyclegan.models.gan import GANModel, Precision
 from cyclegan.models.init import init_weights
+from cyclegan.training import step_graph
 from cyclegan.training.config import RunConfig, with_optimizers
 from cyclegan.training.kinds import kind, resolve
 from cyclegan.bench.measure import RowMemory, count_call_flops, machine_info, peak_flops, release_memory, time_runs
@@ -103,6 +104,20 @@ def setup_train(args: argparse.Namespace, size: int, batch_size: int, precision:
                 net.compile(backend=args.compile_backend, mode=args.compile_mode)
         except Exception as e:
             raise CompileFailed(describe_error(e)) from e
+    if getattr(args, "step_graph", False):  # train's --step-graph: replays after warm-up and capture
+        why = step_graph.unsupported(model, device, precision, 1, True)
+        if why:
+            raise RuntimeError(f"--step-graph: {why}")
+        graph = step_graph.for_device(model, device)
+        info["step_graph"] = graph
+
+        def step() -> object:
+            out = graph.step(batch)
+            if graph.failed:
+                raise RuntimeError(f"--step-graph: capture failed: {graph.failed}")
+            return out
+
+        return step
     return lambda: model.train_step(batch)
 
 
@@ -216,6 +231,8 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
                            "netG": args.netG, "ngf": args.ngf, "ndf": args.ndf if mode != "translate" else None,
                            "device": str(device), "error": None}
     warmup = max(args.warmup, 2) if compile else args.warmup
+    if getattr(args, "step_graph", False) and mode == "train":  # its eager steps and the capture stay untimed
+        warmup = max(warmup, step_graph.WARMUP_STEPS + 2)
     args = argparse.Namespace(**{**vars(args), "warmup": warmup})
     mem = RowMemory(device)
     info: dict[str, Any] = {}
@@ -234,6 +251,7 @@ def bench_row(mode: str, args: argparse.Namespace, size: int, batch_size: int, p
     finally:
         memory = mem.stop()
         info.pop("translator", None)
+        row["step_graph"] = info.pop("step_graph", None) is not None if mode == "train" else None
         release_memory(device)
     row.update({k: info[k] for k in ("fused_adam", "data_path", "fast_path") if k in info})
     if row["error"] is None:
@@ -305,7 +323,9 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"{model}: {args.netG} (ngf {args.ngf}) / 70x70 PatchGAN (ndf {args.ndf})")
         print(f"cyclegan bench: {networks} on "
               f"{machine['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-              f"warm-up {args.warmup}, {args.repeats} x {args.iters} timed iterations, median", file=sys.stderr)
+              f"warm-up {args.warmup}, {args.repeats} x {args.iters} timed iterations, median"
+              f"{'; train and loop rows with --step-graph' if getattr(args, 'step_graph', False) else ''}",
+              file=sys.stderr)
         print(table_line([name for name, _ in COLUMNS]), flush=True)
         for mode in modes:
             for size in sizes:

@@ -62,7 +62,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--loop-workers", type=int, default=-1,
                    help="DataLoader workers of the loop, as train's --num-workers [-1: one per spare core, at most 4]")
     d.add_argument("--step-graph", action="store_true",
-                   help="loop rows train with --step-graph (the whole step as one CUDA graph)")
+                   help="train rows replay the step as a CUDA graph, loop rows train with train's --step-graph "
+                        "(CUDA only; elsewhere the rows report why not)")
     d.add_argument("--loop-channels", type=int, choices=(1, 3), default=3,
                    help="image channels of the loop rows' runs (1: grayscale, as train's --channels)")
     r = p.add_argument_group("how")

@@ -90,12 +90,17 @@ def setup(model: GANModel, asked: bool, compile_asked: bool | None, fast_path: F
         log.info("--step-graph: the networks compiled in mode %s (not %s: the step is one graph already)",
                  _GRAPH_MODES[mode], mode)
         mode = _GRAPH_MODES[mode]
-    if device.type != "cuda":  # CYCLEGAN_STEP_GRAPH_DRY
-        graph, how = StepGraph(model, capture=False, warmup=0, forbid_host_reads=True), "dry"
-    else:
-        graph, how = StepGraph(model), "capture"
-    return graph, dataclasses.replace(fast_path, compile=compile, compile_mode=mode, step_graph=how,
-                                      why=f"{fast_path.why}; --step-graph")
+    graph = for_device(model, device)
+    return graph, dataclasses.replace(fast_path, compile=compile, compile_mode=mode,
+                                      step_graph="capture" if graph.capture else "dry", why=f"{fast_path.why}; --step-graph")
+
+
+def for_device(model: GANModel, device: torch.device) -> StepGraph:
+    """The step graph of ``model`` on ``device``: captured on CUDA, else (CYCLEGAN_STEP_GRAPH_DRY)
+    the dry run, its planned steps checked for host reads."""
+    if device.type == "cuda":
+        return StepGraph(model)
+    return StepGraph(model, capture=False, warmup=0, forbid_host_reads=True)
 
 
 @dataclasses.dataclass
