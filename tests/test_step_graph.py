@@ -345,6 +345,28 @@ def test_replays_of_cuts_steps_follow_its_planned_steps(objective, monkeypatch):
 
 
 @pytest.mark.gpu
+def test_a_capture_that_fails_goes_on_with_the_ordinary_step(monkeypatch, caplog):
+    """A step that reads a value on the host cannot be captured: one line, then ordinary steps."""
+    original = CycleGAN.generator_loss
+
+    def reads_on_the_host(self, batch, out):
+        loss, logs = original(self, batch, out)
+        if torch.cuda.is_current_stream_capturing():
+            loss.item()  # not permitted while capturing
+        return loss, logs
+
+    monkeypatch.setattr(CycleGAN, "generator_loss", reads_on_the_host)
+    model = _model("cuda")
+    graph = StepGraph(model, capture=True, warmup=2)
+    with caplog.at_level("WARNING", logger="cyclegan.train"):
+        losses = [graph.step(batch) for batch in _batches(6, device="cuda")]
+    assert graph.failed and graph.captures == 0
+    assert "--step-graph: capturing the step failed" in caplog.text
+    assert model.step_count == 6 and model.pools["A"].buffer is None
+    assert all(torch.isfinite(v).all() for step in losses for v in step.values())
+
+
+@pytest.mark.gpu
 def test_a_cuda_run_with_the_step_graph_trains_saves_and_resumes(dataroot, tmp_path):  # noqa: F811
     settings = dict(device="cuda", precision="bf16", step_graph=True, save_every=0)
     run_training(tiny_run(dataroot, tmp_path, max_iters=6, **settings))
