@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.models.cyclegan import PAPER_TRAIN, CycleGAN, CycleGANConfig
-from cyclegan.models.gan import GANModel
+from cyclegan.models.gan import GANModel, write_plan
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 
@@ -351,18 +351,10 @@ class CUT(GANModel):
         # the step's draws from self.rng, in its order: the flip (generate), then the patches of
         # the source images and, with the identity term, of the target images (generator_loss)
         flip = bool(self.cfg.flip_equivariance and torch.rand((), generator=self.rng) < 0.5)
-        drawn = {"ids": self._draw_ids()}
+        drawn = {"flip": torch.tensor(flip), "ids": self._draw_ids()}
         if self.cfg.nce_idt:
             drawn["ids_idt"] = self._draw_ids()
-        device = batch[self.src].device
-        if self._plan is None:
-            self._plan = {"flip": torch.tensor(flip, device=device),
-                          **{k: [i.to(device) for i in v] for k, v in drawn.items()}}
-        else:
-            self._plan["flip"].fill_(flip)
-            for k, v in drawn.items():
-                for static, new in zip(self._plan[k], v):
-                    static.copy_(new)
+        self._plan = write_plan(self._plan, drawn, batch[self.src].device)
 
     def _draw_ids(self) -> list[Tensor]:
         return [torch.randperm(n, generator=self.rng)[:min(self.cfg.num_patches, n)] for n in self._feature_sizes]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import augment
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel
+from cyclegan.models.gan import GANModel, write_plan
 from cyclegan.models.image_pool import ImagePool
 from cyclegan.models.losses import gradient_penalty, make_loss, r1_penalty
 from cyclegan.models.init import init_weights
@@ -227,15 +227,8 @@ class CycleGAN(GANModel):
             return
         n, _, h, w = batch["A"].shape
         drawn = self.diffaug.sample(n, h, w)  # what augment() would draw at the step's first call
-        plan = self._aug_plans.get(n)
-        if plan is None:
-            plan = self._aug_plans[n] = {k: v.to(batch["A"].device) if isinstance(v, Tensor) else v
-                                         for k, v in drawn.items()}
-        else:
-            for k, v in drawn.items():
-                if isinstance(v, Tensor):
-                    plan[k].copy_(v)
-        self._aug_params = (self.step_count, plan)
+        self._aug_plans[n] = write_plan(self._aug_plans.get(n), drawn, batch["A"].device)
+        self._aug_params = (self.step_count, self._aug_plans[n])
 
     # -- previews and state --------------------------------------------------------------------
     @torch.no_grad()

@@ -28,6 +28,20 @@ def ema_decay_at(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (10.0 + updates))
 
 
+def write_plan(held: dict | None, drawn: dict, device: torch.device) -> dict:
+    """A planned step's host draws ``drawn`` (tensors, lists of tensors, or other values kept as
+    they are) written into ``held``, the device tensors the step reads, created on first use:
+    copied into, never replaced, so that a captured CUDA graph keeps reading the same memory."""
+    if held is None:
+        return {k: [t.to(device) for t in v] if isinstance(v, list) else v.to(device) if isinstance(v, Tensor) else v
+                for k, v in drawn.items()}
+    for k, v in drawn.items():
+        for static, new in (zip(held[k], v) if isinstance(v, list) else [(held[k], v)]):
+            if isinstance(new, Tensor):
+                static.copy_(new)
+    return held
+
+
 # --------------------------------------------------------------------------------------------
 # Learning-rate schedules
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel
+from cyclegan.models.gan import GANModel, write_plan
 from cyclegan.models.losses import gradient_penalty, make_loss, penalty_weights
 from cyclegan.models.init import init_weights
 
@@ -178,13 +178,8 @@ class MnistGAN(GANModel):
         drawn = {"z": sample_noise(real.shape[0], self.cfg.z_dim, self.cfg.noise, self.rng)}
         if self.loss.needs_gradient_penalty:
             drawn["eps"] = penalty_weights(real, self.rng)
-        plan = self._noise_plans.get(real.shape[0])
-        if plan is None:
-            plan = self._noise_plans[real.shape[0]] = {k: v.to(real.device) for k, v in drawn.items()}
-        else:
-            for k, v in drawn.items():
-                plan[k].copy_(v)
-        self._noise_plan = plan
+        n = real.shape[0]
+        self._noise_plan = self._noise_plans[n] = write_plan(self._noise_plans.get(n), drawn, real.device)
 
     # -- previews and state --------------------------------------------------------------------
     @torch.no_grad()

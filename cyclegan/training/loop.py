@@ -93,12 +93,12 @@ class Trainer:
         model.optimizers = run.optim.build(model)
         model.schedulers = run.schedule.build(model.optimizers)
         # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
+        static_shapes = getattr(dataset, "static_shapes", True)
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
-                                         static_shapes=getattr(dataset, "static_shapes", True))
+                                         static_shapes=static_shapes)
         model.precision = Precision(self.device.type, self.fast_path.precision)
-        self.step_graph, self.fast_path = step_graph.setup(
-            model, cfg.step_graph, cfg.compile, self.fast_path, self.device, world,
-            getattr(dataset, "static_shapes", True))
+        self.step_graph, self.fast_path = step_graph.setup(model, cfg.step_graph, cfg.compile, self.fast_path,
+                                                           self.device, world, static_shapes)
         if self.fast_path.precision == "fp16" and self.device.type == "cpu":
             log.warning("fp16 autocast on CPU is slow and rarely supported; bf16 is the CPU choice")
         if world > 1:

@@ -136,6 +136,8 @@ class StepGraph:
         self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
         #: why capturing failed (the run then goes on with the ordinary step), or None
         self.failed: str | None = None
+        self._shapes: dict[str, torch.Size] | None = None  # the first batch's (a full one): the graphs' inputs
+        self._side: torch.cuda.Stream | None = None  # created by the first warm-up step
         self.reset()
 
     def reset(self) -> None:
@@ -152,7 +154,7 @@ class StepGraph:
         if self.failed:
             return model.train_step(batch)
         shapes = {k: v.shape for k, v in batch.items() if isinstance(v, Tensor)}
-        self._shapes = getattr(self, "_shapes", None) or shapes  # the first batch's: a full one
+        self._shapes = self._shapes or shapes
         if self._eager_left > 0:
             self._eager_left -= 1
             return self._warmup_step(batch)
@@ -207,7 +209,7 @@ class StepGraph:
     def _stream(self) -> torch.cuda.Stream:
         """The side stream of the warm-up steps and of the capture: the same one, so that what
         libraries set up lazily per stream (cuDNN and cuBLAS workspaces) exists before capturing."""
-        if getattr(self, "_side", None) is None:
+        if self._side is None:
             self._side = torch.cuda.Stream()
         return self._side
 
