@@ -40,7 +40,10 @@ for part in $PARTS; do
       bench --mode train --size 128 256 512 --batch-size 1 4 8 --precision bf16 --channels-last on \
         --compile off --warmup 3 --iters 5 --repeats 3 --json "$OUTDIR/bench_scaling.json" --markdown
       ;;
-    profile) # kernel time by kind at batch 8 (docs/gpu_profile.py)
+    profile) # kernel time by kind at batch 8 (docs/gpu_profile.py); which Triton kernels inductor
+             # makes of a ResNet block (norm + ReLU + reflection pad in one pass?)
+      python3 docs/fusion_probe.py --device cuda --precision bf16 --channels 256 --size 64 --batch-size 8 \
+        2>&1 | grep -v "^W" | tee "$OUTDIR/fusion_probe.txt"
       python3 docs/gpu_profile.py --size 256 --batch-size 8 --precision bf16 --channels-last off --compile off \
         --json "$OUTDIR/profile_eager.json"
       for cl in off on; do
@@ -90,7 +93,7 @@ f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
                # reduce-overhead): 32 px ResNet-6 grayscale (target <= 8 ms/iter) and 256 px ResNet-9
                # batch 1 (target <= 15 ms/iter) and batch 8 (target >= 35% of the bf16 peak). Its CUDA
                # tests first (each model kind's replays = its planned steps, recapture at a new
-               # learning rate, a NaN roll-back, a run that saves and resumes). About 5 minutes.
+               # learning rate, a NaN roll-back, a run that saves and resumes). About 6 minutes.
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graph.py 2>&1 | tail -8 | tee "$OUTDIR/stepgraph_tests.txt"
       # the synthetic step alone, against the table's 21.7 ms (bf16 + per-network graphs, 256 px)
       bench --mode train --size 256 --batch-size 1 8 --precision bf16 --channels-last on --compile off \
@@ -103,6 +106,10 @@ f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) 
         --dataroot /tmp/sg_data/gray32 --channels-last off --warmup 10 --iters 200 --repeats 2 --markdown "$@"; }
       sg32 --mode loop-dev --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32.json" \
         2>&1 | tee "$OUTDIR/stepgraph_32.txt"
+      # inductor's fused kernels inside the one graph: fewer kernels per replay (each costs a few us
+      # on the GPU even when replayed; the eager step is thousands of them)
+      sg32 --mode loop-dev --precision auto --compile on --step-graph --json "$OUTDIR/stepgraph_32_inductor.json" \
+        2>&1 | tee "$OUTDIR/stepgraph_32_inductor.txt"
       sg32 --mode loop-dev --precision auto --compile on --compile-mode reduce-overhead \
         --json "$OUTDIR/stepgraph_32_baseline.json" 2>&1 | tee "$OUTDIR/stepgraph_32_baseline.txt"
       sg32 --mode loop --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32_dataloader.json" \

@@ -16,8 +16,9 @@ What stays on the host, per step, all without waiting for the GPU:
 - the step counters, and which kind of step comes next: with ``--d-steps`` above 1, steps that
   update D only and steps that update both are two graphs.
 
-The graph is captured after a few eager steps, run on a side stream as CUDA requires, so that
-Adam's state, cuDNN's algorithm choices and the allocator settle first. A smaller last batch of an
+The graph is captured after a few eager runs of the planned step itself, on a side stream as CUDA
+requires, so that what the capture records has run before: Adam's state, cuDNN's algorithm
+choices, inductor's kernels (``--compile``) and the allocator settle first. A smaller last batch of an
 epoch runs the same planned step without the graph. It is captured again
 whenever a learning rate changes: fused Adam takes the rate as a kernel argument, and the
 schedule changes it at epoch ends. After the trainer reloads state (a NaN roll-back), the
@@ -128,8 +129,8 @@ class StepGraph:
         #: without capture: run each planned step under :func:`no_host_reads`, to show on any
         #: machine that the step could be captured
         self.forbid_host_reads = forbid_host_reads
-        # a capture needs one eager step at least: Adam's state and the pools' first images
-        # must exist before it (created inside, they would be re-created by every replay)
+        # a capture needs one eager step at least: Adam's state must exist before it (created
+        # inside, it would be re-created by every replay)
         self.warmup = max(1, warmup) if capture else warmup
         #: per kind of step (whether it updates G), its captured graph
         self.graphs: dict[bool, _Captured] = {}
@@ -155,15 +156,13 @@ class StepGraph:
             return model.train_step(batch)
         shapes = {k: v.shape for k, v in batch.items() if isinstance(v, Tensor)}
         self._shapes = self._shapes or shapes
+        if not self._planned:
+            self._plan_mode(batch)
+        if shapes != self._shapes or not self.capture:  # e.g. a smaller last batch of an epoch
+            return self._planned_step(batch)
         if self._eager_left > 0:
             self._eager_left -= 1
             return self._warmup_step(batch)
-        if not self._planned:
-            self._plan_mode(batch)
-        if shapes != self._shapes:  # a smaller last batch of an epoch: the planned step, eagerly
-            return self._planned_step(batch)
-        if not self.capture:
-            return self._planned_step(batch)
         update_g = model.step_count % model.d_steps == 0  # as train_step decides
         lrs = tuple(float(g["lr"]) for opt in model.optimizers.values() for g in opt.param_groups)
         captured = self.graphs.get(update_g)
@@ -197,12 +196,12 @@ class StepGraph:
             return self.model.train_step(batch)
 
     def _warmup_step(self, batch: dict) -> dict[str, Tensor]:
-        if not self.capture:
-            return self.model.train_step(batch)
+        """The planned step, eagerly, on the capture's side stream: the capture then records code
+        that has run (inductor's kernels compiled, cuDNN's algorithms chosen, Adam's state made)."""
         side = self._stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            logs = self.model.train_step(batch)
+            logs = self._planned_step(batch)
         torch.cuda.current_stream().wait_stream(side)
         return logs
 
