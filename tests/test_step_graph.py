@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.core.fastpath import FastPath
 from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
 from cyclegan.models.gan import Precision
 from cyclegan.models.cut import CUT, CUTConfig, MODES
@@ -198,6 +199,28 @@ def test_where_the_step_graph_cannot_run_it_says_why():
     assert step_graph.unsupported(_model(d_steps=2), cuda, "bf16", 1, True) is None
     assert step_graph.unsupported(MnistGAN(MnistGANConfig()), cuda, "bf16", 1, True) is None
     assert step_graph.unsupported(_cut("fastcut"), cuda, "bf16", 1, True) is None
+
+
+def test_the_step_graph_decides_how_the_networks_are_compiled(monkeypatch):
+    """Auto compilation is off (the step is one graph already); an explicit --compile keeps
+    inductor's kernels without its own CUDA graphs, which cannot run inside a capture."""
+    monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
+    cpu = torch.device("cpu")
+    auto = FastPath("fp32", True, "reduce-overhead", "auto")
+
+    def setup(compile_asked, fast_path=auto):
+        return step_graph.setup(_model(), True, compile_asked, fast_path, cpu, 1, True)
+
+    graph, path = setup(None)
+    assert (path.compile, path.compile_mode, path.step_graph) == (False, None, "dry")
+    assert graph.forbid_host_reads  # the dry run checks every planned step
+    graph, path = setup(True)
+    assert (path.compile, path.compile_mode) == (True, "default")
+    # dynamo guards on the torch function mode stack: the check would recompile each network
+    assert not graph.forbid_host_reads
+    assert setup(True, FastPath("fp32", True, "max-autotune", ""))[1].compile_mode == "max-autotune-no-cudagraphs"
+    assert setup(None)[1].why.endswith("--step-graph")
+    assert setup(False, FastPath("fp32", False, None, "as given"))[0] is not None
 
 
 # -- the training loop ------------------------------------------------------------------------

@@ -92,6 +92,10 @@ def setup(model: GANModel, asked: bool, compile_asked: bool | None, fast_path: F
                  _GRAPH_MODES[mode], mode)
         mode = _GRAPH_MODES[mode]
     graph = for_device(model, device)
+    if compile and not graph.capture:
+        # dynamo guards on the torch function mode stack: the check would recompile every network
+        graph.forbid_host_reads = False
+        log.info("--step-graph dry run with --compile: host reads are not checked")
     return graph, dataclasses.replace(fast_path, compile=compile, compile_mode=mode,
                                       step_graph="capture" if graph.capture else "dry", why=f"{fast_path.why}; --step-graph")
 
