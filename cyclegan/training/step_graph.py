@@ -24,6 +24,11 @@ whenever a learning rate changes: fused Adam takes the rate as a kernel argument
 schedule changes it at epoch ends. After the trainer reloads state (a NaN roll-back), the
 optimizer's tensors are new, so warm-up and capture start over.
 
+The arithmetic is the ordinary step's, with one difference in bf16: autocast's cache of weight
+casts is off for every planned step (a capture requires it, and torch.compile guards on it, so the
+warm-up steps run without it too). A weight used several times in a step, as the generators are,
+then accumulates its gradient in fp32 rather than in bf16.
+
 Without CUDA (``capture=False``) the same planned step runs eagerly each time. The CPU tests use
 this mode to check the planned step against the ordinary one. ``CYCLEGAN_STEP_GRAPH_DRY=1`` makes
 ``--step-graph`` run it on a machine without CUDA, every step checked for host reads of tensor
@@ -152,6 +157,7 @@ class StepGraph:
         self._eager_left = self.warmup if self.capture else 0
         self._planned = False
         self.model.stop_planning()
+        self.model.precision.cache_enabled = True
 
     # -- a step ----------------------------------------------------------------------------------
     def step(self, batch: dict) -> dict[str, Tensor]:
@@ -222,6 +228,10 @@ class StepGraph:
         if not self.model.use_fused_optimizers(force=True):
             raise RuntimeError("--step-graph needs fused Adam")
         self.model.start_planning(batch, next(iter(self._shapes.values()))[0])
+        # Autocast's cache of weight casts must be off inside a capture; off for every planned
+        # step, warm-up included: torch.compile guards on it, and a network compiled with it on
+        # would be compiled again inside the capture.
+        self.model.precision.cache_enabled = False
         self._planned = True
 
     def _capture(self, batch: dict, lrs: tuple[float, ...]) -> _Captured:
@@ -240,11 +250,9 @@ class StepGraph:
         graph = torch.cuda.CUDAGraph()
         try:
             # Adam refuses to be captured unless capturable; only while capturing, so that the
-            # optimizer state a checkpoint stores is the ordinary one. Autocast's weight-cast
-            # cache must be off inside a capture.
+            # optimizer state a checkpoint stores is the ordinary one.
             for g in groups:
                 g["capturable"] = True
-            model.precision.cache_enabled = False
             # thread_local: the DataLoader's pin-memory thread may call CUDA meanwhile
             with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
                 logs = model.train_step(static)
@@ -254,7 +262,6 @@ class StepGraph:
         finally:
             for g in groups:
                 g["capturable"] = False
-            model.precision.cache_enabled = True
             model.step_count, model.ema_updates = counters  # the capture ran nothing
         self.captures += 1
         log.debug("training step (G updated: %s) captured as a CUDA graph (capture %d)", update_g, self.captures)
