@@ -194,6 +194,21 @@ def test_reset_returns_the_pools_to_lists_and_warms_up_again():
     assert model.precision.cache_enabled is True
 
 
+def test_a_smaller_batch_before_the_first_full_one_is_planned_for_full_ones():
+    """A run resumed (or rolled back) just before an epoch's smaller last batch: the pools' plans
+    (and on CUDA the graphs' inputs) are sized for the full batches that follow."""
+    ordinary, planned = _model(), _model()
+    ordinary.precision.cache_enabled = False
+    graph = StepGraph(planned, capture=False, forbid_host_reads=True)
+    graph.batch_size = 2
+    for i, batch in enumerate([*_batches(1, batch_size=1), *_batches(4)]):
+        expected, got = ordinary.train_step(batch), graph.step(batch)
+        assert all(torch.equal(expected[k], got[k]) for k in expected), i
+        assert planned.pools["A"].buffer is not None
+    assert len(planned.pools["A"].plan) == 2
+    _assert_same_state(ordinary, planned)
+
+
 def test_where_the_step_graph_cannot_run_it_says_why():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     model = _model()
@@ -262,15 +277,17 @@ def test_a_dry_run_of_the_loop_resumes_bit_identically(dataroot, tmp_path, monke
     assert "step_graph: dry" in config
 
 
-def test_a_dry_run_of_the_mnist_gan_resumes_bit_identically(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", [2, 4])
+def test_a_dry_run_of_the_mnist_gan_resumes_bit_identically(stop, tmp_path, monkeypatch):
     """`mnist train --step-graph` as a dry run: WGAN-GP with 2 D steps per G step (two kinds of
-    step), 10 images in batches of 4 (a smaller last batch every epoch), stopped and resumed."""
+    step), 10 images in batches of 4 (a smaller last batch every epoch), stopped and resumed: at
+    iteration 2 the resumed run's first batch is the smaller one."""
     from test_mnist import _tiny_run, write_mnist_files
 
     monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
     data = write_mnist_files(tmp_path / "d", n_train=10, n_test=4)
     straight = run_training(_tiny_run(data, tmp_path / "a", max_iters=7, step_graph=True))
-    run_training(_tiny_run(data, tmp_path / "b", max_iters=4, step_graph=True))
+    run_training(_tiny_run(data, tmp_path / "b", max_iters=stop, step_graph=True))
     resumed = run_training(_tiny_run(data, tmp_path / "b", max_iters=7, step_graph=True), resume=True)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["counters"] == b["counters"] and a["counters"]["epoch"] == 2

@@ -122,6 +122,8 @@ class Trainer:
             # RNG, and a resumed run (which restores that RNG mid-epoch) would drift from a
             # straight one wherever the global RNG matters (dropout, gradient-penalty eps).
             generator=torch.Generator().manual_seed(cfg.seed))
+        if self.step_graph:  # a full batch; fewer images than that make every batch as large
+            self.step_graph.batch_size = min(cfg.batch_size, self.sampler.per_rank)
         self.preview_batch = self._collate(_same_shapes([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))]))
 
     # -- state -------------------------------------------------------------------------------

@@ -146,7 +146,10 @@ class StepGraph:
         self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
         #: why capturing failed (the run then goes on with the ordinary step), or None
         self.failed: str | None = None
-        self._shapes: dict[str, torch.Size] | None = None  # the first batch's (a full one): the graphs' inputs
+        self._shapes: dict[str, torch.Size] | None = None  # the first full batch's: the graphs' inputs
+        #: the images in a full batch (the trainer sets it): the pools' plans and the graphs'
+        #: inputs are sized by it. None: the first batch is taken to be full.
+        self.batch_size: int | None = None
         self._side: torch.cuda.Stream | None = None  # created by the first warm-up step
         self.reset()
 
@@ -165,10 +168,15 @@ class StepGraph:
         if self.failed:
             return model.train_step(batch)
         shapes = {k: v.shape for k, v in batch.items() if isinstance(v, Tensor)}
-        self._shapes = self._shapes or shapes
+        n = next(iter(shapes.values()))[0]
         if not self._planned:
-            self._plan_mode(batch)
-        if shapes != self._shapes or not self.capture:  # e.g. a smaller last batch of an epoch
+            self._plan_mode(batch, self.batch_size or n)
+        # The graphs' inputs are shaped like the first full batch. A smaller last batch of an
+        # epoch runs the planned step eagerly, also when it comes first (a run resumed or rolled
+        # back just before an epoch's end).
+        if self._shapes is None and n == (self.batch_size or n):
+            self._shapes = shapes
+        if shapes != self._shapes or not self.capture:
             return self._planned_step(batch)
         if self._eager_left > 0:
             self._eager_left -= 1
@@ -222,12 +230,12 @@ class StepGraph:
             self._side = torch.cuda.Stream()
         return self._side
 
-    def _plan_mode(self, batch: dict) -> None:
+    def _plan_mode(self, batch: dict, batch_size: int) -> None:
         """The model's host decisions into device tensors (GANModel.start_planning), Adam fused
         (it skips a non-finite update on the device)."""
         if not self.model.use_fused_optimizers(force=True):
             raise RuntimeError("--step-graph needs fused Adam")
-        self.model.start_planning(batch, next(iter(self._shapes.values()))[0])
+        self.model.start_planning(batch, batch_size)
         # Autocast's cache of weight casts must be off inside a capture; off for every planned
         # step, warm-up included: torch.compile guards on it, and a network compiled with it on
         # would be compiled again inside the capture.
