@@ -1,6 +1,7 @@
 #!/bin/bash
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
-# torch but not albumentations, whose wheels travel in .whl/). From the repository root:
+# torch but not albumentations, whose wheels travel in .whl/: make it here with
+# `bash docs/gpu_wheels.sh`, and name .whl in the device tool's carry). From the repository root:
 #   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident stepgraph
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
