@@ -2,7 +2,7 @@
 # What was run on the lent GPU machine for docs/benchmarks.md (one NVIDIA H200; its image has
 # torch but not albumentations, whose wheels travel in .whl/: make it here with
 # `bash docs/gpu_wheels.sh`, and name .whl in the device tool's carry). From the repository root:
-#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident stepgraph
+#   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident stepgraph stepgraph256
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
 PARTS=${*:-info tests eager compile scaling curves}
@@ -89,32 +89,37 @@ f(Path(sys.argv[1]) / 'gray32_8', 32, count=8, channels=1)" /tmp/resident_data
         --dataroot /tmp/resident_data/rgb256 --precision fp32 auto --channels-last off --compile off \
         --warmup 5 --iters 40 --repeats 1 --json "$OUTDIR/resident_256.json" --markdown 2>&1 | tee "$OUTDIR/resident_256.txt"
       ;;
-    stepgraph) # issue 15 parts 3 and 4: the whole training step as one CUDA graph (train's --step-graph)
-               # in the real loop with the images on the GPU, beside per-network graphs (--compile
-               # reduce-overhead): 32 px ResNet-6 grayscale (target <= 8 ms/iter) and 256 px ResNet-9
-               # batch 1 (target <= 15 ms/iter) and batch 8 (target >= 35% of the bf16 peak). Its CUDA
-               # tests first (each model kind's replays = its planned steps, recapture at a new
-               # learning rate, a NaN roll-back, a run that saves and resumes). About 6 minutes.
+    stepgraph) # issue 15 parts 3 and 4: the whole training step as one CUDA graph (train's --step-graph).
+               # Its CUDA tests first (each model kind's replays = its planned steps, recapture at a
+               # new learning rate, a NaN roll-back, a run that saves and resumes); then the synthetic
+               # step at 32 px and the real loop at 32 px, ResNet-6 grayscale, images on the GPU
+               # (target <= 8 ms/iter) beside per-network graphs (--compile reduce-overhead); then the
+               # synthetic step at 256 px. About 6 minutes; the 256 px loop is part stepgraph256.
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graph.py 2>&1 | tail -8 | tee "$OUTDIR/stepgraph_tests.txt"
-      # the synthetic step alone, against the table's 21.7 ms (bf16 + per-network graphs, 256 px)
-      bench --mode train --size 256 --batch-size 1 8 --precision bf16 --channels-last on --compile off \
-        --step-graph --json "$OUTDIR/stepgraph_train256.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_train256.txt"
       bench --mode train --size 32 --netG resnet_6blocks --precision bf16 --channels-last off --compile off \
         --step-graph --json "$OUTDIR/stepgraph_train32.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_train32.txt"
       python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
-f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1); f(Path(sys.argv[1]) / 'rgb256', 256, count=400)" /tmp/sg_data
+f(Path(sys.argv[1]) / 'gray32', 32, count=400, channels=1)" /tmp/sg_data
       sg32() { python3 -m cyclegan bench --device cuda --size 32 --netG resnet_6blocks --loop-channels 1 \
-        --dataroot /tmp/sg_data/gray32 --channels-last off --warmup 10 --iters 200 --repeats 2 --markdown "$@"; }
-      sg32 --mode loop-dev --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32.json" \
+        --dataroot /tmp/sg_data/gray32 --channels-last off --warmup 10 --iters 200 --markdown "$@"; }
+      sg32 --mode loop-dev --precision auto --compile off --step-graph --repeats 2 --json "$OUTDIR/stepgraph_32.json" \
         2>&1 | tee "$OUTDIR/stepgraph_32.txt"
       # inductor's fused kernels inside the one graph: fewer kernels per replay (each costs a few us
-      # on the GPU even when replayed; the eager step is thousands of them)
-      sg32 --mode loop-dev --precision auto --compile on --step-graph --json "$OUTDIR/stepgraph_32_inductor.json" \
-        2>&1 | tee "$OUTDIR/stepgraph_32_inductor.txt"
-      sg32 --mode loop-dev --precision auto --compile on --compile-mode reduce-overhead \
+      # on the GPU even when replayed; the eager step is thousands of them). Each run compiles.
+      sg32 --mode loop-dev --precision auto --compile on --step-graph --repeats 1 \
+        --json "$OUTDIR/stepgraph_32_inductor.json" 2>&1 | tee "$OUTDIR/stepgraph_32_inductor.txt"
+      sg32 --mode loop-dev --precision auto --compile on --compile-mode reduce-overhead --repeats 1 \
         --json "$OUTDIR/stepgraph_32_baseline.json" 2>&1 | tee "$OUTDIR/stepgraph_32_baseline.txt"
-      sg32 --mode loop --precision auto --compile off --step-graph --json "$OUTDIR/stepgraph_32_dataloader.json" \
-        2>&1 | tee "$OUTDIR/stepgraph_32_dataloader.txt"
+      sg32 --mode loop --precision auto --compile off --step-graph --repeats 1 \
+        --json "$OUTDIR/stepgraph_32_dataloader.json" 2>&1 | tee "$OUTDIR/stepgraph_32_dataloader.txt"
+      # the synthetic step alone at 256 px, against the table's 21.7 ms (bf16 + per-network graphs)
+      bench --mode train --size 256 --batch-size 1 8 --precision bf16 --channels-last on --compile off \
+        --step-graph --json "$OUTDIR/stepgraph_train256.json" --markdown 2>&1 | tee "$OUTDIR/stepgraph_train256.txt"
+      ;;
+    stepgraph256) # the real loop at 256 px with the step graph, ResNet-9, batch 1 (target <= 15 ms/iter)
+                  # and 8 (target >= 35% of the bf16 peak): eager networks, then inductor's. ~4 minutes.
+      python3 -c "import sys; from pathlib import Path; from cyclegan.bench.loop import synthetic_folder as f
+f(Path(sys.argv[1]) / 'rgb256', 256, count=400)" /tmp/sg_data
       python3 -m cyclegan bench --device cuda --mode loop-dev --size 256 --netG resnet_9blocks --batch-size 1 8 \
         --dataroot /tmp/sg_data/rgb256 --precision auto --channels-last off on --compile off --step-graph \
         --warmup 5 --iters 40 --repeats 1 --peak-tflops $PEAK --json "$OUTDIR/stepgraph_256.json" --markdown \
