@@ -169,12 +169,13 @@ class StepGraph:
             return model.train_step(batch)
         shapes = {k: v.shape for k, v in batch.items() if isinstance(v, Tensor)}
         n = next(iter(shapes.values()))[0]
+        full = self.batch_size or n
         if not self._planned:
-            self._plan_mode(batch, self.batch_size or n)
+            self._plan_mode(batch, full)
         # The graphs' inputs are shaped like the first full batch. A smaller last batch of an
         # epoch runs the planned step eagerly, also when it comes first (a run resumed or rolled
         # back just before an epoch's end).
-        if self._shapes is None and n == (self.batch_size or n):
+        if self._shapes is None and n == full:
             self._shapes = shapes
         if shapes != self._shapes or not self.capture:
             return self._planned_step(batch)
