@@ -189,7 +189,8 @@ def test_bench_sweeps_winograd_for_translation_only(tmp_path, capsys):
     add_bench_args(p)
     args = p.parse_args(["--mode", "train", "translate", "--size", "128", "--netG", "resnet_6blocks", "--ngf", "32",
                          "--ndf", "4", "--device", "cpu", "--warmup", "1", "--iters", "1", "--repeats", "1",
-                         "--threads", "1", "--channels-last", "off", "--winograd", "on", "off", "--json", str(out)])
+                         "--threads", "1", "--channels-last", "off", "--winograd", "on", "off", "--precision", "fp32",
+                         "--json", str(out)])
     assert run_bench(args) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["mode"], r["winograd"]) for r in rows] == [("train", False), ("translate", False),
