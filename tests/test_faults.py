@@ -89,8 +89,8 @@ def test_an_overflowing_update_is_never_saved(tmp_path, lr, saved):
 
 @pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
 def test_nonfinite_gradients_leave_weights_and_ema_unchanged(fused):
-    """fused: the CUDA path (Adam skips on the device, the EMA step is weighted by the flag, no
-    host sync), run here with the CPU's fused Adam."""
+    """fused: the CUDA and CPU default (Adam skips on the device, the EMA step is weighted by the
+    flag, no host sync); foreach: torch's default Adam, which other devices get."""
     from cyclegan.models.cyclegan import CycleGAN, CycleGANConfig
     from cyclegan.training.config import with_optimizers
 

@@ -54,12 +54,12 @@ def test_fused_adam_and_cudnn_benchmark_in_training(dataroot, tmp_path):  # noqa
     assert torch.backends.cudnn.benchmark
     state = load_checkpoint(ckpt)
     assert all(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
-    # a GPU run resumes on the CPU: Adam falls back from the fused CUDA kernel
+    # a GPU run resumes on the CPU, with the CPU's fused Adam
     cfg = tiny_run(dataroot, tmp_path, max_iters=5, device="cpu")
     ckpt = run_training(cfg, resume=True)
     state = load_checkpoint(ckpt)
     assert state["counters"]["iteration"] == 5
-    assert not any(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
+    assert all(g["fused"] for opt in state["optimizers"].values() for g in opt["param_groups"])
 
 
 def test_compile_trains_on_cuda(dataroot, tmp_path):  # noqa: F811

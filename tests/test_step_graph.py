@@ -175,7 +175,9 @@ def test_cuts_planned_step_equals_its_ordinary_step(objective):
 
 def test_the_host_read_guard_catches_the_ordinary_cpu_step():
     model = _model()
-    model.use_fused_optimizers()  # torch's default Adam on the CPU: the step reads `finite` on the host
+    for opt in model.optimizers.values():  # torch's default Adam (not fused): the step reads `finite` on the host
+        for group in (opt.defaults, *opt.param_groups):
+            group.update(fused=None, foreach=None)
     with pytest.raises(RuntimeError, match="host read"), no_host_reads():
         model.train_step(_batches(1)[0])
 

@@ -6,7 +6,7 @@ machine in docs/benchmarks.md.
 Every combination of the sweep flags is one row:
 
 * ``train``: iterations/s of ``CycleGAN.train_step`` (G_A, G_B, D_A, D_B forwards and
-  backwards, both Adam updates, image pools), on the model as built (fused Adam on CUDA);
+  backwards, both Adam updates, image pools), on the model as built (fused Adam on CUDA and CPUs);
 * ``translate``: images/s of :meth:`cyclegan.translate.Translator.forward` on a batch of a
   generator built from the same config (host batch in, host result out, as ``cyclegan translate``
   runs it; no tiling, so one forward pass per batch);
@@ -94,7 +94,7 @@ def setup_train(args: argparse.Namespace, size: int, batch_size: int, precision:
     del winograd  # training always uses the direct convolutions (the sweep gives train rows "off" only)
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model, batch = train_model(args, size, batch_size, device, mf)
-    info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does on CUDA
+    info["fused_adam"] = model.use_fused_optimizers()  # as the training loop does
     model.precision = Precision(device.type, precision)
     model.to(memory_format=mf)
     model.train()

@@ -53,7 +53,7 @@ class OptimConfig:
 
     def build(self, model: GANModel) -> dict[str, torch.optim.Optimizer]:
         """One Adam per side over the model's parameter groups (:meth:`GANModel.optimizer_groups`),
-        torch's default implementation (the Trainer switches to the fused one on CUDA)."""
+        torch's default implementation (the Trainer switches to the fused one on CUDA and CPUs)."""
         lrs = {"G": self.lr, "D": self.lr if self.lr_d is None else self.lr_d}
         optimizers = {}
         for side, groups in model.optimizer_groups().items():
