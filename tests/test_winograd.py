@@ -156,11 +156,11 @@ def _loaded(ngf: int = 32) -> LoadedGenerator:
 def test_translator_uses_winograd_on_the_cpu_in_fp32_by_default():
     x = torch.rand(2, 3, 128, 136, generator=torch.Generator().manual_seed(0)) * 2 - 1  # blocks at 32x34
     gen = _loaded()
-    auto = Translator(gen, device="cpu", full_res=True)
+    auto = Translator(gen, device="cpu", precision="fp32", full_res=True)  # auto may be bf16 (AMX CPUs)
     assert auto.winograd
     fast = auto.forward(x)
     assert not any(isinstance(m, WinogradConv2d) for m in gen.net.modules())  # the translator's own modules
-    off = Translator(gen, device="cpu", full_res=True, winograd=False)
+    off = Translator(gen, device="cpu", precision="fp32", full_res=True, winograd=False)
     assert not off.winograd and not any(isinstance(m, WinogradConv2d) for m in off.net.modules())
     direct = off.forward(x)
     assert fast.shape == direct.shape and (fast - direct).abs().max() < 1e-4

@@ -95,7 +95,7 @@ class Trainer:
         # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
         static_shapes = getattr(dataset, "static_shapes", True)
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
-                                         static_shapes=static_shapes)
+                                         static_shapes=static_shapes, image_side=_image_side(dataset))
         model.precision = Precision(self.device.type, self.fast_path.precision)
         self.step_graph, self.fast_path = step_graph.setup(model, cfg.step_graph, cfg.compile, self.fast_path,
                                                            self.device, world, static_shapes)
@@ -479,6 +479,15 @@ def scale_learning_rates(model: GANModel, factor: float) -> None:
     for sched in model.schedulers.values():
         sched.base_lrs = [lr * factor for lr in sched.base_lrs]
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+def _image_side(dataset) -> int | None:
+    """The longer side of the first sample's images (every sample's, with static shapes): what
+    core.fastpath weighs compiling by. None for a data set without samples."""
+    if len(dataset) == 0:
+        return None
+    sides = [max(v.shape[-2:]) for v in dataset[(0, 0)].values() if isinstance(v, torch.Tensor) and v.dim() >= 3]
+    return max(sides, default=None)
 
 
 def _same_shapes(items: list[dict]) -> list[dict]:
