@@ -290,6 +290,29 @@ def _resolved(precisions: list[str], task: str, device: torch.device) -> list[_P
     return [q for q in out if not (q.auto and q.name in names)]
 
 
+@dataclass(frozen=True)
+class _Compile:
+    on: bool
+    mode: str | None  # the torch.compile mode (None: inductor's default)
+    auto: bool  # chosen by core.fastpath for ``--compile auto``
+
+
+def _resolved_compiles(values: list[str], task: str, device: torch.device, precision: str, size: int,
+                       given_mode: str | None) -> list[_Compile]:
+    """``--compile`` values with ``auto`` as :func:`cyclegan.core.fastpath.choose` resolves it for
+    ``task`` in ``precision`` at ``size`` px on ``device`` (as ``cyclegan train`` would for crops
+    of that size); an ``auto`` equal to an explicit value given too is one row, not two."""
+    out = []
+    for v in values:
+        if v == "auto":
+            fp = fastpath.choose(device, task, precision, None, given_mode, image_side=size)
+            out.append(_Compile(fp.compile, fp.compile_mode, True))
+        else:
+            out.append(_Compile(v == "on", given_mode if v == "on" else None, False))
+    explicit = {(c.on, c.mode) for c in out if not c.auto}
+    return [c for c in out if not (c.auto and (c.on, c.mode) in explicit)]
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from cyclegan.core.devices import cudnn_benchmark, pick_device
 
@@ -304,7 +327,7 @@ def run_bench(args: argparse.Namespace) -> int:
     sizes, batches = list(dict.fromkeys(args.size)), list(dict.fromkeys(args.batch_size))
     precisions = _ordered(args.precision, "fp32")  # "auto" is resolved per mode, below
     layouts = [v == "on" for v in _ordered(args.channels_last, "off")]
-    compiles = [v == "on" for v in _ordered(args.compile, "off")]
+    compiles = _ordered(args.compile, "off")  # "auto" is resolved per mode, size and precision, below
     winograds = [v == "on" for v in _ordered(args.winograd, "off")]
     rows: list[dict] = []
     with cudnn_benchmark(device):
@@ -339,12 +362,19 @@ def run_bench(args: argparse.Namespace) -> int:
                     release_memory(device)
                     base: dict | None = None
                     for precision in _resolved(precisions, KINDS[mode].task, device):
+                        compiled = _resolved_compiles(compiles, KINDS[mode].task, device, precision.name, size,
+                                                      args.compile_mode)
                         for channels_last in layouts:
-                            for compile, winograd in [(c, w) for c in compiles
-                                                      for w in (winograds if KINDS[mode].winograd else [False])]:
-                                row = bench_row(mode, args, size, batch_size, precision.name, channels_last,
+                            for c, winograd in [(c, w) for c in compiled
+                                                for w in (winograds if KINDS[mode].winograd else [False])]:
+                                compile = c.on
+                                row_args = args if c.mode == args.compile_mode else \
+                                    argparse.Namespace(**{**vars(args), "compile_mode": c.mode})
+                                row = bench_row(mode, row_args, size, batch_size, precision.name, channels_last,
                                                 compile, device, winograd)
                                 row["precision_auto"] = precision.auto
+                                row["compile_auto"] = c.auto
+                                row["compile_mode"] = c.mode
                                 is_base = precision.name == "fp32" and not channels_last and not compile and not winograd
                                 row["baseline"] = is_base
                                 if is_base and row["error"] is None:

@@ -23,7 +23,8 @@ def _fmt(x: float, digits: int = 3) -> str:
 def row_cells(row: dict) -> list[str]:
     precision = f"auto:{row['precision']}" if row.get("precision_auto") else row["precision"]
     cells = [row["mode"], str(row["size"]), str(row["batch_size"]), precision,
-             "on" if row["channels_last"] else "off", "on" if row["compile"] else "off",
+             "on" if row["channels_last"] else "off",
+             ("auto:" if row.get("compile_auto") else "") + ("on" if row["compile"] else "off"),
              "on" if row.get("winograd") else "off" if row["mode"] == "translate" else "-"]
     if row.get("error"):
         return cells + [f"error: {row['error']}"]

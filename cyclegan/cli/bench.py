@@ -39,8 +39,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                         "reference with this machine's default")
     s.add_argument("--channels-last", choices=SWITCH, nargs="+", default=list(SWITCH),
                    help="channels_last memory format for weights and batches")
-    s.add_argument("--compile", choices=SWITCH, nargs="+", default=["off"],
-                   help="torch.compile the networks (compilation happens in the warm-up)")
+    s.add_argument("--compile", choices=(*SWITCH, "auto"), nargs="+", default=["off", "auto"],
+                   help="torch.compile the networks (compilation happens in the warm-up); auto: what "
+                        "cyclegan train picks on this machine for this size and precision, shown as auto:on/off")
     s.add_argument("--winograd", choices=SWITCH, nargs="+", default=["off"],
                    help="translate rows: Winograd F(4x4,3x3) for the wide 3x3 convolutions (CPU fp32 inference; "
                         "cyclegan translate's default there). FLOP/s columns count the direct convolution's FLOPs, "
