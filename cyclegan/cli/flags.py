@@ -42,7 +42,8 @@ LOOP_FLAGS = [
 LOOP_SWITCHES = [
     ("--channels-last", "channels_last", True, "channels_last memory format"),
     ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure); default: "
-                                   "auto, on CUDA with fixed-size crops (CUDA graphs)"),
+                                   "auto, on CUDA with fixed-size crops (CUDA graphs) and on CPUs with AMX "
+                                   "for crops of 128 px and up"),
     ("--no-compile", "compile", False, "eager, even where auto would compile"),
     ("--step-graph", "step_graph", True, "capture the whole training step (both updates, EMA, image pools, noise) "
                                          "as a CUDA graph and replay it: no per-step launch overhead; CUDA only, "

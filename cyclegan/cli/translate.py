@@ -84,7 +84,8 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="threads decoding images while the network runs [min(4, cores)]")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [auto]")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="autocast dtype; auto = bf16 on CUDA, fp32 elsewhere (printed before the run) [auto]")
+                   help="autocast dtype; auto = bf16 on CUDA and on CPUs with AMX, fp32 elsewhere (printed before "
+                        "the run) [auto]")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the generator (falls back to eager on failure) [auto: off; compiling "
                         "each image size costs more than it saves on a folder]")

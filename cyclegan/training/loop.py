@@ -94,8 +94,9 @@ class Trainer:
         model.schedulers = run.schedule.build(model.optimizers)
         # The arithmetic this machine runs best (core.fastpath); explicit flags are kept as given.
         static_shapes = getattr(dataset, "static_shapes", True)
+        first = dataset[(0, 0)] if len(dataset) else None  # read once: its size here, the previews below
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
-                                         static_shapes=static_shapes, image_side=_image_side(dataset))
+                                         static_shapes=static_shapes, image_side=_image_side(first))
         model.precision = Precision(self.device.type, self.fast_path.precision)
         self.step_graph, self.fast_path = step_graph.setup(model, cfg.step_graph, cfg.compile, self.fast_path,
                                                            self.device, world, static_shapes)
@@ -124,7 +125,9 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed))
         if self.step_graph:  # a full batch; fewer images than that make every batch as large
             self.step_graph.batch_size = min(cfg.batch_size, self.sampler.per_rank)
-        self.preview_batch = self._collate(_same_shapes([dataset[(0, i)] for i in range(min(cfg.preview_count, len(dataset)))]))
+        n_preview = min(cfg.preview_count, len(dataset))
+        preview = [first, *(dataset[(0, i)] for i in range(1, n_preview))] if n_preview else []
+        self.preview_batch = self._collate(_same_shapes(preview))
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -481,13 +484,13 @@ def scale_learning_rates(model: GANModel, factor: float) -> None:
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
 
-def _image_side(dataset) -> int | None:
-    """The longer side of the first sample's images (every sample's, with static shapes): what
-    core.fastpath weighs compiling by. None for a data set without samples."""
-    if len(dataset) == 0:
+def _image_side(sample: dict | None) -> int | None:
+    """The longer side of a sample's images (every sample's, with static shapes): what
+    core.fastpath weighs compiling by. None without a sample."""
+    if sample is None:
         return None
-    sides = [max(v.shape[-2:]) for v in dataset[(0, 0)].values() if isinstance(v, torch.Tensor) and v.dim() >= 3]
-    return max(sides, default=None)
+    return max((max(v.shape[-2:]) for v in sample.values() if isinstance(v, torch.Tensor) and v.dim() >= 3),
+               default=None)
 
 
 def _same_shapes(items: list[dict]) -> list[dict]:
