@@ -226,7 +226,7 @@ def test_compile_auto_is_what_train_would_pick_for_the_row(monkeypatch):
     from cyclegan.core import fastpath
 
     monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", "avx512_bf16 amx_bf16 amx_tile")
-    fastpath.cpu_flags.cache_clear()
+    fastpath.cpu_info.cache_clear()
     try:
         cpu = torch.device("cpu")
         # the default "off auto": a compiled row only where train would compile (AMX, bf16, >= 128 px)
@@ -240,7 +240,7 @@ def test_compile_auto_is_what_train_would_pick_for_the_row(monkeypatch):
         assert _resolved_compiles(["auto"], "train", cpu, "bf16", 128, "max-autotune") == \
             [_Compile(True, "max-autotune", True)]
     finally:
-        fastpath.cpu_flags.cache_clear()
+        fastpath.cpu_info.cache_clear()
     cells = row_cells({"mode": "train", "size": 128, "batch_size": 1, "precision": "bf16", "precision_auto": True,
                        "channels_last": False, "compile": True, "compile_auto": True, "error": "x"})
     assert cells[3:6] == ["auto:bf16", "off", "auto:on"]

@@ -226,13 +226,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "CYCLEGAN_CPU_FLAGS")
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "device": str(device),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    # Settings that change which kernels run (oneDNN's ISA cap emulates an older CPU on a newer
+    # one) or what the fast path sees: a row measured under them says so.
+    for var in KERNEL_ENV:
+        if os.environ.get(var):
+            info[var] = os.environ[var]
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update({"device_name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,

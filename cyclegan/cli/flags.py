@@ -21,8 +21,9 @@ LOOP_FLAGS = [
                                                                  "the global batch is this x world size")),
     ("--num-workers", "num_workers", dict(type=int, help="DataLoader workers; -1 = one per spare core, max 4")),
     ("--device", "device", dict(help="auto, cpu, cuda, cuda:N or mps")),
-    ("--precision", "precision", dict(choices=PRECISION_CHOICES, help="auto: bf16 on CUDA and on CPUs with native "
-                                      "bf16, else fp32 (the run header says which); fp32 is the reference "
+    ("--precision", "precision", dict(choices=PRECISION_CHOICES, help="auto: bf16 on CUDA, on CPUs with AMX and on "
+                                      "AMD CPUs with avx512_bf16 (where it measured faster), else fp32 (the run "
+                                      "header says which); fp32 is the reference "
                                       "arithmetic; bf16/fp16 autocast (fp16 with grad scaling)")),
     ("--seed", "seed", dict(type=int, help="seed for init, data order, augmentation, pools")),
     ("--max-iters", "max_iters", dict(type=positive_int, help="stop after this many iterations")),

@@ -8,19 +8,24 @@ What was measured (docs/benchmarks.md has the commands):
   step is launch-bound, so graphs matter more than the dtype. Graphs need static shapes, which
   training has (fixed crops); translation of arbitrary image sizes gets bf16 without graphs.
 - CPUs with native bf16 (``avx512_bf16`` or AMX): a 128 px training step ran 1.6-1.7x faster in
-  bf16 than in fp32 on an AMD EPYC (avx512_bf16), 2.1-2.6x on an Intel Xeon with AMX.
+  bf16 than in fp32 on an AMD EPYC (avx512_bf16), 2.1-2.6x on an Intel Xeon with AMX. An Intel
+  core's avx512_bf16 without AMX (measured on that Xeon with oneDNN capped at ``avx512_core_bf16``,
+  the kernels a Cooper Lake Xeon, or a Sapphire Rapids VM whose AMX is hidden, runs) made the step
+  0.75x and translation 0.73x of fp32: the bf16 dot product buys the Intel core nothing over its
+  two fp32 FMA units, so an avx512_bf16 CPU gets bf16 by default only where it measured faster,
+  on AMD (:data:`BF16_WITHOUT_AMX_VENDORS`).
 - CPUs with AMX (Intel Xeon, torch 2.14): compiling the networks (inductor) made that 2.6-3.3x.
   Compiling takes a minute or more (81 s on one thread) and saves a fifth of each step, so
   training compiles there only from :data:`CPU_COMPILE_MIN_SIDE` px crops up, where it pays back
   within a few hundred iterations. Translation at 256 px ran 2.8x faster in bf16 than in fp32
-  (2.2x faster than fp32 with Winograd). Neither was measured on a CPU with avx512_bf16 but no
-  AMX, which keeps eager training and fp32 translation.
+  (2.2x faster than fp32 with Winograd). Neither was measured on an AMD CPU with avx512_bf16,
+  which keeps eager training and fp32 translation.
 - CPUs without it: bf16 is emulated, 16x slower on an AVX2-only AMD EPYC and 3.9x slower on an
   AVX-512 Intel Xeon without avx512_bf16 (128 px training, one thread); fp32.
 
 ``--precision fp32 --no-compile`` is the reference arithmetic everywhere. ``CYCLEGAN_CPU_FLAGS``
 (space-separated) replaces the CPU flags read from /proc/cpuinfo, to see or test what another
-CPU would get.
+CPU would get; a word with capitals among them is the vendor (``"AuthenticAMD avx512_bf16"``).
 """
 
 from __future__ import annotations
@@ -42,25 +47,52 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 #: Intel's matrix units, where bf16 translation and compiled training were measured faster
 AMX_FLAG = "amx_bf16"
+#: vendors (/proc/cpuinfo's vendor_id) whose avx512_bf16 without AMX trained faster in bf16
+#: (an AMD EPYC: 1.6-1.7x); an Intel core there measured 0.75x, other vendors were not measured
+BF16_WITHOUT_AMX_VENDORS = frozenset({"AuthenticAMD"})
 TASKS = ("train", "translate")
 #: the smallest training crop (px) at which a CPU with native bf16 compiles the networks by default
 CPU_COMPILE_MIN_SIDE = 128
 
 
+@dataclass(frozen=True)
+class CpuInfo:
+    vendor: str  # /proc/cpuinfo's vendor_id ("GenuineIntel", "AuthenticAMD"); "" if unknown
+    flags: frozenset[str]
+
+
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere), or CYCLEGAN_CPU_FLAGS."""
+def cpu_info() -> CpuInfo:
+    """The CPU's vendor and feature flags (Linux /proc/cpuinfo; empty elsewhere), or
+    CYCLEGAN_CPU_FLAGS: its lower-case words are the flags, a word with capitals the vendor."""
     override = os.environ.get("CYCLEGAN_CPU_FLAGS")
     if override is not None:
-        return frozenset(override.replace(",", " ").split())
+        words = override.replace(",", " ").split()
+        vendors = [w for w in words if w != w.lower()]
+        return CpuInfo(vendors[0] if vendors else "", frozenset(w for w in words if w == w.lower()))
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return CpuInfo("", frozenset())
+    vendor, flags = "", frozenset()
     for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+        if vendor and flags:
+            break
+    return CpuInfo(vendor, flags)
+
+
+def cpu_flags() -> frozenset[str]:
+    return cpu_info().flags
+
+
+def cpu_vendor() -> str:
+    return cpu_info().vendor
 
 
 def native_cpu_bf16() -> bool:
@@ -136,11 +168,16 @@ def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
     if device.type == "cpu":
         if not native_cpu_bf16():
             return "fp32", "CPU without native bf16 (bf16 would be emulated: 4-16x slower, measured)"
-        if task == "train":
-            return "bf16", "CPU with native bf16 (measured 1.6-2.6x faster training)"
         if cpu_amx():
+            if task == "train":
+                return "bf16", "CPU with AMX (measured 2.1-2.6x faster training)"
             return "bf16", "CPU with AMX (measured 2.8x faster translation)"
-        return "fp32", "CPU with avx512_bf16 but no AMX: bf16 translation not measured there"
+        if cpu_vendor() not in BF16_WITHOUT_AMX_VENDORS:
+            return "fp32", (f"{cpu_vendor() or 'CPU'} with avx512_bf16 but no AMX (bf16 measured 0.75x of fp32 "
+                            "on an Intel core)")
+        if task == "train":
+            return "bf16", f"{cpu_vendor()} CPU with avx512_bf16 (measured 1.6-1.7x faster training)"
+        return "fp32", f"{cpu_vendor()} CPU with avx512_bf16 but no AMX: bf16 translation not measured there"
     return "fp32", f"{device.type}: fp32"
 
 
