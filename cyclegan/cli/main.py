@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cyclegan.cli.app import add_app_command
 
     add_app_command(sub)
+
+    from cyclegan.cli.info import add_info_command
+
+    add_info_command(sub)
     return use_everywhere(parser)
 
 
