@@ -109,8 +109,28 @@ def test_the_vendor_is_the_word_with_capitals(cpu_with):
     assert fastpath.cpu_info() == fastpath.CpuInfo("", frozenset({"avx2", "avx512_bf16"}))
 
 
-def test_this_machine_reads_real_flags(monkeypatch):
+@pytest.mark.parametrize("cap, left", [
+    ("AVX512_CORE_BF16", {"avx512f", "avx512_bf16"}),   # the kernels of a CPU without AMX
+    ("avx512_core_amx", {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+    ("AVX512_CORE", {"avx512f"}),
+    ("ALL", {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+])
+def test_a_onednn_isa_cap_takes_away_what_its_kernels_may_not_use(cpu_with, monkeypatch, cap, left):
+    # /proc/cpuinfo of an AMX Xeon, read on any machine (its kernels need not run here); cpu_with
+    # clears the cached answer afterwards
     monkeypatch.delenv("CYCLEGAN_CPU_FLAGS", raising=False)
+    monkeypatch.setattr(fastpath, "_read_cpuinfo",
+                        lambda: ("GenuineIntel", frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    fastpath.cpu_info.cache_clear()
+    assert fastpath.cpu_flags() == left
+    expected = "bf16" if "amx_bf16" in left else "fp32"  # Intel without AMX: fp32 (bf16 measured 0.75x)
+    assert fastpath.choose("cpu", "train").precision == expected
+
+
+def test_this_machine_reads_real_flags(monkeypatch):
+    for var in ("CYCLEGAN_CPU_FLAGS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(var, raising=False)
     fastpath.cpu_info.cache_clear()
     try:
         flags = fastpath.cpu_flags()

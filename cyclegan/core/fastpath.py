@@ -64,16 +64,23 @@ class CpuInfo:
 @functools.cache
 def cpu_info() -> CpuInfo:
     """The CPU's vendor and feature flags (Linux /proc/cpuinfo; empty elsewhere), or
-    CYCLEGAN_CPU_FLAGS: its lower-case words are the flags, a word with capitals the vendor."""
+    CYCLEGAN_CPU_FLAGS, taken as it is: its lower-case words are the flags, a word with capitals
+    the vendor. A oneDNN ISA cap (ONEDNN_MAX_CPU_ISA) removes from the real flags the bf16
+    features that oneDNN's kernels may then not use."""
     override = os.environ.get("CYCLEGAN_CPU_FLAGS")
     if override is not None:
         words = override.replace(",", " ").split()
         vendors = [w for w in words if w != w.lower()]
         return CpuInfo(vendors[0] if vendors else "", frozenset(w for w in words if w == w.lower()))
+    vendor, flags = _read_cpuinfo()
+    return CpuInfo(vendor, flags - _capped_away())
+
+
+def _read_cpuinfo() -> tuple[str, frozenset[str]]:
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return CpuInfo("", frozenset())
+        return "", frozenset()
     vendor, flags = "", frozenset()
     for line in text.splitlines():
         key, _, value = line.partition(":")
@@ -84,7 +91,19 @@ def cpu_info() -> CpuInfo:
             flags = frozenset(value.split())
         if vendor and flags:
             break
-    return CpuInfo(vendor, flags)
+    return vendor, flags
+
+
+def _capped_away() -> frozenset[str]:
+    """The bf16 features that oneDNN, which runs the convolutions, may not use under
+    ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA): with the cap at AVX512_CORE_BF16
+    an AMX CPU runs the kernels of one without AMX, so it must get that CPU's defaults."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if not cap or cap in ("ALL", "DEFAULT") or "AMX" in cap:
+        return frozenset()
+    if cap in ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX10_2_512"):
+        return frozenset({"amx_bf16", "amx_tile", "amx_int8", "amx_fp16"})
+    return frozenset({"amx_bf16", "amx_tile", "amx_int8", "amx_fp16", "avx512_bf16"})
 
 
 def cpu_flags() -> frozenset[str]:
@@ -173,8 +192,8 @@ def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
                 return "bf16", "CPU with AMX (measured 2.1-2.6x faster training)"
             return "bf16", "CPU with AMX (measured 2.8x faster translation)"
         if cpu_vendor() not in BF16_WITHOUT_AMX_VENDORS:
-            return "fp32", (f"{cpu_vendor() or 'CPU'} with avx512_bf16 but no AMX (bf16 measured 0.75x of fp32 "
-                            "on an Intel core)")
+            return "fp32", (f"{cpu_vendor() + ' ' if cpu_vendor() else ''}CPU with avx512_bf16 but no AMX (bf16 "
+                            "measured 0.75x of fp32 on an Intel core)")
         if task == "train":
             return "bf16", f"{cpu_vendor()} CPU with avx512_bf16 (measured 1.6-1.7x faster training)"
         return "fp32", f"{cpu_vendor()} CPU with avx512_bf16 but no AMX: bf16 translation not measured there"
@@ -193,6 +212,8 @@ def _auto_compile(device: torch.device, task: str, static_shapes: bool, precisio
             return True, None, (f"{image_side} px crops: compiled networks (measured 1.2-1.3x over eager bf16; "
                                 "the first step compiles, a minute or more)")
         return False, None, f"eager (below {CPU_COMPILE_MIN_SIDE} px crops compiling takes longer to pay back)"
+    if device.type == "cpu":
+        return False, None, "eager (on CPUs compiling was measured to pay only with AMX and bf16)"
     if device.type != "cuda":
         return False, None, "eager (compiling pays on CUDA, measured; not on this device)"
     if task == "train" and static_shapes:
