@@ -10,6 +10,7 @@ import os
 
 os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the `python -m cyclegan ...` subprocesses
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
@@ -20,8 +21,6 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     skips = []
     if not config.getoption("--runslow"):
         skips.append(("slow", pytest.mark.skip(reason="slow: run with --runslow")))
@@ -31,3 +30,16 @@ def pytest_collection_modifyitems(config, items):
         for keyword, mark in skips:
             if keyword in item.keywords:
                 item.add_marker(mark)
+
+
+@pytest.fixture
+def cpu_with(monkeypatch):
+    """cpu_with("GenuineIntel avx512_bf16 amx_bf16"): the fast path sees that CPU (CYCLEGAN_CPU_FLAGS)
+    for the rest of the test; the cached answer is forgotten before and after."""
+    from cyclegan.core import fastpath
+
+    def set_flags(flags: str) -> None:
+        monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", flags)
+        fastpath.cpu_info.cache_clear()
+    yield set_flags
+    fastpath.cpu_info.cache_clear()

@@ -18,15 +18,6 @@ from cyclegan.core.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cpu_with(monkeypatch):
-    def set_flags(flags: str) -> None:
-        monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", flags)
-        fastpath.cpu_info.cache_clear()
-    yield set_flags
-    fastpath.cpu_info.cache_clear()
-
-
 @pytest.mark.parametrize("flags, train, translate", [
     ("fpu sse avx2 fma", "fp32", "fp32"),                              # AVX2 only: bf16 is emulated
     ("avx2 avx512f avx512bw avx512_vnni", "fp32", "fp32"),             # AVX-512 without bf16 (this CI's kind)

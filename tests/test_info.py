@@ -16,15 +16,6 @@ from cyclegan.core import fastpath
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cpu_with(monkeypatch):
-    def set_flags(flags: str) -> None:
-        monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", flags)
-        fastpath.cpu_info.cache_clear()
-    yield set_flags
-    fastpath.cpu_info.cache_clear()
-
-
 def _report(capsys, *argv: str) -> dict:
     assert main(["info", "--device", "cpu", "--json", *argv]) == 0
     return json.loads(capsys.readouterr().out)
