@@ -11,9 +11,10 @@ What was measured (docs/benchmarks.md has the commands):
   bf16 than in fp32 on an AMD EPYC (avx512_bf16), 2.1-2.6x on an Intel Xeon with AMX. An Intel
   core's avx512_bf16 without AMX (measured on that Xeon with oneDNN capped at ``avx512_core_bf16``,
   the kernels a Cooper Lake Xeon, or a Sapphire Rapids VM whose AMX is hidden, runs) made the step
-  0.75x and translation 0.73x of fp32: the bf16 dot product buys the Intel core nothing over its
-  two fp32 FMA units, so an avx512_bf16 CPU gets bf16 by default only where it measured faster,
-  on AMD (:data:`BF16_WITHOUT_AMX_VENDORS`).
+  0.75x and translation 0.73x of fp32 (likely because that core issues the bf16 dot product on
+  one port and fp32 FMAs on two), so an avx512_bf16 CPU gets bf16 by default only where it
+  measured faster, on AMD (:data:`BF16_WITHOUT_AMX_VENDORS`). An ISA cap set for oneDNN
+  (ONEDNN_MAX_CPU_ISA) counts: the defaults follow the kernels that will run.
 - CPUs with AMX (Intel Xeon, torch 2.14): compiling the networks (inductor) made that 2.6-3.3x.
   Compiling takes a minute or more (81 s on one thread) and saves a fifth of each step, so
   training compiles there only from :data:`CPU_COMPILE_MIN_SIDE` px crops up, where it pays back
