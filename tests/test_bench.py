@@ -220,27 +220,22 @@ def test_every_model_kind_is_timed_by_the_one_harness(tmp_path):
         run_bench(_args("--model", "mnist", "--mode", "train", "translate"))
 
 
-def test_compile_auto_is_what_train_would_pick_for_the_row(monkeypatch):
+def test_compile_auto_is_what_train_would_pick_for_the_row(cpu_with):
     from cyclegan.bench.runner import _Compile, _resolved_compiles
     from cyclegan.bench.table import row_cells
-    from cyclegan.core import fastpath
 
-    monkeypatch.setenv("CYCLEGAN_CPU_FLAGS", "avx512_bf16 amx_bf16 amx_tile")
-    fastpath.cpu_info.cache_clear()
-    try:
-        cpu = torch.device("cpu")
-        # the default "off auto": a compiled row only where train would compile (AMX, bf16, >= 128 px)
-        assert _resolved_compiles(["off", "auto"], "train", cpu, "bf16", 128, None) == \
-            [_Compile(False, None, False), _Compile(True, None, True)]
-        assert _resolved_compiles(["off", "auto"], "train", cpu, "bf16", 64, None) == [_Compile(False, None, False)]
-        assert _resolved_compiles(["off", "auto"], "train", cpu, "fp32", 256, None) == [_Compile(False, None, False)]
-        assert _resolved_compiles(["off", "auto"], "translate", cpu, "bf16", 256, None) == [_Compile(False, None, False)]
-        # an explicit "on" with the same mode makes auto's row a repeat; a given mode is kept
-        assert _resolved_compiles(["on", "auto"], "train", cpu, "bf16", 128, None) == [_Compile(True, None, False)]
-        assert _resolved_compiles(["auto"], "train", cpu, "bf16", 128, "max-autotune") == \
-            [_Compile(True, "max-autotune", True)]
-    finally:
-        fastpath.cpu_info.cache_clear()
+    cpu_with("avx512_bf16 amx_bf16 amx_tile")
+    cpu = torch.device("cpu")
+    # the default "off auto": a compiled row only where train would compile (AMX, bf16, >= 128 px)
+    assert _resolved_compiles(["off", "auto"], "train", cpu, "bf16", 128, None) == \
+        [_Compile(False, None, False), _Compile(True, None, True)]
+    assert _resolved_compiles(["off", "auto"], "train", cpu, "bf16", 64, None) == [_Compile(False, None, False)]
+    assert _resolved_compiles(["off", "auto"], "train", cpu, "fp32", 256, None) == [_Compile(False, None, False)]
+    assert _resolved_compiles(["off", "auto"], "translate", cpu, "bf16", 256, None) == [_Compile(False, None, False)]
+    # an explicit "on" with the same mode makes auto's row a repeat; a given mode is kept
+    assert _resolved_compiles(["on", "auto"], "train", cpu, "bf16", 128, None) == [_Compile(True, None, False)]
+    assert _resolved_compiles(["auto"], "train", cpu, "bf16", 128, "max-autotune") == \
+        [_Compile(True, "max-autotune", True)]
     cells = row_cells({"mode": "train", "size": 128, "batch_size": 1, "precision": "bf16", "precision_auto": True,
                        "channels_last": False, "compile": True, "compile_auto": True, "error": "x"})
     assert cells[3:6] == ["auto:bf16", "off", "auto:on"]

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 import torch
 
+from cyclegan.core import fastpath
 from cyclegan.models.gan import GANModel
 
 #: Dense (no sparsity) peak TFLOP/s from NVIDIA's data sheets: fp32 (CUDA cores), tf32, bf16 and
@@ -226,9 +227,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "CYCLEGAN_CPU_FLAGS")
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -237,9 +235,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "device": str(device),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
-    # Settings that change which kernels run (oneDNN's ISA cap emulates an older CPU on a newer
-    # one) or what the fast path sees: a row measured under them says so.
-    for var in KERNEL_ENV:
+    # a row measured under settings that change the kernels or the fast path says so
+    for var in fastpath.KERNEL_ENV:
         if os.environ.get(var):
             info[var] = os.environ[var]
     if device.type == "cuda":

@@ -20,8 +20,7 @@ __all__ = ["add_info_command", "machine_report"]
 #: the CPU flags that the fast path or the kernels depend on, shown by name when present
 DECIDING_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 #: env variables that change the answer or the kernels, shown when set
-SETTINGS_ENV = ("CYCLEGAN_CPU_FLAGS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
-                "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+SETTINGS_ENV = (*fastpath.KERNEL_ENV, "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 #: (label, task, static shapes, crop side): the cases whose default differs between machines
 CASES = (("train, 256 px crops (the default size)", "train", True, 256),
          (f"train, {fastpath.CPU_COMPILE_MIN_SIDE} px crops", "train", True, fastpath.CPU_COMPILE_MIN_SIDE),

@@ -51,6 +51,9 @@ AMX_FLAG = "amx_bf16"
 #: vendors (/proc/cpuinfo's vendor_id) whose avx512_bf16 without AMX trained faster in bf16
 #: (an AMD EPYC: 1.6-1.7x); an Intel core there measured 0.75x, other vendors were not measured
 BF16_WITHOUT_AMX_VENDORS = frozenset({"AuthenticAMD"})
+#: environment variables that change what the fast path sees or which CPU kernels run (oneDNN's
+#: ISA cap emulates an older CPU on a newer one); benchmarks and `cyclegan info` report them
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "CYCLEGAN_CPU_FLAGS")
 TASKS = ("train", "translate")
 #: the smallest training crop (px) at which a CPU with native bf16 compiles the networks by default
 CPU_COMPILE_MIN_SIDE = 128
@@ -192,12 +195,12 @@ def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
             if task == "train":
                 return "bf16", "CPU with AMX (measured 2.1-2.6x faster training)"
             return "bf16", "CPU with AMX (measured 2.8x faster translation)"
+        cpu = f"{cpu_vendor()} CPU".lstrip()
         if cpu_vendor() not in BF16_WITHOUT_AMX_VENDORS:
-            return "fp32", (f"{cpu_vendor() + ' ' if cpu_vendor() else ''}CPU with avx512_bf16 but no AMX (bf16 "
-                            "measured 0.75x of fp32 on an Intel core)")
+            return "fp32", f"{cpu} with avx512_bf16 but no AMX (bf16 measured 0.75x of fp32 on an Intel core)"
         if task == "train":
-            return "bf16", f"{cpu_vendor()} CPU with avx512_bf16 (measured 1.6-1.7x faster training)"
-        return "fp32", f"{cpu_vendor()} CPU with avx512_bf16 but no AMX: bf16 translation not measured there"
+            return "bf16", f"{cpu} with avx512_bf16 (measured 1.6-1.7x faster training)"
+        return "fp32", f"{cpu} with avx512_bf16 but no AMX: bf16 translation not measured there"
     return "fp32", f"{device.type}: fp32"
 
 
