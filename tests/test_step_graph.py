@@ -23,7 +23,7 @@ from cyclegan.models.mnist import MnistGAN, MnistGANConfig
 from cyclegan.training import step_graph
 from cyclegan.training.config import with_optimizers
 from cyclegan.training.run import run as run_training
-from cyclegan.training.step_graph import StepGraph, no_host_reads
+from cyclegan.training.step_graph import CaptureViolation, StepGraph, strict_capture
 
 from test_train import _poison_generator_loss, cli, dataroot, tiny_run  # noqa: F401  (fixture)
 
@@ -173,13 +173,69 @@ def test_cuts_planned_step_equals_its_ordinary_step(objective):
     _assert_planned_steps_equal(ordinary, planned, [*_batches(8), *_batches(1, batch_size=1)])
 
 
-def test_the_host_read_guard_catches_the_ordinary_cpu_step():
-    model = _model()
+def test_the_strict_capture_catches_the_ordinary_cpu_step():
+    model = _model(pool_size=0)  # no pool draws: the first thing refused is Adam's host read
     for opt in model.optimizers.values():  # torch's default Adam (not fused): the step reads `finite` on the host
         for group in (opt.defaults, *opt.param_groups):
             group.update(fused=None, foreach=None)
-    with pytest.raises(RuntimeError, match="host read"), no_host_reads():
-        model.train_step(_batches(1)[0])
+    batch = _batches(1)[0]
+    with pytest.raises(CaptureViolation, match="host read"), strict_capture(model, batch):
+        model.train_step(batch)
+    model = _model()
+    for b in _batches(2):  # the pools full: from now on each image is a coin toss on the host
+        model.train_step(b)
+    with pytest.raises(CaptureViolation, match="host RNG draw"), strict_capture(model, batch):
+        model.train_step(batch)  # the pools draw from their CPU generators inside
+
+
+def test_the_strict_capture_refuses_what_a_capture_cannot_hold_and_allows_device_work():
+    inside = torch.rand(2)  # made before the region: a host tensor, as far as the step knows
+    device_tensor = torch.zeros(2)
+    refused = {
+        "host read": lambda: device_tensor.sum().item(),
+        "host RNG draw": lambda: torch.randint(0, 3, (1,), generator=torch.Generator()),
+        "new tensor from host data": lambda: torch.tensor([1.0]),
+        "without a device": lambda: torch.zeros(3),
+        "host-to-device copy": lambda: device_tensor.copy_(inside),
+    }
+    for what, call in refused.items():
+        with pytest.raises(CaptureViolation, match=what), strict_capture(batch={"x": device_tensor}):
+            call()
+    with strict_capture(batch={"x": device_tensor}):  # device work: all allowed
+        y = torch.rand_like(device_tensor) + torch.arange(2, device=device_tensor.device)
+        y = y.to(torch.float64).to(device_tensor)  # a dtype change, then a tensor made inside
+        device_tensor.copy_(y.float())
+        torch.nn.functional.dropout(y, 0.5)
+
+
+def test_each_kind_of_step_is_warmed_up_before_its_capture_also_resumed_mid_cycle():
+    """--d-steps 3 resumed at step 1 meets two D-only steps first: the G kind must still get its
+    own warm-up (cuDNN benchmarks, CUT's patch draws) before it is captured."""
+    model = _model(d_steps=3)
+    model.step_count = 1
+    graph = StepGraph(model, capture=False, warmup=1, forbid_host_reads=True)
+    for batch in _batches(7):
+        graph.step(batch)
+    for kind in (True, False):
+        seen = [event for event, g in graph.events if g is kind]
+        assert seen[:2] == ["warmup", "capture"], (kind, graph.events)
+    assert graph.captures == 2
+
+
+def test_diffaugment_draws_its_plan_before_the_region_a_capture_records():
+    """The dry run follows the capture's path: warm-up, then the plan drawn, then the region a
+    capture records run under the strict stand-in. DiffAugment drawing inside (its plan drawn
+    after the capture) would be a host RNG draw there; and the draws are the ordinary step's."""
+    cfg = dict(diffaug="color,translation,cutout")
+    ordinary, planned = _model(**cfg), _model(**cfg)
+    ordinary.precision.cache_enabled = False
+    graph = StepGraph(planned, capture=False, warmup=1, forbid_host_reads=True)
+    for batch in _batches(4):
+        expected, got = ordinary.train_step(batch), graph.step(batch)
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert graph.captures == 1
+    assert torch.equal(ordinary.diffaug.rng.get_state(), planned.diffaug.rng.get_state())
+    _assert_same_state(ordinary, planned)
 
 
 def test_reset_returns_the_pools_to_lists_and_warms_up_again():

@@ -99,9 +99,8 @@ def setup_train(args: argparse.Namespace, size: int, batch_size: int, precision:
     model.to(memory_format=mf)
     model.train()
     if compile:
-        try:
-            for net in (*model.generators.values(), *model.discriminators.values()):
-                net.compile(backend=args.compile_backend, mode=args.compile_mode)
+        try:  # as the training loop does: a discriminator differentiated twice stays eager
+            info["eager_networks"] = model.compile_networks(backend=args.compile_backend, mode=args.compile_mode)
         except Exception as e:
             raise CompileFailed(describe_error(e)) from e
     if getattr(args, "step_graph", False):  # train's --step-graph: replays after warm-up and capture

@@ -3,10 +3,16 @@ and ``--compile auto`` (the defaults) resolve to. One place decides, once per pr
 
 What was measured (docs/benchmarks.md has the commands):
 
-- CUDA: bf16 autocast plus the whole step in CUDA graphs (``torch.compile`` mode
-  ``reduce-overhead``) took a 256 px training step from 85 to 20 ms on an H200; at batch 1 the
-  step is launch-bound, so graphs matter more than the dtype. Graphs need static shapes, which
-  training has (fixed crops); translation of arbitrary image sizes gets bf16 without graphs.
+- CUDA (one H200, torch 2.11, 2026-11-25): bf16 autocast plus the networks in CUDA graphs
+  (``torch.compile`` mode ``reduce-overhead``) took a 256 px CycleGAN step from 85 to 20 ms; at
+  batch 1 the step is launch-bound, so graphs matter more than the dtype. But the training code
+  has changed since that run (fused Adam skipping on the device, the EMA, the planned step), and
+  a careful read of torch's cudagraph trees predicts failures for objectives that run a network
+  again after another backward (CUT, the MNIST GAN). So on CUDA ``auto`` is **bf16 eager** (on
+  GPUs with native bf16, compute capability 8.0 and up; fp32 on older ones, where bf16 is
+  emulated) until a GPU run of today's code earns more: :data:`GPU_PROVEN` lists what has, and
+  ``tests/gpu/accept.sh`` measures what would. ``--compile`` and ``--step-graph`` stay one flag
+  away, and a failure of either in the first steps goes on eagerly (cyclegan.training.loop).
 - CPUs with native bf16 (``avx512_bf16`` or AMX): a 128 px training step ran 1.6-1.7x faster in
   bf16 than in fp32 on an AMD EPYC (avx512_bf16), 2.1-2.6x on an Intel Xeon with AMX. An Intel
   core's avx512_bf16 without AMX (measured on that Xeon with oneDNN capped at ``avx512_core_bf16``,
@@ -126,9 +132,26 @@ def cpu_amx() -> bool:
     return AMX_FLAG in cpu_flags()
 
 
-@functools.cache
-def _cuda_bf16() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+#: Configurations whose fast path a GPU run of today's code has shown to work and pay, as
+#: ``(task, signature) -> (compile mode, evidence)``; ``auto`` on CUDA chooses only these, and bf16
+#: eager elsewhere. Empty: no GPU has been lent since the CUDA code was last changed (2026-12-07);
+#: ``tests/gpu/accept.sh`` writes the rows that decide what to add.
+GPU_PROVEN: dict[tuple[str, str], tuple[str, str]] = {}
+
+#: compute capability from which NVIDIA GPUs run bf16 natively (Ampere); older ones emulate it
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 in hardware: compute capability 8.0 or higher, or ROCm.
+    ``torch.cuda.is_bf16_supported()`` also counts emulation (a T4 or V100 answers True and then
+    runs bf16 several times slower than fp32)."""
+    if torch.version.hip:
+        return True
+    if not torch.cuda.is_available():
+        return False
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return tuple(torch.cuda.get_device_capability(index)) >= NATIVE_BF16_CAPABILITY
 
 
 @dataclass(frozen=True)
@@ -162,10 +185,11 @@ class FastPath:
 
 def choose(device: torch.device | str, task: str = "train", precision: str = "auto",
            compile: bool | None = None, compile_mode: str | None = None,
-           static_shapes: bool = True, image_side: int | None = None) -> FastPath:
+           static_shapes: bool = True, image_side: int | None = None, signature: str | None = None) -> FastPath:
     """Resolve ``precision`` ("auto" or one of :data:`PRECISIONS`) and ``compile`` (None: auto)
-    for ``task`` on ``device``; ``image_side``: the training crop's side in pixels, where known.
-    Explicit choices are kept as given; ``why`` says what auto did."""
+    for ``task`` on ``device``; ``image_side``: the training crop's side in pixels, where known;
+    ``signature``: the model kind and objective (``GANModel.fast_path_signature``), what
+    :data:`GPU_PROVEN` is keyed by. Explicit choices are kept as given; ``why`` says what auto did."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if precision not in PRECISION_CHOICES:
@@ -176,7 +200,7 @@ def choose(device: torch.device | str, task: str = "train", precision: str = "au
         precision, why = _auto_precision(device, task)
         reasons.append(why)
     if compile is None:
-        compile, mode, why = _auto_compile(device, task, static_shapes, precision, image_side)
+        compile, mode, why = _auto_compile(device, task, static_shapes, precision, image_side, signature)
         compile_mode = compile_mode if compile_mode is not None else mode
         reasons.append(why)
     return FastPath(precision, bool(compile), compile_mode if compile else None,
@@ -185,9 +209,10 @@ def choose(device: torch.device | str, task: str = "train", precision: str = "au
 
 def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
     if device.type == "cuda":
-        if _cuda_bf16():
-            return "bf16", "CUDA with bf16"
-        return "fp32", "this GPU has no bf16"
+        if cuda_native_bf16(device):
+            return "bf16", "CUDA with native bf16"
+        return "fp32", ("GPU without native bf16 (compute capability below 8.0: bf16 would be emulated); "
+                        "--precision fp16 is one flag away")
     if device.type == "cpu":
         if not native_cpu_bf16():
             return "fp32", "CPU without native bf16 (bf16 would be emulated: 4-16x slower, measured)"
@@ -205,7 +230,7 @@ def _auto_precision(device: torch.device, task: str) -> tuple[str, str]:
 
 
 def _auto_compile(device: torch.device, task: str, static_shapes: bool, precision: str,
-                  image_side: int | None) -> tuple[bool, str | None, str]:
+                  image_side: int | None, signature: str | None = None) -> tuple[bool, str | None, str]:
     if device.type == "cpu" and precision == "bf16" and cpu_amx():
         if task == "translate":
             return False, None, ("eager (--compile measured 2.2x over eager bf16 at 256 px, but every new image "
@@ -220,9 +245,14 @@ def _auto_compile(device: torch.device, task: str, static_shapes: bool, precisio
         return False, None, "eager (on CPUs compiling was measured to pay only with AMX and bf16)"
     if device.type != "cuda":
         return False, None, "eager (compiling pays on CUDA, measured; not on this device)"
-    if task == "train" and static_shapes:
-        return True, "reduce-overhead", "static shapes: the networks replayed as CUDA graphs"
-    return False, None, "eager (image sizes vary; compiling each size costs more than it saves)"
+    if not static_shapes:
+        return False, None, "eager (image sizes vary; compiling each size costs more than it saves)"
+    proven = GPU_PROVEN.get((task, signature or ""))
+    if proven is not None:
+        mode, evidence = proven
+        return True, mode, f"compiled ({mode}): {evidence}"
+    return False, None, ("eager (compiling and CUDA graphs have not run on a GPU for this configuration with "
+                         "today's code; --compile or --step-graph to try, tests/gpu/accept.sh to measure)")
 
 
 def is_compile_error(e: BaseException) -> bool:

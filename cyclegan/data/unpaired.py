@@ -160,8 +160,9 @@ class UnpairedImageDataset(torch.utils.data.Dataset):
 
     @property
     def static_shapes(self) -> bool:
-        """Whether every sample has the same size (all preprocessing but ``none`` crops to it)."""
-        return self.cfg.preprocess != "none"
+        """Whether every sample has the same size: every preprocessing that crops (``none`` keeps
+        each image's size, ``scale_width`` its aspect ratio)."""
+        return self.cfg.preprocess not in ("none", "scale_width")
 
     def __init__(
         self,

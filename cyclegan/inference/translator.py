@@ -187,6 +187,10 @@ class Translator:
     def _run(self, x: Tensor) -> Tensor:
         """The generator on one device batch: compiled when it can be, else eager."""
         if self._compiled is not None:
+            # each pass its own generation of inductor's CUDA graph trees (with reduce-overhead): a
+            # training step in this process may have marked steps, after which trees start a new
+            # generation only at a mark (cyclegan.models.gan.GANModel.train_step)
+            torch.compiler.cudagraph_mark_step_begin()
             try:
                 return self._compiled(x)
             except Exception as e:

@@ -38,8 +38,19 @@ def write_plan(held: dict | None, drawn: dict, device: torch.device) -> dict:
     for k, v in drawn.items():
         for static, new in (zip(held[k], v) if isinstance(v, list) else [(held[k], v)]):
             if isinstance(new, Tensor):
-                static.copy_(new)
+                copy_from_host(static, new)
     return held
+
+
+def copy_from_host(device_tensor: Tensor, host: Tensor) -> None:
+    """``device_tensor.copy_(host)`` without waiting for the GPU: from pageable memory a
+    host-to-device copy first waits for the stream's earlier work (CUDA's documented behaviour),
+    a host sync every step. From pinned memory it is queued; torch's caching host allocator keeps
+    the pinned block until the copy has run, so ``host`` may be dropped at once."""
+    if device_tensor.device.type == "cuda" and host.device.type == "cpu":
+        device_tensor.copy_(host.pin_memory(), non_blocking=True)
+    else:
+        device_tensor.copy_(host)
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,9 +63,10 @@ LR_POLICIES = ("linear", "step", "cosine", "constant")
 def grads_finite(optimizer: torch.optim.Optimizer) -> Tensor:
     """A 0-dim bool tensor on the parameters' device: every gradient ``optimizer`` would apply is
     finite. No host sync: the caller decides when to read it."""
-    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if not grads:
-        return torch.tensor(True)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:  # made on the device: a host tensor would be a host-to-device copy in a captured step
+        return torch.ones((), dtype=torch.bool, device=params[0].device if params else None)
     # The 2-norm rather than the max: as non-finite exactly when some element is, or when the
     # squares overflow (|g| ~ 1e19, where Adam's second moment would turn infinite too, so that
     # step is better skipped), and 12x faster on a CPU (6 against 66 ms for two ResNet-9s).
@@ -196,7 +208,44 @@ class GANModel(nn.Module):
         for opt in self.optimizers.values():
             for group in (opt.defaults, *opt.param_groups):
                 group.update(fused=fused or None, foreach=False if fused else None)
+            # What Adam sets when built fused: fp16's GradScaler then hands the fused kernel its
+            # scale and inf flag as device tensors, instead of reading the flag on the host
+            # (.item(), a sync every step) and skipping the step there.
+            opt._step_supports_amp_scaling = fused
         return fused
+
+    def needs_double_backward(self) -> bool:
+        """Whether the objective differentiates through a discriminator's gradient (WGAN-GP's
+        gradient penalty, R1): compiled code cannot (aot_autograd has no double backward), so
+        :meth:`compile_networks` leaves the discriminators eager."""
+        loss = getattr(self, "loss", None)
+        cfg = getattr(self, "cfg", None)
+        return bool(getattr(loss, "needs_gradient_penalty", False) or getattr(cfg, "r1_gamma", 0) > 0)
+
+    def compile_networks(self, **options) -> list[str]:
+        """``nn.Module.compile(**options)`` on every network (each keeps its eager forward; the
+        compiler's stance, set per step, decides which one runs), except the discriminators when
+        :meth:`needs_double_backward`. Returns the names of the networks left eager."""
+        eager = list(self.discriminators) if self.needs_double_backward() else []
+        for name, net in (*self.generators.items(), *self.discriminators.items()):
+            if name not in eager:
+                net.compile(**options)
+        return eager
+
+    def fast_path_signature(self) -> str:
+        """The model kind and what of its objective decides whether a fast path (compiled
+        networks, CUDA graphs) works: what cyclegan.core.fastpath.GPU_PROVEN is keyed by."""
+        cfg = getattr(self, "cfg", None)
+        parts = [getattr(cfg, "model", None) or type(self).__name__.lower(), str(getattr(cfg, "gan_mode", ""))]
+        if self.d_steps > 1:
+            parts.append(f"d_steps={self.d_steps}")
+        if getattr(cfg, "r1_gamma", 0):
+            parts.append("r1")
+        if getattr(cfg, "diffaug", ""):
+            parts.append("diffaug")
+        if getattr(cfg, "pool_size", None) == 0:
+            parts.append("pool=0")
+        return "/".join(parts)
 
     def step_graph_unsupported(self) -> str | None:
         """Why this model's training step cannot be captured as one CUDA graph
@@ -231,7 +280,7 @@ class GANModel(nn.Module):
         n = next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
         for pool in getattr(self, "pools", {}).values():
             if pool.buffer is not None:
-                pool.plan[:n].copy_(torch.tensor(pool.draw_plan(n), dtype=torch.long))
+                copy_from_host(pool.plan[:n], torch.tensor(pool.draw_plan(n), dtype=torch.long))
         if self.ema_weight is not None:
             self.ema_weight.fill_(1.0 - ema_decay_at(self.ema_decay, self.ema_updates))
 
@@ -317,6 +366,13 @@ class GANModel(nn.Module):
     def train_step(self, batch: dict) -> dict[str, Tensor]:
         """One D update, plus one G update every ``d_steps`` calls. Returns detached losses."""
         update_g = self.step_count % self.d_steps == 0
+        # One step is one generation of inductor's CUDA graph trees (networks compiled with
+        # reduce-overhead). Left to itself, a tree starts a new generation at the first forward
+        # after any backward, and frees what the previous one saved for backward: CUT and the MNIST
+        # GAN run D's backward between G's forward and G's backward, so G's backward would read
+        # freed memory. After a user's mark, generations change only at the next mark
+        # (torch/_inductor/cudagraph_trees.py, can_start_new_generation). Host-only: a counter.
+        torch.compiler.cudagraph_mark_step_begin()
         logs: dict[str, Tensor] = {}
         self.grads_finite = {}
         with torch.set_grad_enabled(update_g), self.precision.autocast():

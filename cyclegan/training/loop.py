@@ -4,6 +4,8 @@ what differs between model kinds comes in a :class:`Job`."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import os
@@ -28,6 +30,14 @@ from cyclegan.training.runtime import StopFlag, TrainingDiverged, TrainingStoppe
 from cyclegan.training.safe_writer import SafeWriter
 
 log = logging.getLogger("cyclegan.train")
+
+#: steps on a fast path (compiled networks, the whole-step CUDA graph) that run guarded: each from
+#: a copy of the training state, so that a failure goes on eagerly from the same state. Past the
+#: warm-ups and captures (the step graph's, per kind of step), a failure is the model's own.
+GUARDED_STEPS = 6
+#: under torchrun, iterations between the ranks' agreement on a stop request (a collective and a
+#: host read: every step would make the host wait for the GPU)
+STOP_CHECK_EVERY = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,8 +94,9 @@ class Trainer:
         self.preview_dir = self.run_dir / "previews"
         self.writer = None
         self._bar = None  # the progress bar (one per epoch; one for the whole run with max_iters)
-        # "force_eager" after torch.compile failed: the compiled callables stay, unused
+        # "force_eager" after a compiled step failed: the compiled callables stay, unused
         self._stance = "default"
+        self._guard_left = 0  # fast-path steps still to run guarded (see GUARDED_STEPS)
 
         model.to(self.device)
         if cfg.channels_last:
@@ -96,7 +107,8 @@ class Trainer:
         static_shapes = getattr(dataset, "static_shapes", True)
         first = dataset[(0, 0)] if len(dataset) else None  # read once: its size here, the previews below
         self.fast_path = fastpath.choose(self.device, "train", cfg.precision, cfg.compile, cfg.compile_mode,
-                                         static_shapes=static_shapes, image_side=_image_side(first))
+                                         static_shapes=static_shapes, image_side=_image_side(first),
+                                         signature=model.fast_path_signature())
         model.precision = Precision(self.device.type, self.fast_path.precision)
         self.step_graph, self.fast_path = step_graph.setup(model, cfg.step_graph, cfg.compile, self.fast_path,
                                                            self.device, world, static_shapes)
@@ -165,6 +177,7 @@ class Trainer:
         m.load_extra_state(state["extra"])
         if self.step_graph:  # the optimizers' tensors are new ones: warm up and capture again
             self.step_graph.reset()
+            self._guard_left = self._guarded_steps()
         self.counters = Counters(**state["counters"])
         self.lr_scale = state.get("nan_lr_scale", 1.0)
         set_rng_state(state["rng"])
@@ -192,6 +205,11 @@ class Trainer:
         distributed.broadcast_module(self.model, self.dist.world_size)  # every rank starts from rank 0's weights
         if self.model.use_fused_optimizers():
             log.debug("fused Adam")
+        self._write_config()
+
+    def _write_config(self) -> None:
+        """config.yaml: the run's settings and the fast path it runs (rewritten when a fast path
+        failed and the run went on eagerly)."""
         if not self.dist.is_main:
             return
         text = yaml.safe_dump({**self.run.to_dict(), "fast_path": self.fast_path.as_dict()}, sort_keys=False)
@@ -316,9 +334,22 @@ class Trainer:
 
     def _enable_compile(self) -> None:
         """Compile each network in place (``nn.Module.compile``: its eager forward stays; the
-        compiler's stance, set per step, decides which one runs)."""
-        for net in (*self.model.generators.values(), *self.model.discriminators.values()):
-            net.compile(mode=self.fast_path.compile_mode)
+        compiler's stance, set per step, decides which one runs); discriminators that the
+        objective differentiates twice stay eager."""
+        backend = os.environ.get("CYCLEGAN_COMPILE_BACKEND", "inductor")
+        options = {"mode": self.fast_path.compile_mode} if backend == "inductor" else {"backend": backend}
+        eager = self.model.compile_networks(**options)
+        if eager and self.dist.is_main:
+            log.info("compile: %s stay eager (the gradient penalty differentiates through them twice, which "
+                     "compiled code cannot)", ", ".join(eager))
+
+    def _guarded_steps(self) -> int:
+        """How many of the next steps run guarded: the fast path's first ones, past the step
+        graph's warm-ups and first capture of each kind of step."""
+        if not (self.fast_path.compile or self.step_graph):
+            return 0
+        warmup = self.step_graph.warmup if self.step_graph else 0
+        return GUARDED_STEPS + (warmup + 1) * self.model.d_steps
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -329,6 +360,7 @@ class Trainer:
         self.writer = SafeWriter(self.run_dir / "tb", purge_step=c.iteration or None) if main else None
         if self.fast_path.compile:
             self._enable_compile()
+        self._guard_left = self._guarded_steps()
         model.train()
         last = None
         start = time.time()
@@ -436,11 +468,15 @@ class Trainer:
                 if main and cfg.preview_every and (c.iteration % cfg.preview_every == 0 or c.iteration == 1):
                     self._write_preview()
                 done = cfg.max_iters is not None and c.iteration >= cfg.max_iters
-                if self.dist.enabled and distributed.any_rank(bool(stop.requested), self.dist.world_size):
-                    stop.requested = stop.requested or "a stop request on another rank"
-                if stop.requested or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
+                stopping = bool(stop.requested)
+                if self.dist.enabled:  # every rank stops at the same iteration, agreed every few
+                    stopping = ((c.iteration % STOP_CHECK_EVERY == 0 or done)
+                                and distributed.any_rank(stopping, self.dist.world_size))
+                    if stopping:
+                        stop.requested = stop.requested or "a stop request on another rank"
+                if stopping or done or (cfg.save_every and c.iteration % cfg.save_every == 0):
                     last = self.save()
-                if stop.requested:
+                if stopping:
                     self._close_bar()
                     if main:
                         print(f"stopped by {stop.requested} at iteration {c.iteration} ({self._epoch_label()}); "
@@ -455,19 +491,65 @@ class Trainer:
         return False, last
 
     def _step(self, batch: dict) -> dict[str, torch.Tensor]:
-        train_step = self.step_graph.step if self.step_graph else self.model.train_step
+        if self._guard_left <= 0:
+            return self._fast_step(batch)
+        # The fast path's first steps: any exception from inside them (compiling, capturing, a
+        # replay; whatever its type or message) ends in one line, the state as it was before the
+        # step, and the same step again eagerly. An exception the eager step raises too is the
+        # model's own and stops the run as usual.
+        self._guard_left -= 1
+        saved = self._snapshot()
         try:
-            with torch.compiler.set_stance(self._stance):
-                return train_step(batch)
+            return self._fast_step(batch)
         except Exception as e:
-            if not (self.fast_path.compile and self.counters.iteration == 0 and fastpath.is_compile_error(e)):
-                raise
-            # Compilation failed on the first step (no compiler, an unsupported operator): eager
-            # from now on, by the compiler's stance rather than by undoing the compilation.
-            log.warning("torch.compile failed (%s); continuing in eager mode", fastpath.describe_error(e, 200))
-            self._stance = "force_eager"
+            what = "the whole-step CUDA graph" if self.step_graph else "the compiled step"
+            reason = fastpath.describe_error(e, 200)
+            self._go_eager(saved, f"{what} failed at iteration {self.counters.iteration + 1} ({reason})")
+        return self._fast_step(batch)
+
+    def _fast_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        train_step = self.step_graph.step if self.step_graph else self.model.train_step
         with torch.compiler.set_stance(self._stance):
             return train_step(batch)
+
+    def _snapshot(self) -> dict:
+        """A copy of everything a training step changes: weights and buffers (the EMA's too),
+        optimizer and scaler state, the model's own state (pools, random streams, counters) and
+        the global random streams. Local to this process (no collective)."""
+        m = self.model
+        return _clone_tensors({
+            "model": m.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in m.optimizers.items()},
+            "scaler": m.precision.scaler.state_dict(),
+            "extra": m.extra_state(),
+            "rng": rng_state(),
+        })
+
+    def _go_eager(self, saved: dict, what: str) -> None:
+        """After a failed fast step: back to the state ``saved`` before it, and eager from now on
+        (no compiled forward, no step graph), said in one line and in config.yaml."""
+        m = self.model
+        if self.step_graph:
+            self.step_graph.reset()  # the pools back to lists, the planned step's settings undone
+            self.step_graph = None
+        self._stance = "force_eager"
+        self._guard_left = 0
+        for opt in m.optimizers.values():
+            opt.zero_grad(set_to_none=True)  # gradients a capture left pointing into its memory
+        m.load_state_dict(saved["model"])
+        for k, o in m.optimizers.items():
+            o.load_state_dict(saved["optimizers"][k])
+        m.use_fused_optimizers()
+        if saved["scaler"]:
+            m.precision.scaler.load_state_dict(saved["scaler"])
+        m.load_extra_state(saved["extra"])
+        set_rng_state(saved["rng"])
+        m.grads_finite = {}
+        if self.dist.is_main:
+            log.warning("%s; going on eagerly from the same state", what)
+        self.fast_path = dataclasses.replace(self.fast_path, compile=False, compile_mode=None, step_graph=None,
+                                             why=f"{self.fast_path.why}; {what}: eager from then on")
+        self._write_config()
 
 
 def scale_learning_rates(model: GANModel, factor: float) -> None:
@@ -482,6 +564,18 @@ def scale_learning_rates(model: GANModel, factor: float) -> None:
     for sched in model.schedulers.values():
         sched.base_lrs = [lr * factor for lr in sched.base_lrs]
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+def _clone_tensors(tree):
+    """``tree`` (dicts, lists, tuples) with every tensor copied: a snapshot that later in-place
+    updates (Adam's, the pools') do not change."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone_tensors(v) for v in tree)
+    return copy.deepcopy(tree)
 
 
 def _image_side(sample: dict | None) -> int | None:

@@ -50,7 +50,15 @@ def set_rng_state(state: dict) -> None:
     random.setstate(_as_python_state(state["python"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        restore_cuda_rng(state["cuda"], torch.cuda.device_count(), torch.cuda.set_rng_state)
+
+
+def restore_cuda_rng(states: list, devices: int, set_state) -> None:
+    """The saved CUDA generators' states, one per device that is here: a run saved with more
+    visible GPUs than it resumes with (torch's ``set_rng_state_all`` raises an IndexError then),
+    or with fewer (the others keep theirs)."""
+    for index, state in enumerate(list(states)[:devices]):
+        set_state(state, index)
 
 
 def _as_python_state(s):  # torch.load gives lists where random.getstate() had tuples

@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import weakref
 
 import torch
 from torch import Tensor
@@ -110,7 +111,7 @@ def for_device(model: GANModel, device: torch.device) -> StepGraph:
     the dry run, its planned steps checked for host reads."""
     if device.type == "cuda":
         return StepGraph(model)
-    return StepGraph(model, capture=False, warmup=0, forbid_host_reads=True)
+    return StepGraph(model, capture=False, warmup=1, forbid_host_reads=True)
 
 
 @dataclasses.dataclass
@@ -118,7 +119,7 @@ class _Captured:
     """One captured kind of step: the graph, its outputs (losses, then gradient flags, stacked)
     and the learning rates it was captured with."""
 
-    graph: torch.cuda.CUDAGraph
+    graph: torch.cuda.CUDAGraph | None  # None in the dry run
     outputs: Tensor
     loss_keys: list[str]
     finite_keys: list[str]
@@ -139,11 +140,13 @@ class StepGraph:
         #: machine that the step could be captured
         self.forbid_host_reads = forbid_host_reads
         # a capture needs one eager step at least: Adam's state must exist before it (created
-        # inside, it would be re-created by every replay)
-        self.warmup = max(1, warmup) if capture else warmup
+        # inside, it would be re-created by every replay); the dry run follows the same steps
+        self.warmup = max(1, warmup)
         #: per kind of step (whether it updates G), its captured graph
         self.graphs: dict[bool, _Captured] = {}
         self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
+        #: ("warmup" | "capture", updates G) in the order they happened (tests read it)
+        self.events: list[tuple[str, bool]] = []
         #: why capturing failed (the run then goes on with the ordinary step), or None
         self.failed: str | None = None
         self._shapes: dict[str, torch.Size] | None = None  # the first full batch's: the graphs' inputs
@@ -151,13 +154,18 @@ class StepGraph:
         #: inputs are sized by it. None: the first batch is taken to be full.
         self.batch_size: int | None = None
         self._side: torch.cuda.Stream | None = None  # created by the first warm-up step
+        #: one memory pool shared by every capture (see _capture); created by the first one
+        self._pool: tuple[int, int] | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget the graph and go back to eager steps: call after the model's or the optimizers'
         state was reloaded (their tensors are new ones)."""
         self.graphs = {}
-        self._eager_left = self.warmup if self.capture else 0
+        #: per kind of step (whether it updates G), the warm-up steps it has run: each kind is
+        #: warmed up before its own capture (a run resumed in the middle of a --d-steps cycle
+        #: meets the D-only kind first, and cuDNN must not benchmark inside a capture)
+        self._warmed: dict[bool, int] = {}
         self._planned = False
         self.model.stop_planning()
         self.model.precision.cache_enabled = True
@@ -177,14 +185,25 @@ class StepGraph:
         # back just before an epoch's end).
         if self._shapes is None and n == full:
             self._shapes = shapes
-        if shapes != self._shapes or not self.capture:
+        if shapes != self._shapes:
             return self._planned_step(batch)
-        if self._eager_left > 0:
-            self._eager_left -= 1
-            return self._warmup_step(batch)
         update_g = model.step_count % model.d_steps == 0  # as train_step decides
+        if self._warmed.get(update_g, 0) < self.warmup:
+            self._warmed[update_g] = self._warmed.get(update_g, 0) + 1
+            self.events.append(("warmup", update_g))
+            return self._warmup_step(batch) if self.capture else self._planned_step(batch)
         lrs = tuple(float(g["lr"]) for opt in model.optimizers.values() for g in opt.param_groups)
+        # This step's host decisions first: a capture then records the step reading them from
+        # the plan's device tensors (drawn after it, DiffAugment would draw inside the capture).
+        model.draw_plan(batch)
         captured = self.graphs.get(update_g)
+        if not self.capture:  # the dry run: the region a capture records, run under its stand-in
+            if captured is None or captured.lrs != lrs:
+                self.graphs[update_g] = _Captured(None, torch.empty(0), [], [], lrs)
+                self.captures += 1
+                self.events.append(("capture", update_g))
+            with strict_capture(model, batch) if self.forbid_host_reads else contextlib.nullcontext():
+                return model.train_step(batch)
         if captured is None or captured.lrs != lrs:
             try:
                 captured = self.graphs[update_g] = self._capture(batch, lrs)
@@ -192,9 +211,11 @@ class StepGraph:
                 self.failed = describe_error(e, 200)
                 log.warning("--step-graph: capturing the step failed (%s); continuing with the ordinary step",
                             self.failed)
+                # The capture ran nothing: this step, its plan drawn, runs eagerly; then ordinary
+                # steps, which draw as the planned ones do.
+                logs = model.train_step(batch)
                 self.reset()
-                return model.train_step(batch)
-        model.draw_plan(batch)
+                return logs
         for k, v in self._inputs.items():
             v.copy_(batch[k], non_blocking=True)
         captured.graph.replay()
@@ -209,9 +230,13 @@ class StepGraph:
         return {k: out[i] for i, k in enumerate(captured.loss_keys)}
 
     def _planned_step(self, batch: dict) -> dict[str, Tensor]:
-        """The planned step run eagerly (without CUDA, or for a batch of another size)."""
+        """The planned step run eagerly (without CUDA, or for a batch of another size). With
+        ``forbid_host_reads`` (the dry run) the step runs under :func:`strict_capture`, which
+        refuses what a capture cannot contain."""
         self.model.draw_plan(batch)
-        with no_host_reads() if self.forbid_host_reads else contextlib.nullcontext():
+        if not self.forbid_host_reads:
+            return self.model.train_step(batch)
+        with strict_capture(self.model, batch):
             return self.model.train_step(batch)
 
     def _warmup_step(self, batch: dict) -> dict[str, Tensor]:
@@ -257,13 +282,14 @@ class StepGraph:
         counters = model.step_count, model.ema_updates
         groups = [g for opt in model.optimizers.values() for g in opt.param_groups]
         graph = torch.cuda.CUDAGraph()
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
         try:
             # Adam refuses to be captured unless capturable; only while capturing, so that the
             # optimizer state a checkpoint stores is the ordinary one.
             for g in groups:
                 g["capturable"] = True
-            # thread_local: the DataLoader's pin-memory thread may call CUDA meanwhile
-            with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
+            with record(graph, self._stream(), self._pool):
                 logs = model.train_step(static)
                 finite_keys = list(model.grads_finite)
                 outputs = torch.stack([*(v.float() for v in logs.values()),
@@ -278,20 +304,176 @@ class StepGraph:
 
 
 @contextlib.contextmanager
-def no_host_reads():
-    """Inside: reading a tensor's value on the host (``.item()``, ``bool()``, ``.tolist()``,
-    ``.cpu()``, ...) raises. A step that passes on the CPU makes no such read, which on CUDA would
-    wait for the GPU and cannot be captured."""
+def record(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, pool: tuple[int, int]):
+    """Capture what runs inside into ``graph`` on ``stream``, allocating from ``pool``.
+
+    ``torch.cuda.graph`` without its failure path's leaks (torch 2.9-2.14, read in their source):
+    when ``capture_end()`` raises (an operation inside invalidated the capture), its ``__exit__``
+    never leaves the capture stream's context, so every later kernel of the run goes to that
+    stream; and ``CUDAGraph::capture_end`` throws before it tells the caching allocator that the
+    capture is over, so that stream's later allocations still go to the graph's pool. Here the
+    stream's context is left whatever happens, and a failed capture's pool routing is ended.
+
+    One pool for every capture of a run (the step's kinds with ``--d-steps`` above 1, and the
+    captures after a learning rate change): graphs that share a pool must not rely on memory that
+    another one's replay may reuse, and these leave nothing behind that a later step reads (the
+    trainer copies a replay's outputs at once, and every replay makes its gradients anew).
+    ``capture_error_mode="thread_local"``: the DataLoader's pin-memory thread may call CUDA."""
+    with torch.cuda.stream(stream):
+        graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+        try:
+            yield
+        except BaseException:
+            _end_failed_capture(graph, pool)
+            raise
+        try:
+            graph.capture_end()
+        except BaseException:
+            _end_pool_routing(pool)
+            raise
+
+
+def _end_failed_capture(graph: torch.cuda.CUDAGraph, pool: tuple[int, int]) -> None:
+    """After an exception inside a capture: end the stream's capture (CUDA requires it before the
+    stream runs anything again; it raises for an invalidated capture) and the pool routing."""
+    try:
+        graph.capture_end()
+    except Exception:
+        _end_pool_routing(pool)
+
+
+def _end_pool_routing(pool: tuple[int, int]) -> None:
+    """Tell the caching allocator that the capture into ``pool`` is over, where torch's
+    ``capture_end`` failed before doing so (newer versions do it first; then this finds nothing
+    to end and raises, which is fine)."""
+    end = getattr(torch._C, "_cuda_endAllocateToPool", None) or getattr(torch._C, "_cuda_endAllocateCurrentStreamToPool", None)
+    if end is None:
+        return
+    with contextlib.suppress(Exception):
+        end(torch.cuda.current_device(), pool)
+
+
+#: tensor methods that read a value on the host (on CUDA: wait for the GPU; refused in a capture)
+HOST_READS = frozenset({"item", "__bool__", "__float__", "__int__", "__index__", "__format__", "tolist", "numpy",
+                        "cpu"})
+#: functions that make a tensor of host data (on CUDA: a host-to-device copy), whatever the device
+FROM_HOST_DATA = frozenset({"tensor", "as_tensor", "asarray", "from_numpy", "scalar_tensor"})
+#: factories that make a host tensor unless given a device (or a tensor to take it from)
+FACTORIES = frozenset({"zeros", "ones", "empty", "full", "arange", "range", "linspace", "logspace", "eye",
+                       "rand", "randn", "randint", "randperm", "normal", "empty_strided"})
+#: tensor methods that move their tensor to the device (on CUDA: a host-to-device copy when it is a host tensor)
+MOVES = frozenset({"to", "cuda", "copy_"})
+
+
+class CaptureViolation(RuntimeError):
+    """A planned step did something a CUDA graph capture cannot contain (:func:`strict_capture`)."""
+
+
+@contextlib.contextmanager
+def strict_capture(model: torch.nn.Module | None = None, batch: dict | None = None):
+    """A CPU stand-in for the capture of a training step: inside, whatever a CUDA graph capture
+    would refuse (or silently get wrong) raises :class:`CaptureViolation`:
+
+    - a host read of a tensor's value (``.item()``, ``bool()``, ``.tolist()``, ``.cpu()``, ...);
+    - a host RNG draw: a random function given a CPU ``generator`` (the models' own streams);
+    - a new tensor from host data (``torch.tensor``, ``as_tensor``, ``from_numpy``), or a factory
+      (``zeros``, ``arange``, ``rand``, ...) without a device, which on CUDA makes a host tensor;
+    - a host-to-device copy: ``.to()``, ``.cuda()`` or ``copy_()`` of a tensor that is neither
+      one of the step's device tensors (those reachable from ``model``: parameters, buffers,
+      optimizer state, the plan's tensors; and ``batch``) nor made inside the region.
+
+    On the CPU every tensor is a host tensor, so "device tensor" means one the step holds on the
+    device in a CUDA run. What passes here makes none of these calls; a capture may still fail
+    for reasons no CPU shows (an operator without CUDA graph support), which the trainer survives
+    (cyclegan.training.loop)."""
     from torch.overrides import TorchFunctionMode
 
-    reads = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "cpu"}
+    known: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+    for t in _device_tensors(model, batch):
+        known[id(t)] = t
 
-    class _NoHostReads(TorchFunctionMode):
+    def is_known(t: Tensor) -> bool:
+        return known.get(id(t)) is t
+
+    def remember(out) -> None:
+        if isinstance(out, Tensor):
+            known[id(out)] = out
+        elif isinstance(out, (list, tuple)):
+            for o in out:
+                remember(o)
+
+    class _StrictCapture(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
             name = getattr(func, "__name__", "")
-            if name in reads:
-                raise RuntimeError(f"a host read of a tensor ({name}) inside the step")
-            return func(*args, **(kwargs or {}))
+            if name in HOST_READS:
+                raise CaptureViolation(f"a host read of a tensor ({name}) inside the step")
+            generator = kwargs.get("generator")
+            if generator is not None and generator.device.type == "cpu":
+                raise CaptureViolation(f"a host RNG draw ({name} from a CPU generator) inside the step")
+            if name in FROM_HOST_DATA:
+                raise CaptureViolation(f"a new tensor from host data ({name}) inside the step")
+            has_tensor = any(isinstance(a, Tensor) for a in args)
+            if name in FACTORIES and kwargs.get("device") is None and not has_tensor and func.__module__ != "torch.Tensor":
+                raise CaptureViolation(f"a host tensor made inside the step ({name} without a device)")
+            if name in MOVES and args and isinstance(args[0], Tensor) and _moves_device(name, args, kwargs):
+                source = args[1] if name == "copy_" else args[0]
+                if isinstance(source, Tensor) and not is_known(source):
+                    raise CaptureViolation(f"a host-to-device copy ({name}) of a tensor made outside the step "
+                                           f"{tuple(source.shape)}")
+            out = func(*args, **kwargs)
+            if name == "__iter__":  # the tensors it yields are the step's own too
+                out = list(out)
+                remember(out)
+                return iter(out)
+            remember(out)
+            return out
 
-    with _NoHostReads():
+    with _StrictCapture():
         yield
+
+
+def _moves_device(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a ``to``/``cuda``/``copy_`` call may put its data on another device (``.to(dtype)``
+    does not)."""
+    if name != "to":
+        return True
+    targets = [*args[1:], kwargs.get("device"), kwargs.get("other")]
+    return any(t is not None and not isinstance(t, (bool, torch.dtype, torch.memory_format)) for t in targets)
+
+
+def _device_tensors(root, batch: dict | None, depth: int = 4) -> list[Tensor]:
+    """The tensors a CUDA run holds on the device for a step of ``root`` (a model): its
+    parameters and buffers, its optimizers' state, the batch, and the tensors its attributes hold
+    (plans, pool buffers), found through dicts, lists and plain objects ``depth`` levels down."""
+    found: list[Tensor] = [v for v in (batch or {}).values() if isinstance(v, Tensor)]
+    if root is None:
+        return found
+    if isinstance(root, torch.nn.Module):
+        found += [*root.parameters(), *root.buffers()]
+    for opt in getattr(root, "optimizers", {}).values():
+        for state in opt.state.values():
+            found += [v for v in state.values() if isinstance(v, Tensor)]
+    seen: set[int] = set()
+
+    def walk(obj, level: int) -> None:
+        if id(obj) in seen or level < 0:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Tensor):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v, level - 1)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v, level - 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (torch.nn.Module, torch.optim.Optimizer, type)):
+            walk(vars(obj), level - 1)
+
+    walk({k: v for k, v in vars(root).items() if not k.startswith("_modules")}, depth)
+    return found
+
+
+#: the old name of :func:`strict_capture`'s host-read check, kept for callers of the dry run
+no_host_reads = strict_capture
