@@ -3,9 +3,12 @@
 # torch but not albumentations, whose wheels travel in .whl/: make it here with
 # `bash docs/gpu_wheels.sh`, and name .whl in the device tool's carry). From the repository root:
 #   bash docs/gpu_session.sh OUTDIR [part ...]      parts: info tests eager compile scaling curves profile batch8 fastpath resident stepgraph stepgraph256
+# The acceptance run for a lent GPU is tests/gpu/accept.sh (one 8-minute call); these parts are
+# the longer measurements behind docs/benchmarks.md, one or two per device call. Each part runs
+# with errexit and pipefail; the script exits 1 when any part failed.
 set -u
 OUTDIR=${1:?usage: gpu_session.sh OUTDIR [part ...]}; shift
-PARTS=${*:-info tests eager compile scaling curves}
+PARTS=${*:-info tests}
 mkdir -p "$OUTDIR"
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -17,8 +20,8 @@ export PYTHONUNBUFFERED=1
 PEAK=989   # dense bf16 TFLOP/s of an H100/H200 SXM by the datasheet
 bench() { python3 -m cyclegan bench --device cuda --peak-tflops $PEAK --warmup 5 --iters 10 --repeats 5 "$@"; }
 
-for part in $PARTS; do
-  echo "=== $part $(date -u +%H:%M:%S)"
+run_part() {
+  local part=$1
   case $part in
     info)
       nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
@@ -132,6 +135,14 @@ f(Path(sys.argv[1]) / 'rgb256', 256, count=400)" /tmp/sg_data
     curves)  # loss curves of the fast paths against the fp32 eager baseline, 200 iterations
       python3 docs/speed_curves.py --device cuda --size 256 --iters 200 --json "$OUTDIR/curves.json"
       ;;
+    *) echo "unknown part $part" >&2; return 2 ;;
   esac
+}
+
+failed=""
+for part in $PARTS; do
+  echo "=== $part $(date -u +%H:%M:%S)"
+  ( set -e -o pipefail; run_part "$part" ) || { echo "=== $part FAILED"; failed="$failed $part"; }
 done
-echo "=== done $(date -u +%H:%M:%S)"
+echo "=== done $(date -u +%H:%M:%S); failed:${failed:- none}"
+[ -z "$failed" ]

@@ -42,9 +42,9 @@ LOOP_FLAGS = [
 ]
 LOOP_SWITCHES = [
     ("--channels-last", "channels_last", True, "channels_last memory format"),
-    ("--compile", "compile", True, "torch.compile the networks (falls back to eager on failure); default: "
-                                   "auto, on CUDA with fixed-size crops (CUDA graphs) and on CPUs with AMX "
-                                   "for crops of 128 px and up"),
+    ("--compile", "compile", True, "torch.compile the networks (a failure in the first steps goes on eagerly "
+                                   "from the same state); default: auto, on CPUs with AMX for crops of 128 px "
+                                   "and up; on CUDA not yet (unproven on a GPU with today's code: docs/gpu.md)"),
     ("--no-compile", "compile", False, "eager, even where auto would compile"),
     ("--step-graph", "step_graph", True, "capture the whole training step (both updates, EMA, image pools, noise) "
                                          "as a CUDA graph and replay it: no per-step launch overhead; CUDA only, "

@@ -32,9 +32,11 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
 @contextlib.contextmanager
 def cudnn_benchmark(device: torch.device) -> Iterator[None]:
     """On CUDA, let cuDNN time its algorithms once per input shape and keep the fastest (for
-    fixed shapes: training, benchmarks); the process-wide switch is restored on the way out."""
+    fixed shapes: training, benchmarks); the process-wide switch is restored on the way out.
+    Not where deterministic algorithms were asked for (``torch.backends.cudnn.deterministic``):
+    timings differ between processes, so the choice would, and with it the results."""
     before = torch.backends.cudnn.benchmark
-    if device.type == "cuda":
+    if device.type == "cuda" and not torch.backends.cudnn.deterministic:
         torch.backends.cudnn.benchmark = True
     try:
         yield

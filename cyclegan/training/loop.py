@@ -97,6 +97,9 @@ class Trainer:
         # "force_eager" after a compiled step failed: the compiled callables stay, unused
         self._stance = "default"
         self._guard_left = 0  # fast-path steps still to run guarded (see GUARDED_STEPS)
+        #: what the fast path did, written to config.yaml's ``ran`` at the end of fit(): whether a
+        #: fast path failed and why, the step graph's captures and replays
+        self.ran: dict[str, Any] = {}
 
         model.to(self.device)
         if cfg.channels_last:
@@ -212,7 +215,8 @@ class Trainer:
         failed and the run went on eagerly)."""
         if not self.dist.is_main:
             return
-        text = yaml.safe_dump({**self.run.to_dict(), "fast_path": self.fast_path.as_dict()}, sort_keys=False)
+        ran = {"ran": self.ran} if self.ran else {}
+        text = yaml.safe_dump({**self.run.to_dict(), "fast_path": self.fast_path.as_dict(), **ran}, sort_keys=False)
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text.encode()))
 
     def save(self) -> Path:
@@ -395,11 +399,24 @@ class Trainer:
                 if self.writer:
                     self.writer.close()
                 self._stop_workers()
+                self._record_what_ran()
         if self.export and main:
             self.exports.append(self.export(self.run_dir, self.counters.iteration))
         self.elapsed = time.time() - start
         log.info("finished at iteration %d (%s) in %.1f s", self.counters.iteration, self._epoch_label(), self.elapsed)
         return last if last else self.save()
+
+    def _record_what_ran(self) -> None:
+        """config.yaml's ``ran``: what the fast path did (the fast_path section says what was
+        chosen before the first step)."""
+        if self.step_graph:
+            self.ran.update(step_graph_captures=self.step_graph.captures, step_graph_replays=self.step_graph.replays,
+                            step_graph_failed=self.step_graph.failed)
+        if self.ran:
+            try:
+                self._write_config()
+            except (CheckpointError, OSError) as e:
+                log.warning("config.yaml not updated: %s", e)
 
     def _stop_workers(self) -> None:
         """Stop the DataLoader's persistent worker processes now, rather than whenever the trainer
@@ -531,6 +548,7 @@ class Trainer:
         m = self.model
         if self.step_graph:
             self.step_graph.reset()  # the pools back to lists, the planned step's settings undone
+            self.ran.update(step_graph_captures=self.step_graph.captures, step_graph_replays=self.step_graph.replays)
             self.step_graph = None
         self._stance = "force_eager"
         self._guard_left = 0
@@ -545,6 +563,7 @@ class Trainer:
         m.load_extra_state(saved["extra"])
         set_rng_state(saved["rng"])
         m.grads_finite = {}
+        self.ran["fell_back"] = what
         if self.dist.is_main:
             log.warning("%s; going on eagerly from the same state", what)
         self.fast_path = dataclasses.replace(self.fast_path, compile=False, compile_mode=None, step_graph=None,

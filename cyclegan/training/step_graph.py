@@ -145,6 +145,7 @@ class StepGraph:
         #: per kind of step (whether it updates G), its captured graph
         self.graphs: dict[bool, _Captured] = {}
         self.captures = 0  # how many times a graph was captured (tests, the run's closing line)
+        self.replays = 0
         #: ("warmup" | "capture", updates G) in the order they happened (tests read it)
         self.events: list[tuple[str, bool]] = []
         #: why capturing failed (the run then goes on with the ordinary step), or None
@@ -219,6 +220,7 @@ class StepGraph:
         for k, v in self._inputs.items():
             v.copy_(batch[k], non_blocking=True)
         captured.graph.replay()
+        self.replays += 1
         model.step_count += 1
         if update_g and model.ema_generators is not None:
             model.ema_updates += 1
