@@ -26,6 +26,7 @@ from cyclegan import app as logic  # noqa: E402
 from cyclegan.app import media, published  # noqa: E402
 from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
 from cyclegan.app.memory import MemoryTrimmer, limit_malloc_arenas  # noqa: E402
+from cyclegan.core import install  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
 _TRIMMER = MemoryTrimmer()
@@ -381,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = logic.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
+        install.check()
         serve(settings)
+    except install.BrokenInstall as e:  # torchvision built for another torch: the line says the fix
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2
     except logic.UserError as e:  # a broken --model, an unavailable --device: one line, no traceback
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2

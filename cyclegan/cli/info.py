@@ -14,6 +14,7 @@ import torch
 from cyclegan import __version__
 from cyclegan.core import fastpath
 from cyclegan.core.devices import pick_device
+from cyclegan.core.install import import_torchvision
 
 __all__ = ["add_info_command", "machine_report"]
 
@@ -30,7 +31,7 @@ CASES = (("train, 256 px crops (the default size)", "train", True, 256),
 
 
 def machine_report(device_name: str = "auto") -> dict:
-    import torchvision
+    torchvision = import_torchvision()
 
     device = pick_device(device_name)
     cpu = fastpath.cpu_info()

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from cyclegan import __version__
+from cyclegan.core import install
 from cyclegan.core.argtypes import image_size
 from cyclegan.cli.help import use_everywhere
 from cyclegan.cli.train import add_train_parser, cmd_bench, cmd_export
@@ -94,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        install.check()  # a torchvision built for another torch: one line and the fix, before any work
         return args.func(args)
+    except install.BrokenInstall as e:
+        print(f"cyclegan {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except TrainingStopped as e:  # saved, and the loop already said how to resume
         return e.status
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as e:

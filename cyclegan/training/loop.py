@@ -26,6 +26,7 @@ from cyclegan.training import distributed, step_graph
 from cyclegan.training.config import RunConfig
 from cyclegan.training.runtime import StopFlag, TrainingDiverged, TrainingStopped, rng_state, seed_everything, set_rng_state
 from cyclegan.training.safe_writer import SafeWriter
+from cyclegan.core.install import import_torchvision
 
 log = logging.getLogger("cyclegan.train")
 
@@ -227,7 +228,7 @@ class Trainer:
         return out
 
     def _write_preview(self) -> None:
-        import torchvision.utils as vutils
+        vutils = import_torchvision("torchvision.utils")
 
         # Eager: rare, and CUDA-graph replays would overwrite G_B's first output with its second.
         with torch.compiler.set_stance("force_eager"):
