@@ -43,6 +43,12 @@ CSS = """
   image-rendering: pixelated; }
 #examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
 #published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
+/* Batch: pairs as thumbnails (a click opens one large), three pairs to a row on a wide screen and one on a
+   phone, the whole of a small batch in view, captions wrapped instead of cut off */
+#batch-gallery .grid-container { --grid-cols: 6 !important; }
+@media (max-width: 640px) { #batch-gallery .grid-container { --grid-cols: 2 !important; } }
+#batch-gallery .grid-wrap { max-height: none; }
+#batch-gallery .caption-label { white-space: normal; overflow-wrap: anywhere; max-width: calc(100% - 8px); }
 """
 
 
@@ -139,8 +145,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             batch_size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
             batch_go = gr.Button("Translate all", variant="primary", elem_id="batch-button")
             batch_info = gr.Markdown(elem_id="batch-info")
-            gallery = gr.Gallery(label="Each input beside its translation", columns=2, object_fit="contain",
-                                 height="auto",
+            gallery = gr.Gallery(label="Each input beside its translation (click one to see it large)", columns=2,
+                                 object_fit="contain", height="auto", allow_preview=True,
                                  elem_id="batch-gallery", interactive=False)
             batch_zip = gr.File(label="All translations (zip, true size)", interactive=False, elem_id="batch-zip")
 

@@ -1,0 +1,90 @@
+"""The app as a new user meets it (issue 28), in Debian's Chromium at desktop (1280 px) and phone
+(390 px) width: `python app.py` in a subprocess on the bundled demo models plus a tiny run, the
+published models' server unreachable (a closed port on 127.0.0.1), as on an offline machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from browser import ARTIFACTS, chromium
+from loopback import free_port, serving
+from test_app_tabs import _show_tab
+from tiny_models import ROOT, tiny_export
+
+EXAMPLES = ROOT / "cyclegan" / "assets" / "examples"
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """app.py on the bundled models plus runs/tiny; yields (url, folder)."""
+    tmp = tmp_path_factory.mktemp("first-hour")
+    tiny_export(tmp / "runs" / "tiny")
+    port = free_port()
+    offline = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "CYCLEGAN_BASE_URL": offline}
+    with serving([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--runs-dir", "runs",
+                  "--checkpoints-dir", "checkpoints", "--threads", "1"], tmp, env, port) as (url, _):
+        yield url, tmp
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(params=list(WIDTHS))
+def page(request, app, browser):
+    width, height = WIDTHS[request.param]
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(60_000)
+    page.goto(app[0], wait_until="domcontentloaded")
+    page.wait_for_selector("#model-info :text('T-shirt/top \u2192 Pullover')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield page
+    shot = ARTIFACTS / f"first_hour_{request.node.originalname}_{request.param}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
+
+
+def test_a_small_batch_is_seen_whole_as_thumbnails_that_open_large(page):
+    _show_tab(page, "Batch")
+    files = [EXAMPLES / name for name in ("tshirt_1.png", "tshirt_2.png", "pullover_1.png", "pullover_2.png")]
+    page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
+    page.wait_for_function("() => document.querySelector('#batch-files').textContent.includes('pullover_2')")
+    page.click("#batch-button")
+    page.wait_for_function("() => document.querySelectorAll('#batch-gallery .thumbnail-item img').length == 8 && "
+                           "[...document.querySelectorAll('#batch-gallery .thumbnail-item img')].every("
+                           "i => i.complete && i.naturalWidth > 0)")
+    page.locator("#batch-gallery").scroll_into_view_if_needed()
+    seen = page.evaluate("""() => {
+        const wrap = document.querySelector('#batch-gallery .grid-wrap').getBoundingClientRect();
+        const cells = [...document.querySelectorAll('#batch-gallery .thumbnail-item')].map(c => {
+            const r = c.getBoundingClientRect();
+            return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width};
+        });
+        const captions = [...document.querySelectorAll('#batch-gallery .caption-label')].map(
+            c => c.scrollWidth <= c.clientWidth + 1 && c.scrollHeight <= c.clientHeight + 1);
+        return {wrap: {top: wrap.top, bottom: wrap.bottom, left: wrap.left, right: wrap.right},
+                cells, captions, view: window.innerHeight};
+    }""")
+    wrap, cells = seen["wrap"], seen["cells"]
+    # every cell lies inside the gallery's box (nothing hidden behind its scroll bar) ...
+    assert all(c["top"] >= wrap["top"] - 1 and c["bottom"] <= wrap["bottom"] + 1 and
+               c["left"] >= wrap["left"] - 1 and c["right"] <= wrap["right"] + 1 for c in cells), seen
+    # ... the whole batch fits in the window at once, and every caption is shown whole
+    assert max(c["bottom"] for c in cells) - min(c["top"] for c in cells) <= seen["view"], seen
+    assert all(seen["captions"]) and len(seen["captions"]) == 8, seen
+    # an input and its translation side by side, in one row
+    for i in range(0, 8, 2):
+        assert abs(cells[i]["top"] - cells[i + 1]["top"]) < 1 and cells[i]["right"] <= cells[i + 1]["left"]
+    page.locator("#batch-gallery .thumbnail-item").nth(1).click()
+    page.wait_for_selector("#batch-gallery [data-testid='detailed-image']")
+    big = page.locator("#batch-gallery [data-testid='detailed-image']").bounding_box()
+    assert big["width"] > cells[1]["width"] * 1.2 or big["height"] > cells[1]["width"] * 1.2
