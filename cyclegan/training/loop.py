@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 import yaml
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cyclegan.core import fastpath
 from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors, save_numbered
@@ -29,6 +30,8 @@ from cyclegan.training.safe_writer import SafeWriter
 from cyclegan.core.install import import_torchvision
 
 log = logging.getLogger("cyclegan.train")
+#: iterations between refreshes of the progress bar's losses (the mean over those iterations)
+BAR_EVERY = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,6 +278,15 @@ class Trainer:
                 raise self._diverged(f"gradients of {' and '.join(bad)} became NaN or infinite at iteration {it} "
                                      "(that update was skipped)")
 
+    def _pending_means(self) -> dict[str, float]:
+        """Each loss averaged over the iterations not yet checked (this rank's): the bar's smoothed figures."""
+        if not self._pending:
+            return {}
+        keys = list(self._pending[-1][1])
+        table = torch.stack([torch.stack([losses[k].detach().float() for k in keys])
+                             for _, losses, _ in self._pending if list(losses) == keys])
+        return dict(zip(keys, table.mean(0).tolist()))
+
     def _diverged(self, what: str) -> TrainingDiverged:
         if (self.ckpt_dir / "latest.pt").exists():
             where = (f"The last good checkpoint is in {self.ckpt_dir} (try a lower --lr or --precision fp32, "
@@ -334,7 +346,8 @@ class Trainer:
         last = None
         start = time.time()
         # Training shapes are fixed: cuDNN may time its algorithms once (restored when fit returns).
-        with cudnn_benchmark(self.device), StopFlag() as stop:
+        # Log lines (checkpoints, warnings) print above the bar instead of being glued onto it.
+        with cudnn_benchmark(self.device), StopFlag() as stop, logging_redirect_tqdm():
             try:
                 while self.counters.epoch < self.total_epochs:
                     c = self.counters  # a roll-back replaces the counters
@@ -418,18 +431,26 @@ class Trainer:
         cfg, model, c = self.cfg, self.model, self.counters
         self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
         bar = self._progress_bar(main)
+        bar_at = None  # the iteration whose losses the bar shows last
         try:
             for batch in self.loader:
                 losses = self._step(self._to_device(batch))
                 c.iteration += 1
                 c.epoch_samples += _batch_len(batch)
                 self._pending.append((c.iteration, losses, dict(model.grads_finite)))
+                log_now = c.iteration % cfg.log_every == 0 or c.iteration == 1
+                # The bar's losses: their mean since its last refresh, every BAR_EVERY iterations and at
+                # this epoch's (or this process's, after --resume) first step. Same iterations on every rank.
+                refresh = bar_at is None or c.iteration - bar_at >= BAR_EVERY
+                if refresh:
+                    bar_at = c.iteration
+                    if main:
+                        bar.set_postfix({k: f"{v:.3f}" for k, v in self._pending_means().items()}, refresh=False)
                 bar.update(1)
-                if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                if log_now or refresh:
                     losses = self._check_finite()  # averaged over the ranks under torchrun
-                if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
+                if main and log_now:
                     values = {k: float(v) for k, v in losses.items()}
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                     for k, v in values.items():
                         self.writer.add_scalar(f"loss/{k}", v, c.iteration)
                     for k, opt in model.optimizers.items():
