@@ -5,6 +5,8 @@ published models' server unreachable (a closed port on 127.0.0.1), as on an offl
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from browser import ARTIFACTS, chromium
 from loopback import free_port, serving
 from test_app_tabs import _show_tab
+from test_train import make_domain
 from tiny_models import ROOT, tiny_export
 
 EXAMPLES = ROOT / "cyclegan" / "assets" / "examples"
@@ -24,6 +27,9 @@ def app(tmp_path_factory):
     """app.py on the bundled models plus runs/tiny; yields (url, folder)."""
     tmp = tmp_path_factory.mktemp("first-hour")
     tiny_export(tmp / "runs" / "tiny")
+    (tmp / "runs" / "tiny" / "config.yaml").write_text("data:\n  dataroot: data\n")  # what training writes
+    for seed, folder in enumerate(("trainA", "trainB", "testA", "testB")):
+        make_domain(tmp / "data" / folder, 4, seed, size=(32, 32))
     port = free_port()
     offline = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
@@ -88,3 +94,29 @@ def test_a_small_batch_is_seen_whole_as_thumbnails_that_open_large(page):
     page.wait_for_selector("#batch-gallery [data-testid='detailed-image']")
     big = page.locator("#batch-gallery [data-testid='detailed-image']").bounding_box()
     assert big["width"] > cells[1]["width"] * 1.2 or big["height"] > cells[1]["width"] * 1.2
+
+
+def _pick_model(page, label: str) -> None:
+    page.locator("#model input").click()
+    page.locator("ul[role=listbox] li", has_text=label).click()
+
+
+def test_the_evaluation_hint_is_a_command_that_works_as_pasted(page, app):
+    folder = app[1]
+    info = page.locator("#model-info")
+    assert "no evaluation saved" in info.inner_text() and "cyclegan eval" not in info.inner_text()  # the demo
+    _pick_model(page, "runs/tiny: A \u2192 B")
+    page.wait_for_selector("#model-info code:has-text('cyclegan eval domains')")
+    command = page.locator("#model-info code").inner_text()
+    assert "RUN" not in command and "--dataroot data" in command
+    args = shlex.split(command)
+    assert args[:3] == ["cyclegan", "eval", "domains"]
+    r = subprocess.run([sys.executable, "-m", "cyclegan", *args[1:]], cwd=folder, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    try:
+        assert r.returncode == 0, r.stderr[-2000:]
+        _pick_model(page, "runs/tiny: B \u2192 A")
+        page.wait_for_selector("#model-info :text('evaluation: hit rate')")
+        assert "cyclegan eval" not in info.inner_text()
+    finally:
+        (folder / "runs" / "tiny" / "eval" / "domains.json").unlink(missing_ok=True)

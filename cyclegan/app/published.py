@@ -116,6 +116,38 @@ def model_info(backend: AppBackend, choice_id: Any) -> str:
     trained = f"trained at {size} px" if size else "training size unknown (translated at 256 px)"
     lines = [f"**{src} {ARROW} {dst}**", "", f"- {trained}; {channels}", f"- {spec.describe()}, {origin}"]
     figures = eval_figures(entry, choice.direction)
-    lines.append(f"- evaluation: {figures}" if figures else
-                 "- no evaluation saved (`cyclegan eval domains --model RUN --json RUN/eval/domains.json`)")
+    if figures:
+        lines.append(f"- evaluation: {figures}")
+    else:
+        command = eval_command(entry)
+        lines.append(f"- no evaluation saved; this command makes one: `{command}`" if command else
+                     "- no evaluation saved")
     return "\n".join(lines)
+
+
+def _run_folder(entry: ModelEntry) -> Path | None:
+    path = _eval_path(entry)
+    return path.parent.parent if path is not None else None
+
+
+def eval_command(entry: ModelEntry) -> str | None:
+    """The ``cyclegan eval domains`` command that saves the figures the panel shows, filled in for
+    this run and the data set it was trained on; None where it would not work as pasted (no run
+    folder, no data set named in its config.yaml, or that folder lacks testA and testB)."""
+    import shlex
+
+    import yaml
+
+    run = _run_folder(entry)
+    if run is None:
+        return None
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        dataroot = config["data"]["dataroot"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if not isinstance(dataroot, str) or not all((Path(dataroot) / f"test{d}").is_dir() for d in "AB"):
+        return None
+    out = run / EVAL_FILE
+    return (f"cyclegan eval domains --model {shlex.quote(run.as_posix())} --dataroot {shlex.quote(dataroot)} "
+            f"--json {shlex.quote(out.as_posix())}")
