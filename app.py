@@ -132,12 +132,11 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             download = gr.File(label="Download the result (PNG, at its true size)", interactive=False,
                                elem_id="download")
             if examples:
-                with_direction = all(choice for _, _, choice in examples)
-                gr.Examples(examples=[[str(p), c] if with_direction else [str(p)] for p, _, c in examples],
-                            inputs=[image_in, model] if with_direction else [image_in],
-                            example_labels=[label for _, label, _ in examples], elem_id="examples",
-                            label="Examples by domain: a click picks the direction that translates it",
-                            examples_per_page=12)
+                # The example sets the image only; on_example keeps a model of the user's own (see example_choice).
+                example_set = gr.Examples(examples=[[str(p)] for p, _, _ in examples], inputs=[image_in],
+                                          example_labels=[label for _, label, _ in examples], elem_id="examples",
+                                          label="Examples by domain (on the demo model a click picks the direction "
+                                                "that translates it)", examples_per_page=12)
 
         with gr.Tab("Batch"):
             batch_files = gr.File(label="Images (choose or drop several)", file_count="multiple",
@@ -253,6 +252,12 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         def on_info(choice_id):
             return _info(backend, choice_id)
 
+        def on_example(picked, current):
+            index = picked[0] if isinstance(picked, (tuple, list)) else picked
+            suggested = examples[index][2] if isinstance(index, int) and 0 <= index < len(examples) else None
+            choice_id, note = logic.example_choice(backend.catalog(), current, suggested)
+            return (gr.update() if choice_id == current else gr.update(value=choice_id)), note
+
         model_calls = dict(concurrency_id="model", concurrency_limit=backend.settings.concurrency)
         private = dict(api_visibility="private")
         # preprocess=False: uploads reach the backend as file records (see _upload_path), so that any
@@ -268,6 +273,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         interpolate.click(on_interpolate, [latent, seed_a, seed_b, steps], [strip, strip_info, strip_file],
                           **private, **model_calls)
         model.change(on_info, [model], [info_panel], **private)
+        if examples:
+            example_set.dataset.click(on_example, [example_set.dataset, model], [model, info], queue=False, **private)
         rescan_outputs = [model, missing, latent, no_latent]
         for button in (rescan, rescan_g):
             button.click(lambda current, current_latent: refreshed(current, current_latent), [model, latent],

@@ -120,3 +120,19 @@ def test_the_evaluation_hint_is_a_command_that_works_as_pasted(page, app):
         assert "cyclegan eval" not in info.inner_text()
     finally:
         (folder / "runs" / "tiny" / "eval" / "domains.json").unlink(missing_ok=True)
+
+
+def test_an_example_keeps_the_users_model_and_says_when_it_switches(page):
+    _pick_model(page, "runs/tiny: A \u2192 B")
+    page.wait_for_selector("#model-info :text('A \u2192 B')")
+    page.locator("#examples button", has_text="Pullover 1").click()
+    page.wait_for_selector("#input-image img[src*='pullover_1']")
+    page.wait_for_timeout(500)
+    assert page.locator("#model input").input_value() == "runs/tiny: A \u2192 B"
+    assert "The model is now" not in page.locator("#translate-info").inner_text()
+    # on the demo, the example picks the direction that translates it, and the page says so
+    _pick_model(page, "Fashion-MNIST demo: T-shirt/top \u2192 Pullover")
+    page.locator("#examples button", has_text="Pullover 2").click()
+    page.wait_for_selector("#translate-info :text('The model is now')")
+    assert page.locator("#model input").input_value().endswith("Pullover \u2192 T-shirt/top")
+    page.wait_for_selector("#model-info :text('Pullover \u2192 T-shirt/top')")
