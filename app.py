@@ -24,6 +24,8 @@ from gradio import FileData  # noqa: E402
 
 from cyclegan import app as logic  # noqa: E402
 from cyclegan.app import media, published  # noqa: E402
+from cyclegan.app.catalog import download_command  # noqa: E402
+from cyclegan.inference.download import PUBLISHED_WEIGHTS_MB  # noqa: E402
 from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
 from cyclegan.app.memory import MemoryTrimmer, limit_malloc_arenas  # noqa: E402
 from cyclegan.core import install  # noqa: E402
@@ -104,10 +106,13 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         with gr.Accordion("Published models: one click downloads and selects one", open=not catalog.translate,
                           elem_id="published"):
             published_status = gr.Markdown(
-                "A click downloads the weights from the original release's server (or `$CYCLEGAN_BASE_URL`) "
-                "into the checkpoints folder, checks them and selects the model.", elem_id="published-status")
+                f"A click downloads the generator ({PUBLISHED_WEIGHTS_MB:g} MB) from the original release's server "
+                "(or `$CYCLEGAN_BASE_URL`) into the checkpoints folder, checks it and selects the model; "
+                f"`{download_command('NAME', backend.settings.checkpoints_dir)}` does the same from a terminal.",
+                elem_id="published-status")
             with gr.Row():
-                get_buttons = {name: gr.Button(name, size="sm", scale=0, elem_id=f"get-{name}")
+                get_buttons = {name: gr.Button(f"{name} ({PUBLISHED_WEIGHTS_MB:g} MB)", size="sm", scale=0,
+                                               elem_id=f"get-{name}")
                                for name in PUBLISHED_GENERATORS}
         missing = gr.Markdown(catalog.missing_markdown())
 

@@ -136,3 +136,28 @@ def test_an_example_keeps_the_users_model_and_says_when_it_switches(page):
     page.wait_for_selector("#translate-info :text('The model is now')")
     assert page.locator("#model input").input_value().endswith("Pullover \u2192 T-shirt/top")
     page.wait_for_selector("#model-info :text('Pullover \u2192 T-shirt/top')")
+
+
+def test_a_published_button_says_its_size_and_offline_says_where_the_file_goes(page, app):
+    page.click("#published .label-wrap")
+    button = page.locator("#get-style_monet")
+    assert button.inner_text().strip() == "style_monet (45.5 MB)"
+    assert "cyclegan download weights NAME" in page.locator("#published-status").inner_text()
+    button.click()
+    page.wait_for_selector("#published-status :text('cannot be reached')", timeout=30_000)
+    text = page.locator("#published-status").inner_text()
+    assert "/pretrained_models/style_monet.pth" in text and "checkpoints/style_monet_pretrained/latest_net_G.pth" in text
+    assert "cyclegan download weights style_monet" in text
+    # copying the file there by hand, as the message says, makes it a model after Rescan
+    from tiny_models import original_pth
+
+    original_pth(app[1] / "checkpoints" / "style_monet_pretrained" / "latest_net_G.pth", ngf=4)
+    try:
+        page.locator("button", has_text="Rescan models").first.click()
+        page.locator("#model input").click()
+        page.wait_for_selector("ul[role=listbox] li:has-text('style_monet (published)')")
+        page.keyboard.press("Escape")
+    finally:
+        import shutil
+
+        shutil.rmtree(app[1] / "checkpoints" / "style_monet_pretrained")

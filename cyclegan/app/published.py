@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.app.actions import AppBackend
-from cyclegan.app.catalog import ARROW, ModelEntry
+from cyclegan.app.catalog import ARROW, ModelEntry, download_command
 from cyclegan.app.settings import UserError
-from cyclegan.inference.download import DownloadError, download_weights
+from cyclegan.inference.download import (PUBLISHED_WEIGHTS_MB, DownloadError, download_weights, weights_path,
+                                        weights_url)
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, PUBLISHED_SIZE, GeneratorSpec
 
 __all__ = ["EVAL_FILE", "download_published", "eval_figures", "model_info", "published_domains"]
@@ -58,9 +59,11 @@ def download_published(backend: AppBackend, name: Any,
     except DownloadError as e:
         log.warning("download of %s failed: %s", name, e)
         if _offline(e):
-            raise UserError(f"Cannot download {name}: the model server cannot be reached (offline?). Try again "
-                            "when online, or copy the file into the checkpoints folder and press Rescan models."
-                            ) from None
+            target = weights_path(name, backend.settings.checkpoints_dir).as_posix()
+            raise UserError(f"Cannot download {name}: the model server cannot be reached (offline?). Try again when "
+                            f"online, or get {weights_url(name)} ({PUBLISHED_WEIGHTS_MB:g} MB) on another machine, "
+                            f"copy it to {target} here and press Rescan models (or run "
+                            f"`{download_command(name, backend.settings.checkpoints_dir)}` when online).") from None
         raise UserError(f"Cannot download {name}: {str(e).splitlines()[0]}") from None
     for choice in backend.catalog(refresh=True).translate:
         if choice.entry.published == name:
