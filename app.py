@@ -45,6 +45,11 @@ CSS = """
   image-rendering: pixelated; }
 #examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
 #published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
+/* The model's name ends before the dropdown's caret; on a phone in a smaller type, so that it fits */
+#model input { padding-right: var(--size-6); text-overflow: ellipsis; }
+@media (max-width: 640px) { #model input { font-size: var(--text-xs); } }
+/* On a phone the examples come first in the Translate tab, within the first screen */
+@media (max-width: 640px) { #examples { order: -1; } }
 /* Batch: pairs as thumbnails (a click opens one large), three pairs to a row on a wide screen and one on a
    phone, the whole of a small batch in view, captions wrapped instead of cut off */
 #batch-gallery .grid-container { --grid-cols: 6 !important; }
@@ -116,7 +121,29 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                                for name in PUBLISHED_GENERATORS}
         missing = gr.Markdown(catalog.missing_markdown())
 
+        # The tabs wrap onto a second row on a narrow screen instead of hiding behind a "..." menu. Entered
+        # here and left after the last tab (before the events) rather than indenting every tab.
+        tabs = gr.Tabs(overflow_behavior="wrap", elem_id="tabs")
+        tabs.__enter__()
         with gr.Tab("Translate"):
+            with gr.Row():
+                # The input with the examples right under it: on a phone they come before the results.
+                with gr.Column(min_width=300):
+                    image_in = gr.Image(label="Input", type="filepath", image_mode=None,
+                                        sources=["upload", "clipboard", "webcam"], elem_id="input-image", height=360)
+                    if examples:
+                        # The example sets the image only; on_example keeps a model of the user's own
+                        # (see example_choice).
+                        example_set = gr.Examples(examples=[[str(p)] for p, _, _ in examples], inputs=[image_in],
+                                                  example_labels=[label for _, label, _ in examples],
+                                                  elem_id="examples", examples_per_page=12,
+                                                  label="Examples by domain (on the demo model a click picks the "
+                                                        "direction that translates it)")
+                before_after = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath",
+                                              format="png", interactive=False, elem_id="before-after", height=360,
+                                              buttons=["download", "fullscreen"])
+                image_recon = gr.Image(label="Translated back", format="png", interactive=False, visible=False,
+                                       buttons=["download", "fullscreen"], elem_id="recon-image", height=360)
             with gr.Row():
                 # columns with min widths: on a narrow screen they wrap onto lines of their own
                 # (form fields side by side in one row would be clipped instead)
@@ -124,24 +151,10 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                     size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
                 with gr.Column(scale=1, min_width=300):
                     cycle = gr.Checkbox(label="Also translate back (cycle reconstruction)", value=False)
-            with gr.Row(equal_height=True):
-                image_in = gr.Image(label="Input", type="filepath", image_mode=None,
-                                    sources=["upload", "clipboard", "webcam"], elem_id="input-image", height=360)
-                before_after = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath",
-                                              format="png", interactive=False, elem_id="before-after", height=360,
-                                              buttons=["download", "fullscreen"])
-                image_recon = gr.Image(label="Translated back", format="png", interactive=False, visible=False,
-                                       buttons=["download", "fullscreen"], elem_id="recon-image", height=360)
             translate = gr.Button("Translate", variant="primary", elem_id="translate-button")
             info = gr.Markdown(elem_id="translate-info")
             download = gr.File(label="Download the result (PNG, at its true size)", interactive=False,
                                elem_id="download")
-            if examples:
-                # The example sets the image only; on_example keeps a model of the user's own (see example_choice).
-                example_set = gr.Examples(examples=[[str(p)] for p, _, _ in examples], inputs=[image_in],
-                                          example_labels=[label for _, label, _ in examples], elem_id="examples",
-                                          label="Examples by domain (on the demo model a click picks the direction "
-                                                "that translates it)", examples_per_page=12)
 
         with gr.Tab("Batch"):
             batch_files = gr.File(label="Images (choose or drop several)", file_count="multiple",
@@ -193,6 +206,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                              buttons=["download", "fullscreen"])
             strip_info = gr.Markdown()
             strip_file = gr.File(label="Download (PNG, true size)", interactive=False)
+
+        tabs.__exit__(None, None, None)
 
         # -- the page's events (private: the API is below) ---------------------------------------
         def shown(image):

@@ -161,3 +161,23 @@ def test_a_published_button_says_its_size_and_offline_says_where_the_file_goes(p
         import shutil
 
         shutil.rmtree(app[1] / "checkpoints" / "style_monet_pretrained")
+
+
+def test_tabs_model_name_and_examples_are_in_view_on_the_first_screen(page):
+    seen = page.evaluate("""() => {
+        const input = document.querySelector('#model input');
+        const box = input.getBoundingClientRect();
+        const caret = [...document.querySelectorAll('#model svg')].map(s => s.getBoundingClientRect().left);
+        return {
+            tabs: [...document.querySelectorAll('[role=tab]')].filter(t => t.checkVisibility()).map(
+                t => t.textContent.trim()),
+            more: !!document.querySelector("button[aria-label='More tabs']"),
+            fits: input.scrollWidth <= input.clientWidth,
+            text_end: box.right - parseFloat(getComputedStyle(input).paddingRight),
+            caret: Math.min(...caret),
+            example: document.querySelector('#examples button').getBoundingClientRect().top,
+            view: window.innerHeight};
+    }""")
+    assert {"Translate", "Batch", "Video", "Generate"} <= set(seen["tabs"]) and not seen["more"], seen
+    assert seen["fits"] and seen["text_end"] <= seen["caret"] + 1, seen   # the whole name, clear of the caret
+    assert seen["example"] < seen["view"], seen                           # no scrolling to find an example
