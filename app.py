@@ -33,6 +33,8 @@ from cyclegan.core import install  # noqa: E402
 log = logging.getLogger("cyclegan.app")
 _TRIMMER = MemoryTrimmer()
 
+#: the tabs that use the model chosen above them
+TRANSLATING_TABS = ("Translate", "Batch", "Video")
 SIZE_CHOICES = [("Training size (fast; what the model saw)", "train"), ("Full resolution", "full")]
 # System fonts: the default theme would fetch Google Fonts, which an offline machine cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -101,7 +103,7 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                     "from a Fashion-MNIST GAN.")
 
         # -- the model, shared by the Translate, Batch and Video tabs ----------------------------
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False) as model_row:
             with gr.Column(scale=3, min_width=240):
                 model = gr.Dropdown(catalog.translate_choices(), value=catalog.default_translate,
                                     label="Model and direction (Translate, Batch, Video)", elem_id="model")
@@ -109,7 +111,7 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             with gr.Column(scale=2, min_width=240):
                 info_panel = gr.Markdown(_info(backend, catalog.default_translate), elem_id="model-info")
         with gr.Accordion("Published models: one click downloads and selects one", open=not catalog.translate,
-                          elem_id="published"):
+                          elem_id="published") as published_box:
             published_status = gr.Markdown(
                 f"A click downloads the generator ({PUBLISHED_WEIGHTS_MB:g} MB) from the original release's server "
                 "(or `$CYCLEGAN_BASE_URL`) into the checkpoints folder, checks it and selects the model; "
@@ -293,6 +295,13 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         interpolate.click(on_interpolate, [latent, seed_a, seed_b, steps], [strip, strip_info, strip_file],
                           **private, **model_calls)
         model.change(on_info, [model], [info_panel], **private)
+        # The model block above the tabs is for the tabs that translate: out of view on the others (Generate
+        # has its own generator list and Rescan button).
+        def on_tab(evt: gr.SelectData):
+            shown = evt.value in TRANSLATING_TABS
+            return [gr.update(visible=shown)] * 3
+
+        tabs.select(on_tab, None, [model_row, published_box, missing], queue=False, **private)
         if examples:
             example_set.dataset.click(on_example, [example_set.dataset, model], [model, info], queue=False, **private)
         rescan_outputs = [model, missing, latent, no_latent]

@@ -181,3 +181,17 @@ def test_tabs_model_name_and_examples_are_in_view_on_the_first_screen(page):
     assert {"Translate", "Batch", "Video", "Generate"} <= set(seen["tabs"]) and not seen["more"], seen
     assert seen["fits"] and seen["text_end"] <= seen["caret"] + 1, seen   # the whole name, clear of the caret
     assert seen["example"] < seen["view"], seen                           # no scrolling to find an example
+
+
+def test_the_generate_tab_shows_only_its_own_controls(page):
+    _show_tab(page, "Generate")
+    page.wait_for_selector("#model", state="hidden")
+    assert not page.locator("#published").is_visible() and not page.locator("#model-info").is_visible()
+    rescans = [b for b in page.locator("button", has_text="Rescan models").all() if b.is_visible()]
+    assert len(rescans) == 1
+    page.click("#generate-button")
+    page.wait_for_selector("#samples img")
+    _show_tab(page, "Batch")
+    page.wait_for_selector("#model", state="visible")
+    assert page.locator("#published").is_visible()
+    assert len([b for b in page.locator("button", has_text="Rescan models").all() if b.is_visible()]) == 1
