@@ -47,6 +47,12 @@ CSS = """
   image-rendering: pixelated; }
 #examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
 #published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
+/* The two halves of the before/after slider say which is which */
+#before-after:has(.slider-wrap)::before, #before-after:has(.slider-wrap)::after {
+  position: absolute; bottom: var(--size-2); z-index: 100; padding: 1px var(--size-2); border-radius: var(--radius-sm);
+  background: rgba(0, 0, 0, 0.65); color: white; font-size: var(--text-sm); pointer-events: none; }
+#before-after:has(.slider-wrap)::before { content: "before: the input"; left: var(--size-2); }
+#before-after:has(.slider-wrap)::after { content: "after: the translation"; right: var(--size-2); }
 /* The model's name ends before the dropdown's caret; on a phone in a smaller type, so that it fits */
 #model input { padding-right: var(--size-6); text-overflow: ellipsis; }
 @media (max-width: 640px) { #model input { font-size: var(--text-xs); } }
@@ -72,9 +78,10 @@ def _upload_path(payload: Any) -> str | None:
     return payload or None
 
 
-def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _call(action: Callable[..., Any], *args: Any, toasts: bool = True, **kwargs: Any) -> Any:
     """Run one backend action: a UserError becomes the error pop-up with its message, anything
-    unexpected a short message (the details go to the server log); notes become warnings."""
+    unexpected a short message (the details go to the server log); notes become warnings (with
+    ``toasts=False`` the caller shows them in the page instead)."""
     try:
         result = action(*args, **kwargs)
     except logic.UserError as e:
@@ -85,7 +92,7 @@ def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                        "Try another input or model.", print_exception=False) from None
     finally:
         _TRIMMER.after_request()
-    for note in getattr(result, "notes", ()):
+    for note in getattr(result, "notes", ()) if toasts else ():
         gr.Warning(note)
     return result
 
@@ -221,10 +228,12 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
 
         def on_translate(payload, choice_id, size_mode, want_cycle):
             r = _call(backend.translate, _upload_path(payload), choice_id, full_res=size_mode == "full",
-                      cycle=bool(want_cycle))
+                      cycle=bool(want_cycle), toasts=False)
+            # notes under the result they are about, not in a pop-up over the model panel
+            notes = "".join(f"\n- {note}" for note in r.notes)
             return ((shown(r.input_display), shown(r.display)),
                     gr.update(value=shown(r.reconstruction), visible=r.reconstruction is not None),
-                    r.info, str(r.download))
+                    r.info + ("\n" + notes if notes else ""), str(r.download))
 
         def on_batch(files, choice_id, size_mode, progress=gr.Progress()):
             paths = [_upload_path(f) for f in files or []]

@@ -195,3 +195,29 @@ def test_the_generate_tab_shows_only_its_own_controls(page):
     page.wait_for_selector("#model", state="visible")
     assert page.locator("#published").is_visible()
     assert len([b for b in page.locator("button", has_text="Rescan models").all() if b.is_visible()]) == 1
+
+
+def test_full_resolution_and_colour_notes_sit_under_the_result_and_the_halves_are_labelled(page, tmp_path):
+    from tiny_models import write_image
+
+    photo = write_image(tmp_path / "my_photo.png", 112, 112)  # colour, for the grayscale 32 px demo
+    page.locator("#input-image input[type=file]").set_input_files(str(photo))
+    page.wait_for_selector("#input-image img")
+    page.get_by_label("Full resolution").check()
+    page.click("#translate-button")
+    page.wait_for_selector("#translate-info :text('trained at 32 px; at full resolution')")
+    info = page.locator("#translate-info").inner_text()
+    assert "112x112" in info and "3.5x larger" in info
+    assert "my_photo.png is a colour image and this model is grayscale" in info
+    page.wait_for_timeout(500)
+    assert page.locator(".toast-body:visible").count() == 0  # nothing pops up over the model panel
+    # each half says what it is, in a corner of the box, in view
+    labels = page.evaluate("""() => {
+        const box = document.querySelector('#before-after');
+        return ['::before', '::after'].map(p => {
+            const s = getComputedStyle(box, p);
+            return [s.content, s.position, s.display, s.visibility];
+        });
+    }""")
+    assert labels == [['"before: the input"', "absolute", "block", "visible"],
+                      ['"after: the translation"', "absolute", "block", "visible"]], labels

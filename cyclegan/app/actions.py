@@ -330,6 +330,10 @@ class AppBackend:
         download = self._output_path(f"{stem}_{slug(choice.entry.short_name)}{direction}.png")
         result.save(download)
         h, w = image.shape[:2]
+        if full_res and gen.size and max(h, w) >= 2 * gen.size:
+            notes.append(f"The model was trained at {gen.size} px; at full resolution this {w}x{h} image shows it "
+                         f"shapes {max(h, w) / gen.size:.1f}x larger than any it learned, which gives streaks and a "
+                         "poor reconstruction. Training size translates it at the scale the model knows.")
         how = (f"full resolution ({w}x{h})" if full_res else
                f"training size ({translator.size}x{translator.size}; input {w}x{h} resized)")
         trained = f", trained at {gen.size} px" if gen.size else ""
