@@ -24,12 +24,17 @@ from gradio import FileData  # noqa: E402
 
 from cyclegan import app as logic  # noqa: E402
 from cyclegan.app import media, published  # noqa: E402
+from cyclegan.app.catalog import download_command  # noqa: E402
+from cyclegan.inference.download import PUBLISHED_WEIGHTS_MB  # noqa: E402
 from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
 from cyclegan.app.memory import MemoryTrimmer, limit_malloc_arenas  # noqa: E402
+from cyclegan.core import install  # noqa: E402
 
 log = logging.getLogger("cyclegan.app")
 _TRIMMER = MemoryTrimmer()
 
+#: the tabs that use the model chosen above them
+TRANSLATING_TABS = ("Translate", "Batch", "Video")
 SIZE_CHOICES = [("Training size (fast; what the model saw)", "train"), ("Full resolution", "full")]
 # System fonts: the default theme would fetch Google Fonts, which an offline machine cannot reach.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -42,6 +47,23 @@ CSS = """
   image-rendering: pixelated; }
 #examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
 #published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
+/* The two halves of the before/after slider say which is which */
+#before-after:has(.slider-wrap)::before, #before-after:has(.slider-wrap)::after {
+  position: absolute; bottom: var(--size-2); z-index: 100; padding: 1px var(--size-2); border-radius: var(--radius-sm);
+  background: rgba(0, 0, 0, 0.65); color: white; font-size: var(--text-sm); pointer-events: none; }
+#before-after:has(.slider-wrap)::before { content: "before: the input"; left: var(--size-2); }
+#before-after:has(.slider-wrap)::after { content: "after: the translation"; right: var(--size-2); }
+/* The model's name ends before the dropdown's caret; on a phone in a smaller type, so that it fits */
+#model input { padding-right: var(--size-6); text-overflow: ellipsis; }
+@media (max-width: 640px) { #model input { font-size: var(--text-xs); } }
+/* On a phone the examples come first in the Translate tab, within the first screen */
+@media (max-width: 640px) { #examples { order: -1; } }
+/* Batch: pairs as thumbnails (a click opens one large), three pairs to a row on a wide screen and one on a
+   phone, the whole of a small batch in view, captions wrapped instead of cut off */
+#batch-gallery .grid-container { --grid-cols: 6 !important; }
+@media (max-width: 640px) { #batch-gallery .grid-container { --grid-cols: 2 !important; } }
+#batch-gallery .grid-wrap { max-height: none; }
+#batch-gallery .caption-label { white-space: normal; overflow-wrap: anywhere; max-width: calc(100% - 8px); }
 """
 
 
@@ -56,9 +78,10 @@ def _upload_path(payload: Any) -> str | None:
     return payload or None
 
 
-def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _call(action: Callable[..., Any], *args: Any, toasts: bool = True, **kwargs: Any) -> Any:
     """Run one backend action: a UserError becomes the error pop-up with its message, anything
-    unexpected a short message (the details go to the server log); notes become warnings."""
+    unexpected a short message (the details go to the server log); notes become warnings (with
+    ``toasts=False`` the caller shows them in the page instead)."""
     try:
         result = action(*args, **kwargs)
     except logic.UserError as e:
@@ -69,7 +92,7 @@ def _call(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                        "Try another input or model.", print_exception=False) from None
     finally:
         _TRIMMER.after_request()
-    for note in getattr(result, "notes", ()):
+    for note in getattr(result, "notes", ()) if toasts else ():
         gr.Warning(note)
     return result
 
@@ -87,7 +110,7 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                     "from a Fashion-MNIST GAN.")
 
         # -- the model, shared by the Translate, Batch and Video tabs ----------------------------
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False) as model_row:
             with gr.Column(scale=3, min_width=240):
                 model = gr.Dropdown(catalog.translate_choices(), value=catalog.default_translate,
                                     label="Model and direction (Translate, Batch, Video)", elem_id="model")
@@ -95,16 +118,41 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             with gr.Column(scale=2, min_width=240):
                 info_panel = gr.Markdown(_info(backend, catalog.default_translate), elem_id="model-info")
         with gr.Accordion("Published models: one click downloads and selects one", open=not catalog.translate,
-                          elem_id="published"):
+                          elem_id="published") as published_box:
             published_status = gr.Markdown(
-                "A click downloads the weights from the original release's server (or `$CYCLEGAN_BASE_URL`) "
-                "into the checkpoints folder, checks them and selects the model.", elem_id="published-status")
+                f"A click downloads the generator ({PUBLISHED_WEIGHTS_MB:g} MB) from the original release's server "
+                "(or `$CYCLEGAN_BASE_URL`) into the checkpoints folder, checks it and selects the model; "
+                f"`{download_command('NAME', backend.settings.checkpoints_dir)}` does the same from a terminal.",
+                elem_id="published-status")
             with gr.Row():
-                get_buttons = {name: gr.Button(name, size="sm", scale=0, elem_id=f"get-{name}")
+                get_buttons = {name: gr.Button(f"{name} ({PUBLISHED_WEIGHTS_MB:g} MB)", size="sm", scale=0,
+                                               elem_id=f"get-{name}")
                                for name in PUBLISHED_GENERATORS}
         missing = gr.Markdown(catalog.missing_markdown())
 
+        # The tabs wrap onto a second row on a narrow screen instead of hiding behind a "..." menu. Entered
+        # here and left after the last tab (before the events) rather than indenting every tab.
+        tabs = gr.Tabs(overflow_behavior="wrap", elem_id="tabs")
+        tabs.__enter__()
         with gr.Tab("Translate"):
+            with gr.Row():
+                # The input with the examples right under it: on a phone they come before the results.
+                with gr.Column(min_width=300):
+                    image_in = gr.Image(label="Input", type="filepath", image_mode=None,
+                                        sources=["upload", "clipboard", "webcam"], elem_id="input-image", height=360)
+                    if examples:
+                        # The example sets the image only; on_example keeps a model of the user's own
+                        # (see example_choice).
+                        example_set = gr.Examples(examples=[[str(p)] for p, _, _ in examples], inputs=[image_in],
+                                                  example_labels=[label for _, label, _ in examples],
+                                                  elem_id="examples", examples_per_page=12,
+                                                  label="Examples by domain (on the demo model a click picks the "
+                                                        "direction that translates it)")
+                before_after = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath",
+                                              format="png", interactive=False, elem_id="before-after", height=360,
+                                              buttons=["download", "fullscreen"])
+                image_recon = gr.Image(label="Translated back", format="png", interactive=False, visible=False,
+                                       buttons=["download", "fullscreen"], elem_id="recon-image", height=360)
             with gr.Row():
                 # columns with min widths: on a narrow screen they wrap onto lines of their own
                 # (form fields side by side in one row would be clipped instead)
@@ -112,25 +160,10 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                     size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
                 with gr.Column(scale=1, min_width=300):
                     cycle = gr.Checkbox(label="Also translate back (cycle reconstruction)", value=False)
-            with gr.Row(equal_height=True):
-                image_in = gr.Image(label="Input", type="filepath", image_mode=None,
-                                    sources=["upload", "clipboard", "webcam"], elem_id="input-image", height=360)
-                before_after = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath",
-                                              format="png", interactive=False, elem_id="before-after", height=360,
-                                              buttons=["download", "fullscreen"])
-                image_recon = gr.Image(label="Translated back", format="png", interactive=False, visible=False,
-                                       buttons=["download", "fullscreen"], elem_id="recon-image", height=360)
             translate = gr.Button("Translate", variant="primary", elem_id="translate-button")
             info = gr.Markdown(elem_id="translate-info")
             download = gr.File(label="Download the result (PNG, at its true size)", interactive=False,
                                elem_id="download")
-            if examples:
-                with_direction = all(choice for _, _, choice in examples)
-                gr.Examples(examples=[[str(p), c] if with_direction else [str(p)] for p, _, c in examples],
-                            inputs=[image_in, model] if with_direction else [image_in],
-                            example_labels=[label for _, label, _ in examples], elem_id="examples",
-                            label="Examples by domain: a click picks the direction that translates it",
-                            examples_per_page=12)
 
         with gr.Tab("Batch"):
             batch_files = gr.File(label="Images (choose or drop several)", file_count="multiple",
@@ -138,8 +171,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             batch_size = gr.Radio(SIZE_CHOICES, value="train", label="Size")
             batch_go = gr.Button("Translate all", variant="primary", elem_id="batch-button")
             batch_info = gr.Markdown(elem_id="batch-info")
-            gallery = gr.Gallery(label="Each input beside its translation", columns=2, object_fit="contain",
-                                 height="auto",
+            gallery = gr.Gallery(label="Each input beside its translation (click one to see it large)", columns=2,
+                                 object_fit="contain", height="auto", allow_preview=True,
                                  elem_id="batch-gallery", interactive=False)
             batch_zip = gr.File(label="All translations (zip, true size)", interactive=False, elem_id="batch-zip")
 
@@ -183,6 +216,8 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             strip_info = gr.Markdown()
             strip_file = gr.File(label="Download (PNG, true size)", interactive=False)
 
+        tabs.__exit__(None, None, None)
+
         # -- the page's events (private: the API is below) ---------------------------------------
         def shown(image):
             # Hand gradio a file, not a PIL image: gradio writes PIL results into its content-hashed
@@ -193,10 +228,12 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
 
         def on_translate(payload, choice_id, size_mode, want_cycle):
             r = _call(backend.translate, _upload_path(payload), choice_id, full_res=size_mode == "full",
-                      cycle=bool(want_cycle))
+                      cycle=bool(want_cycle), toasts=False)
+            # notes under the result they are about, not in a pop-up over the model panel
+            notes = "".join(f"\n- {note}" for note in r.notes)
             return ((shown(r.input_display), shown(r.display)),
                     gr.update(value=shown(r.reconstruction), visible=r.reconstruction is not None),
-                    r.info, str(r.download))
+                    r.info + ("\n" + notes if notes else ""), str(r.download))
 
         def on_batch(files, choice_id, size_mode, progress=gr.Progress()):
             paths = [_upload_path(f) for f in files or []]
@@ -246,6 +283,12 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         def on_info(choice_id):
             return _info(backend, choice_id)
 
+        def on_example(picked, current):
+            index = picked[0] if isinstance(picked, (tuple, list)) else picked
+            suggested = examples[index][2] if isinstance(index, int) and 0 <= index < len(examples) else None
+            choice_id, note = logic.example_choice(backend.catalog(), current, suggested)
+            return (gr.update() if choice_id == current else gr.update(value=choice_id)), note
+
         model_calls = dict(concurrency_id="model", concurrency_limit=backend.settings.concurrency)
         private = dict(api_visibility="private")
         # preprocess=False: uploads reach the backend as file records (see _upload_path), so that any
@@ -261,6 +304,15 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         interpolate.click(on_interpolate, [latent, seed_a, seed_b, steps], [strip, strip_info, strip_file],
                           **private, **model_calls)
         model.change(on_info, [model], [info_panel], **private)
+        # The model block above the tabs is for the tabs that translate: out of view on the others (Generate
+        # has its own generator list and Rescan button).
+        def on_tab(evt: gr.SelectData):
+            shown = evt.value in TRANSLATING_TABS
+            return [gr.update(visible=shown)] * 3
+
+        tabs.select(on_tab, None, [model_row, published_box, missing], queue=False, **private)
+        if examples:
+            example_set.dataset.click(on_example, [example_set.dataset, model], [model, info], queue=False, **private)
         rescan_outputs = [model, missing, latent, no_latent]
         for button in (rescan, rescan_g):
             button.click(lambda current, current_latent: refreshed(current, current_latent), [model, latent],
@@ -381,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = logic.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
+        install.check()
         serve(settings)
+    except install.BrokenInstall as e:  # torchvision built for another torch: the line says the fix
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2
     except logic.UserError as e:  # a broken --model, an unavailable --device: one line, no traceback
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2

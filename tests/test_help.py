@@ -60,3 +60,18 @@ def test_eval_descriptions_are_the_modules_own():
     helps = {" ".join(p): parser.format_help() for p, parser in COMMANDS}
     assert "Feature extractors" in helps["eval fid"] and "argparse only" not in helps["eval fid"]
     assert "classifier" in helps["eval domains"]
+
+
+def test_building_the_parser_loads_no_torch_and_help_answers_at_once():
+    code = ("import sys, time; t = time.perf_counter(); from cyclegan.cli.main import build_parser; "
+            "p = build_parser(); p.format_help(); print(time.perf_counter() - t, 'torch' in sys.modules, "
+            "'numpy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    seconds, torch_loaded, numpy_loaded = r.stdout.split()
+    assert torch_loaded == numpy_loaded == "False", r.stderr
+    assert float(seconds) < 0.5
+    r = subprocess.run([sys.executable, "-m", "cyclegan", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "train        train a CycleGAN" in r.stdout and "info" in r.stdout
+    # a command's parser is built when it is used, with its own help and the shared format
+    r = subprocess.run([sys.executable, "-m", "cyclegan", "trian"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "invalid choice: 'trian' (choose from 'train', 'export'" in r.stderr

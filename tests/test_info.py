@@ -53,7 +53,11 @@ def test_the_text_report_names_the_cpu_and_every_case(cpu_with, capsys):
     out = capsys.readouterr().out
     assert "CPU: AuthenticAMD" in out and "flags that decide: avx2 avx512f avx512_bf16" in out
     assert "CYCLEGAN_CPU_FLAGS=AuthenticAMD avx2 avx512f avx512_bf16" in out
-    assert "  train, 256 px crops (the default size)  bf16 + eager  (AuthenticAMD CPU with avx512_bf16" in out
+    assert "  train, 256 px crops (the default size)  bf16 + eager  [1]" in out
+    # each reason is said once, and the cases that share it point at it
+    reasons = [line for line in out.splitlines() if line.startswith("  [")]
+    assert reasons[0].startswith("  [1] AuthenticAMD CPU with avx512_bf16") and len(reasons) == len(set(reasons)) == 2
+    assert out.count("avx512_bf16 (measured") == 1 and out.count("[1]\n") == 4
     assert "  translate" in out and "--precision fp32 --no-compile is the reference" in out
 
 

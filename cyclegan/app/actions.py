@@ -330,6 +330,10 @@ class AppBackend:
         download = self._output_path(f"{stem}_{slug(choice.entry.short_name)}{direction}.png")
         result.save(download)
         h, w = image.shape[:2]
+        if full_res and gen.size and max(h, w) >= 2 * gen.size:
+            notes.append(f"The model was trained at {gen.size} px; at full resolution this {w}x{h} image shows it "
+                         f"shapes {max(h, w) / gen.size:.1f}x larger than any it learned, which gives streaks and a "
+                         "poor reconstruction. Training size translates it at the scale the model knows.")
         how = (f"full resolution ({w}x{h})" if full_res else
                f"training size ({translator.size}x{translator.size}; input {w}x{h} resized)")
         trained = f", trained at {gen.size} px" if gen.size else ""
@@ -408,3 +412,19 @@ def labelled_examples(catalog: Catalog) -> list[tuple[Path, str, str | None]]:
         choice = f"bundled|{direction}" if f"bundled|{direction}" in ids else None
         out.append((path, f"{domain} {number}" if prefix in _EXAMPLE_DOMAINS else domain, choice))
     return out
+
+
+def example_choice(catalog: Catalog, current: Any, suggested: str | None) -> tuple[str | None, str]:
+    """The model to keep selected when an example is clicked, and a note for the page. A model of
+    the user's own stays selected (every model takes any image); on the bundled demo the
+    direction that translates the example's domain is picked, and the note says so."""
+    ids = {c.id: c for c in catalog.translate}
+    if suggested not in ids:
+        return (current if current in ids else catalog.default_translate), ""
+    mine = ids.get(current)
+    if mine is not None and mine.entry.key != ids[suggested].entry.key:
+        return current, ""
+    if current == suggested:
+        return current, ""
+    return suggested, (f"The model is now **{ids[suggested].label}**: the direction that translates this example. "
+                       "Pick another model above to translate it with that one.")

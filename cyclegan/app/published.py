@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.app.actions import AppBackend
-from cyclegan.app.catalog import ARROW, ModelEntry
+from cyclegan.app.catalog import ARROW, ModelEntry, download_command
 from cyclegan.app.settings import UserError
-from cyclegan.inference.download import DownloadError, download_weights
+from cyclegan.inference.download import (PUBLISHED_WEIGHTS_MB, DownloadError, download_weights, weights_path,
+                                        weights_url)
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, PUBLISHED_SIZE, GeneratorSpec
 
 __all__ = ["EVAL_FILE", "download_published", "eval_figures", "model_info", "published_domains"]
@@ -58,9 +59,11 @@ def download_published(backend: AppBackend, name: Any,
     except DownloadError as e:
         log.warning("download of %s failed: %s", name, e)
         if _offline(e):
-            raise UserError(f"Cannot download {name}: the model server cannot be reached (offline?). Try again "
-                            "when online, or copy the file into the checkpoints folder and press Rescan models."
-                            ) from None
+            target = weights_path(name, backend.settings.checkpoints_dir).as_posix()
+            raise UserError(f"Cannot download {name}: the model server cannot be reached (offline?). Try again when "
+                            f"online, or get {weights_url(name)} ({PUBLISHED_WEIGHTS_MB:g} MB) on another machine, "
+                            f"copy it to {target} here and press Rescan models (or run "
+                            f"`{download_command(name, backend.settings.checkpoints_dir)}` when online).") from None
         raise UserError(f"Cannot download {name}: {str(e).splitlines()[0]}") from None
     for choice in backend.catalog(refresh=True).translate:
         if choice.entry.published == name:
@@ -116,6 +119,38 @@ def model_info(backend: AppBackend, choice_id: Any) -> str:
     trained = f"trained at {size} px" if size else "training size unknown (translated at 256 px)"
     lines = [f"**{src} {ARROW} {dst}**", "", f"- {trained}; {channels}", f"- {spec.describe()}, {origin}"]
     figures = eval_figures(entry, choice.direction)
-    lines.append(f"- evaluation: {figures}" if figures else
-                 "- no evaluation saved (`cyclegan eval domains --model RUN --json RUN/eval/domains.json`)")
+    if figures:
+        lines.append(f"- evaluation: {figures}")
+    else:
+        command = eval_command(entry)
+        lines.append(f"- no evaluation saved; this command makes one: `{command}`" if command else
+                     "- no evaluation saved")
     return "\n".join(lines)
+
+
+def _run_folder(entry: ModelEntry) -> Path | None:
+    path = _eval_path(entry)
+    return path.parent.parent if path is not None else None
+
+
+def eval_command(entry: ModelEntry) -> str | None:
+    """The ``cyclegan eval domains`` command that saves the figures the panel shows, filled in for
+    this run and the data set it was trained on; None where it would not work as pasted (no run
+    folder, no data set named in its config.yaml, or that folder lacks testA and testB)."""
+    import shlex
+
+    import yaml
+
+    run = _run_folder(entry)
+    if run is None:
+        return None
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        dataroot = config["data"]["dataroot"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if not isinstance(dataroot, str) or not all((Path(dataroot) / f"test{d}").is_dir() for d in "AB"):
+        return None
+    out = run / EVAL_FILE
+    return (f"cyclegan eval domains --model {shlex.quote(run.as_posix())} --dataroot {shlex.quote(dataroot)} "
+            f"--json {shlex.quote(out.as_posix())}")

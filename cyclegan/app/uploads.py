@@ -85,8 +85,8 @@ def colour_note(path: str | os.PathLike, input_channels: int) -> str | None:
         return None  # reading the upload for the model reports that
     if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
         return None
-    return ("This model is grayscale: the colour image was translated as gray, and the result is gray. "
-            "Choose a colour model to keep the colours.")
+    return (f"{Path(path).name} is a colour image and this model is grayscale: it was translated as gray, and the "
+            "result is gray. Choose a colour model to keep the colours.")
 
 
 def to_image(array: np.ndarray) -> Image.Image:

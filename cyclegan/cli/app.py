@@ -29,7 +29,7 @@ def _argv_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[
 
 def _cmd_app(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run app.py in a fresh interpreter, so that the serving process holds no training code
-    (the ``cyclegan`` command imports the training loop to build its parser)."""
+    (the command it was parsed by may have loaded more than serving needs)."""
     import subprocess
     import sys
 
@@ -47,7 +47,7 @@ def _cmd_app(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def add_app_command(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan app`` (the same flags as ``python app.py``)."""
-    p = sub.add_parser("app", help="start the web app (translate images, generate samples)",
+    p = sub.add_parser("app",  # its one-line help: cyclegan.cli.main.COMMANDS
                        description="Start the Gradio web app on http://127.0.0.1:7860 (see --host, --port). "
                                    "It works offline on the bundled demo models and offers every run and "
                                    "export under --runs-dir and --checkpoints-dir.")

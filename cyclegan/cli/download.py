@@ -51,7 +51,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def add_download_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan download {dataset,weights,list}``."""
     p = sub.add_parser(
-        "download", help="download a standard CycleGAN data set or a published generator",
+        "download",  # its one-line help: cyclegan.cli.main.COMMANDS
         description="Download from the original release's server (resumable; the size, and a SHA-256 if given, "
                     f"is checked). --base-url or ${BASE_URL_ENV} points at a mirror.",
         epilog=CITYSCAPES_STEPS, formatter_class=argparse.RawDescriptionHelpFormatter)

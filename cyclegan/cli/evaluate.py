@@ -141,8 +141,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
     from cyclegan.cli.translate import add_runtime_args
 
-    p = sub.add_parser("eval", help="FID/KID between two folders, a model's cycle-reconstruction error, or a "
-                                    "domain-classifier judgement of a model",
+    p = sub.add_parser("eval",  # its one-line help: cyclegan.cli.main.COMMANDS
                        description="Evaluate translations: `eval fid` compares two image folders, "
                                    "`eval cycle` measures how well a model's two generators undo each other, "
                                    "`eval domains` judges both directions with a classifier trained on the data set "

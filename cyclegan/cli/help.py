@@ -41,6 +41,6 @@ def use_everywhere(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.formatter_class = HelpFormatter
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
+            for sub in dict.values(action.choices):  # those built so far (cli.main builds the rest on use)
                 use_everywhere(sub)
     return parser

@@ -14,6 +14,7 @@ import torch
 from cyclegan import __version__
 from cyclegan.core import fastpath
 from cyclegan.core.devices import pick_device
+from cyclegan.core.install import import_torchvision
 
 __all__ = ["add_info_command", "machine_report"]
 
@@ -30,7 +31,7 @@ CASES = (("train, 256 px crops (the default size)", "train", True, 256),
 
 
 def machine_report(device_name: str = "auto") -> dict:
-    import torchvision
+    torchvision = import_torchvision()
 
     device = pick_device(device_name)
     cpu = fastpath.cpu_info()
@@ -69,9 +70,14 @@ def _print(report: dict) -> None:
     for key, value in report["env"].items():
         print(f"  {key}={value}")
     print("fast path by default (--precision auto, --compile auto):")
+    # Each reason once: the cases that share one point at it by number.
     width = max(len(row["case"]) for row in report["fast_path"])
+    path_width = max(len(row["path"]) for row in report["fast_path"])
+    reasons = list(dict.fromkeys(row["why"] for row in report["fast_path"]))
     for row in report["fast_path"]:
-        print(f"  {row['case']:<{width}}  {row['path']}  ({row['why']})")
+        print(f"  {row['case']:<{width}}  {row['path']:<{path_width}}  [{reasons.index(row['why']) + 1}]")
+    for i, why in enumerate(reasons, 1):
+        print(f"  [{i}] {why}")
     print("--precision fp32 --no-compile is the reference arithmetic on every machine.")
 
 
@@ -85,7 +91,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def add_info_command(sub) -> None:
-    p = sub.add_parser("info", help="versions, device, and the fast path --precision/--compile auto pick here",
+    p = sub.add_parser("info",  # its one-line help: cyclegan.cli.main.COMMANDS
                        description="What this machine is to cyclegan: versions, the device, the CPU features "
                                    "that decide, and what --precision auto and --compile auto resolve to for "
                                    "training and translation, without starting a run.\n\n"

@@ -237,7 +237,7 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 def add_mnist_commands(sub) -> None:
     """Add ``cyclegan mnist`` and its subcommands to the top-level subparsers ``sub``."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    mnist = sub.add_parser("mnist", help="unconditional GAN on MNIST-format data (noise -> image)",
+    mnist = sub.add_parser("mnist",  # its one-line help: cyclegan.cli.main.COMMANDS
                            description="Train and use a noise -> image GAN (DCGAN by default) on MNIST, "
                                        "Fashion-MNIST, IDX files or a folder of images.")
     msub = mnist.add_subparsers(dest="mnist_command", metavar="COMMAND")

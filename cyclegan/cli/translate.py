@@ -139,7 +139,7 @@ def _translate_video(args: argparse.Namespace, generator: LoadedGenerator, trans
 def add_translate_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan translate``."""
     p = sub.add_parser(
-        "translate", help="translate an image or a folder of images with a trained or published generator",
+        "translate",  # its one-line help: cyclegan.cli.main.COMMANDS
         description="Translate one image, a folder (recursively; the folder structure is mirrored in the "
                     "output) or a video. Existing outputs are skipped unless --overwrite, so a killed run resumes; "
                     "unreadable inputs are reported and skipped, and make the exit status 1. A video is translated "

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cyclegan.data.images import DataError, find_images, load_image
+from cyclegan.core.install import import_torchvision
 
 log = logging.getLogger("cyclegan.mnist_data")
 
@@ -264,10 +265,10 @@ def load_idx_dir(folder: str | os.PathLike, channels: int = 1, size: int = 28, n
 
 def _download(dataset: str, root: Path) -> Path:
     """torchvision's download into ROOT/<Name>/raw; returns that folder. Raises DataError."""
-    import torchvision.datasets
+    datasets = import_torchvision("torchvision.datasets")
 
     cls_name = TORCHVISION_DATASETS[dataset][0]
-    cls = getattr(torchvision.datasets, cls_name)
+    cls = getattr(datasets, cls_name)
     created = [d for d in (root / cls_name / "raw", root / cls_name, root) if not d.exists()]
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
@@ -308,9 +309,9 @@ def load_torchvision_dataset(dataset: str, root: str | os.PathLike = "datasets",
             raise DataError(f"{dataset} not found and the download failed, probably because this machine is "
                             f"offline: {e}. Looked for {_looked_for(folders)}. {_HOW_TO_GET}") from None
     data = load_idx_dir(found, channels, size, name=dataset)
-    import torchvision.datasets
+    datasets = import_torchvision("torchvision.datasets")
 
-    classes = list(getattr(torchvision.datasets, cls_name).classes)
+    classes = list(getattr(datasets, cls_name).classes)
     if len(classes) == len(data.classes):
         data.classes = classes
     return data

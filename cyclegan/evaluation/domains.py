@@ -54,6 +54,7 @@ from cyclegan.evaluation.domain_classifier_cache import (CLASSES, ClassifierInfo
 from cyclegan.evaluation.domain_images import (DOMAINS, convert_channels, detect_channels, domain_folder, read_images,
                                                resize_square, spaced, stack_images)
 from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
+from cyclegan.core.install import import_torchvision
 
 __all__ = ["DIRECTIONS", "DomainJudge", "cache_paths", "detect_channels", "domain_classifier", "evaluate_domains",
            "format_table", "train_domain_classifier"]
@@ -263,7 +264,7 @@ def write_strip(path: str | os.PathLike, strips: list[list[Tensor]]) -> Path:
     """Per direction three rows (input, translation, reconstruction; no reconstruction for a
     one-direction model) of up to 8 images, upscaled (nearest) so that small images are visible."""
     import torch.nn.functional as F
-    import torchvision.utils as vutils
+    vutils = import_torchvision("torchvision.utils")
 
     k = min(len(rows[0]) for rows in strips)
     tiles = [t[:k].float().clamp(-1, 1).add(1).div(2) for rows in strips for t in rows]

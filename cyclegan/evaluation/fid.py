@@ -40,6 +40,7 @@ from cyclegan.data.images import DataError, UnreadableImageError, find_images, l
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.folder import ordered_map
 from cyclegan.core.devices import pick_device
+from cyclegan.core.install import import_torchvision
 
 __all__ = ["FeatureExtractor", "cycle_errors", "folder_features", "load_feature_extractor"]
 
@@ -122,7 +123,7 @@ def _fidelity_inception(device: torch.device, weights: str | None) -> FeatureExt
 
 
 def _torchvision_inception(device: torch.device, weights: str | None) -> FeatureExtractor:
-    from torchvision.models import inception_v3
+    inception_v3 = import_torchvision("torchvision.models").inception_v3
 
     state = _inception_weights(INCEPTION_TORCHVISION_URL, weights, "0cc3c7bd" if not weights else None)
     net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)

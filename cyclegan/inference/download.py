@@ -153,6 +153,20 @@ def _check_weights(path: Path, name: str) -> None:
                             f"({len(keys ^ expected)} parameter names differ)")
 
 
+#: size of each published generator's file: ResNet-9 at ngf 64, RGB, 11,378,179 float32 parameters
+PUBLISHED_WEIGHTS_MB = 45.5
+
+
+def weights_url(name: str, base: str | None = None) -> str:
+    """Where the published generator ``name`` is downloaded from."""
+    return f"{base_url(base)}/pretrained_models/{name}.pth"
+
+
+def weights_path(name: str, root: str | os.PathLike = "checkpoints") -> Path:
+    """Where ``download_weights`` puts it (and where a copy made by hand is found)."""
+    return Path(root) / f"{name}_pretrained" / "latest_net_G.pth"
+
+
 def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base: str | None = None,
                      force: bool = False, sha256: str | None = None, progress: bool = True,
                      max_mb: int | None = None,
@@ -164,14 +178,14 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
 
     if name not in PUBLISHED_GENERATORS:
         raise DownloadError(f"unknown published model {name!r}; available: {', '.join(PUBLISHED_GENERATORS)}")
-    target = Path(root) / f"{name}_pretrained" / "latest_net_G.pth"
+    target = weights_path(name, root)
     for path in target.parents:
         if path.exists() and not path.is_dir():
             raise DownloadError(f"{path} exists and is a file, not a folder; move it away or pass another --root")
     if target.exists() and not force:
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target
-    url = f"{base_url(base)}/pretrained_models/{name}.pth"
+    url = weights_url(name, base)
     return download_file(url, target, sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
                          max_bytes=(max_mb or MAX_WEIGHTS_MB) << 20, check=lambda part: _check_weights(part, name),
                          on_progress=on_progress)

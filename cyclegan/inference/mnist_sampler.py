@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, run_settings, state_dict_misfit
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
 from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve  # noqa: F401  (EXPORT_NAME re-exported)
+from cyclegan.core.install import import_torchvision
 
 #: the default generator, trained on Fashion-MNIST (see docs/mnist.md for how)
 BUNDLED_GENERATOR = BUNDLED_MODELS["fashion_mnist_dcgan"]
@@ -147,7 +148,7 @@ class LatentSampler:
 def to_pil(images: Tensor, nrow: int, padding: int = 2, scale: int = 1) -> Image.Image:
     """A grid of images in [-1, 1] (N, C, H, W), ``nrow`` to a row, as one PIL image (grayscale
     for one channel); ``scale`` enlarges every pixel to a block (nearest neighbour)."""
-    import torchvision.utils as vutils
+    vutils = import_torchvision("torchvision.utils")
 
     grid = vutils.make_grid((images.float().clamp(-1, 1) + 1) / 2, nrow=nrow, padding=padding, pad_value=0.0)
     array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

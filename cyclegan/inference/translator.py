@@ -134,6 +134,14 @@ class Translator:
         if isinstance(image, Tensor):
             if image.ndim not in (3, 4):
                 raise ValueError(f"expected a CxHxW or NxCxHxW tensor, got shape {tuple(image.shape)}")
+            channels = image.shape[-3]
+            if channels != self.input_channels:
+                kind = "grayscale (1 channel)" if self.input_channels == 1 else f"{self.input_channels}-channel (RGB)"
+                fix = ("x.mean(dim=-3, keepdim=True)" if self.input_channels == 1 and channels == 3 else
+                       "x.expand(..., 3, -1, -1)" if self.input_channels == 3 and channels == 1 else None)
+                raise ValueError(f"this model takes {kind} images, got a tensor with {channels} channel(s), shape "
+                                 f"{tuple(image.shape)}" + (f"; convert it first, e.g. {fix}, or pass a PIL image "
+                                                            "(converted for you)" if fix else ""))
             with torch.inference_mode():
                 out = self.forward(image[None] if image.ndim == 3 else image)
             return out[0] if image.ndim == 3 else out

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 import yaml
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cyclegan.core import fastpath
 from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors, save_numbered
@@ -28,8 +29,11 @@ from cyclegan.training import distributed, step_graph
 from cyclegan.training.config import RunConfig
 from cyclegan.training.runtime import StopFlag, TrainingDiverged, TrainingStopped, rng_state, seed_everything, set_rng_state
 from cyclegan.training.safe_writer import SafeWriter
+from cyclegan.core.install import import_torchvision
 
 log = logging.getLogger("cyclegan.train")
+#: iterations between refreshes of the progress bar's losses (the mean over those iterations)
+BAR_EVERY = 10
 
 #: steps on a fast path (compiled networks, the whole-step CUDA graph) that run guarded: each from
 #: a copy of the training state, so that a failure goes on eagerly from the same state. Past the
@@ -249,7 +253,7 @@ class Trainer:
         return out
 
     def _write_preview(self) -> None:
-        import torchvision.utils as vutils
+        vutils = import_torchvision("torchvision.utils")
 
         # Eager: rare, and CUDA-graph replays would overwrite G_B's first output with its second.
         with torch.compiler.set_stance("force_eager"):
@@ -295,6 +299,15 @@ class Trainer:
             if bad:
                 raise self._diverged(f"gradients of {' and '.join(bad)} became NaN or infinite at iteration {it} "
                                      "(that update was skipped)")
+
+    def _pending_means(self) -> dict[str, float]:
+        """Each loss averaged over the iterations not yet checked (this rank's): the bar's smoothed figures."""
+        if not self._pending:
+            return {}
+        keys = list(self._pending[-1][1])
+        table = torch.stack([torch.stack([losses[k].detach().float() for k in keys])
+                             for _, losses, _ in self._pending if list(losses) == keys])
+        return dict(zip(keys, table.mean(0).tolist()))
 
     def _diverged(self, what: str) -> TrainingDiverged:
         if (self.ckpt_dir / "latest.pt").exists():
@@ -369,7 +382,8 @@ class Trainer:
         last = None
         start = time.time()
         # Training shapes are fixed: cuDNN may time its algorithms once (restored when fit returns).
-        with cudnn_benchmark(self.device), StopFlag() as stop:
+        # Log lines (checkpoints, warnings) print above the bar instead of being glued onto it.
+        with cudnn_benchmark(self.device), StopFlag() as stop, logging_redirect_tqdm():
             try:
                 while self.counters.epoch < self.total_epochs:
                     c = self.counters  # a roll-back replaces the counters
@@ -466,18 +480,26 @@ class Trainer:
         cfg, model, c = self.cfg, self.model, self.counters
         self.sampler.set_epoch(c.epoch, start=c.epoch_samples)
         bar = self._progress_bar(main)
+        bar_at = None  # the iteration whose losses the bar shows last
         try:
             for batch in self.loader:
                 losses = self._step(self._to_device(batch))
                 c.iteration += 1
                 c.epoch_samples += _batch_len(batch)
                 self._pending.append((c.iteration, losses, dict(model.grads_finite)))
+                log_now = c.iteration % cfg.log_every == 0 or c.iteration == 1
+                # The bar's losses: their mean since its last refresh, every BAR_EVERY iterations and at
+                # this epoch's (or this process's, after --resume) first step. Same iterations on every rank.
+                refresh = bar_at is None or c.iteration - bar_at >= BAR_EVERY
+                if refresh:
+                    bar_at = c.iteration
+                    if main:
+                        bar.set_postfix({k: f"{v:.3f}" for k, v in self._pending_means().items()}, refresh=False)
                 bar.update(1)
-                if c.iteration % cfg.log_every == 0 or c.iteration == 1:
+                if log_now or refresh:
                     losses = self._check_finite()  # averaged over the ranks under torchrun
-                if main and (c.iteration % cfg.log_every == 0 or c.iteration == 1):
+                if main and log_now:
                     values = {k: float(v) for k, v in losses.items()}
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                     for k, v in values.items():
                         self.writer.add_scalar(f"loss/{k}", v, c.iteration)
                     for k, opt in model.optimizers.items():
