@@ -31,6 +31,8 @@ def _zip_kind(path: Path) -> str | None:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return None  # damaged: torch.load names the damage
+    if any(n.count("/") == 1 and n.endswith("/archive_format") for n in names):
+        return "a torch.export program (.pt2), which holds a whole program rather than weights"
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "a TorchScript archive (torch.jit.save)"
     if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):

@@ -1,0 +1,166 @@
+"""Issue 30: no file, signal or stream makes the project run code, exhaust memory, lie or lose
+work. Each class of attack is fixed at its root; these tests attack the root with several variants
+(docs/reliability.md lists them)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import ROOT, write_image
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cyclegan", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(r: subprocess.CompletedProcess, status: int, *needles: str) -> str:
+    assert r.returncode == status, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, r.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+class RunsCode:
+    """Unpickling this calls open(marker, "w")."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# -- 1. a .pt2 archive whose loader would unpickle or eval ---------------------------------------------
+
+
+class _Features(torch.nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) * 2 + 1
+
+
+def _pt2_entries() -> dict[str, bytes]:
+    ep = torch.export.export(_Features(), (torch.zeros(2, 3, 8, 8),),
+                             dynamic_shapes=({0: torch.export.Dim("n")},))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    with zipfile.ZipFile(buf) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _rezip(entries: dict[str, bytes], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def _hostile_pt2s(folder: Path, marker: Path) -> dict[str, Path]:
+    """Variants of a valid torch.export archive, each of which runs code in torch.export.load."""
+    base = _pt2_entries()
+    prefix = next(iter(base)).split("/")[0] + "/"
+    payload = torch_pickle = io.BytesIO()
+    torch.save(RunsCode(marker), torch_pickle)
+    payload = torch_pickle.getvalue()
+    out = {}
+
+    # an entry of the weights config marked use_pickle (our module has no weights: add one)
+    e = dict(base)
+    wcfg = f"{prefix}data/weights/model_weights_config.json"
+    cfg = json.loads(e[wcfg])
+    cfg["config"]["evil"] = {"path_name": "weight_9", "is_param": False, "use_pickle": True, "tensor_meta": None}
+    e[wcfg] = json.dumps(cfg).encode()
+    e[f"{prefix}data/weights/weight_9"] = payload
+    out["use_pickle weight"] = _rezip(e, folder / "weights.pt2")
+
+    # the same in the constants config
+    e = dict(base)
+    ccfg = f"{prefix}data/constants/model_constants_config.json"
+    e[ccfg] = json.dumps({"config": {"evil": {"path_name": "tensor_9", "is_param": False, "use_pickle": True,
+                                              "tensor_meta": None}}}).encode()
+    e[f"{prefix}data/constants/tensor_9"] = payload
+    out["use_pickle constant"] = _rezip(e, folder / "constants.pt2")
+
+    # an opaque object constant: plain pickle.loads
+    e = dict(base)
+    e[ccfg] = json.dumps({"config": {"evil": {"path_name": "opaque_obj_0", "is_param": False,
+                                              "use_pickle": True, "tensor_meta": None}}}).encode()
+    e[f"{prefix}data/constants/opaque_obj_0"] = pickle.dumps(RunsCode(marker))
+    out["opaque object"] = _rezip(e, folder / "opaque.pt2")
+
+    # sample inputs that weights_only refuses: torch falls back to weights_only=False
+    e = dict(base)
+    e[f"{prefix}data/sample_inputs/model.pt"] = payload
+    out["sample inputs"] = _rezip(e, folder / "inputs.pt2")
+
+    # a symbolic size expression: torch hands it to sympy.sympify, which evals it
+    e = dict(base)
+    model = f"{prefix}models/model.json"
+    text = e[model].decode()
+    assert '"expr_str": "Symbol(' in text, text[:400]
+    evil = f"__import__('builtins').open('{marker}', 'w')"
+    import re
+    e[model] = re.sub(r'"expr_str": "[^"]*"', json.dumps({"expr_str": evil})[1:-1], text, count=1).encode()
+    out["sympy expression"] = _rezip(e, folder / "expr.pt2")
+
+    # the legacy weights file torch loads as a plain torch pickle
+    e = dict(base)
+    e[f"{prefix}data/weights/model.pt"] = payload
+    out["legacy weights"] = _rezip(e, folder / "legacy.pt2")
+    return out
+
+
+def test_the_pt2_variants_really_run_code_in_torch(tmp_path):
+    """The attack is real: torch.export.load runs each variant's payload (guards the test)."""
+    marker = tmp_path / "PWNED"
+    ran = []
+    for name, path in _hostile_pt2s(tmp_path, marker).items():
+        try:
+            torch.export.load(str(path))
+        except Exception:
+            pass
+        if marker.exists():
+            ran.append(name)
+            marker.unlink()
+    assert {"use_pickle weight", "sample inputs", "sympy expression", "legacy weights"} <= set(ran), ran
+
+
+def test_hostile_pt2_archives_run_nothing(tmp_path):
+    from cyclegan.data.images import DataError
+    from cyclegan.evaluation.fid import load_feature_extractor
+
+    marker = tmp_path / "PWNED"
+    for name, path in _hostile_pt2s(tmp_path, marker).items():
+        with pytest.raises(DataError, match=f"--features {path}"):
+            load_feature_extractor(str(path), device="cpu")
+        assert not marker.exists(), name
+    # the intact archive still works
+    good = _rezip(_pt2_entries(), tmp_path / "good.pt2")
+    ex = load_feature_extractor(str(good), device="cpu")
+    assert ex is not None
+
+
+def test_hostile_pt2_through_the_command(tmp_path):
+    marker = tmp_path / "PWNED"
+    path = _hostile_pt2s(tmp_path, marker)["use_pickle weight"]
+    for d in ("a", "b"):
+        for i in range(2):
+            write_image(tmp_path / d / f"{i}.png", 16, 16, seed=i)
+    r = run_cli("eval", "fid", "--real", "a", "--fake", "b", "--features", str(path), "--device", "cpu", cwd=tmp_path)
+    one_error_line(r, 2, path.name)
+    assert not marker.exists()
