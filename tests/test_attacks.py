@@ -164,3 +164,111 @@ def test_hostile_pt2_through_the_command(tmp_path):
     r = run_cli("eval", "fid", "--real", "a", "--fake", "b", "--features", str(path), "--device", "cpu", cwd=tmp_path)
     one_error_line(r, 2, path.name)
     assert not marker.exists()
+
+
+# -- 2. sizes read from files are bounded ---------------------------------------------------------------
+
+
+def test_a_stored_training_size_is_bounded(tmp_path):
+    """size 65536 in an export's metadata or a checkpoint's run config would make translating a
+    40x40 image allocate ~22 GB; refused when the file is loaded, naming the file."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.inference.loading import load_generator
+    from tiny_models import tiny_checkpoint, tiny_export
+
+    export = tiny_export(tmp_path / "runs" / "e")
+    with safe_open(str(export), framework="pt") as f:
+        meta = f.metadata()
+    for size in ("65536", "1e9", "[64]"):
+        save_file(load_file(export), export, metadata={**meta, "size": size})
+        with pytest.raises(CheckpointError, match="generators.safetensors: the stored training size"):
+            load_generator(export)
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "c")
+    state = load_checkpoint(ckpt)
+    state["run_config"]["data"]["size"] = 65536
+    save_checkpoint(state, ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt: the stored training size"):
+        load_generator(ckpt)
+    write_image(tmp_path / "in.png", 40, 40)
+    r = run_cli("translate", "--model", "runs/c", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "training size")
+
+
+def _domains(root: Path) -> Path:
+    from test_train import make_domain
+
+    make_domain(root / "trainA", 4, 0, (20, 20))
+    make_domain(root / "trainB", 4, 1, (20, 20))
+    return root
+
+
+def _crafted_cache(path: Path, craft: str) -> None:
+    """Rewrite the cached classifier at ``path`` into the attack ``craft``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(path)
+    config = json.loads(meta["config"])
+    if craft == "huge width":
+        meta["config"] = json.dumps({**config, "width": 10 ** 9})
+    elif craft == "huge stages":
+        meta["config"] = json.dumps({**config, "stages": 10 ** 6})
+    elif craft == "nested config":
+        meta["config"] = "[" * 100_000 + "]" * 100_000
+    elif craft == "nested fingerprint":
+        meta["data_fingerprint"] = "[" * 100_000 + "]" * 100_000
+    elif craft == "bad json":
+        meta["config"] = '{"width": '
+    elif craft == "config a list":
+        meta["config"] = "[1, 2]"
+    elif craft == "width a string":
+        meta["config"] = json.dumps({**config, "width": "32"})
+    elif craft == "accuracy a string":
+        meta["test_accuracy"] = json.dumps("high")
+    elif craft == "stale shapes":  # written by a classifier of another width, as an older version might
+        meta["config"] = json.dumps({**config, "width": config["width"] * 2})
+    elif craft == "nan weights":
+        key = next(k for k, v in tensors.items() if v.is_floating_point() and v.dim() > 1)
+        tensors[key] = tensors[key].clone().fill_(float("nan"))
+    elif craft == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+        return
+    save_file(tensors, path, metadata=meta)
+
+
+CACHE_ATTACKS = ["huge width", "huge stages", "nested config", "nested fingerprint", "bad json", "config a list",
+                 "width a string", "accuracy a string", "stale shapes", "nan weights", "truncated"]
+
+
+@pytest.mark.parametrize("craft", CACHE_ATTACKS)
+def test_a_cached_domain_classifier_that_does_not_check_out_is_rebuilt(tmp_path, craft, caplog):
+    from cyclegan.evaluation.domain_classifier_cache import domain_classifier
+
+    root = _domains(tmp_path / "data")
+    model, info = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert info.trained_now and info.path is not None
+    _crafted_cache(info.path, craft)
+    with caplog.at_level("WARNING"):
+        model, again = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert again.trained_now, craft
+    assert str(info.path) in caplog.text and "ignoring" in caplog.text, caplog.text
+    again.describe()
+    # the rebuilt cache is used next time
+    _, third = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert not third.trained_now
+
+
+def test_a_crafted_classifier_given_by_name_is_one_line(tmp_path):
+    from cyclegan.evaluation.domain_classifier_cache import domain_classifier
+
+    root = _domains(tmp_path / "data")
+    _, info = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    _crafted_cache(info.path, "huge width")
+    r = run_cli("eval", "domains", "--model", "nothing", "--dataroot", "data", "--classifier", str(info.path),
+                cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]

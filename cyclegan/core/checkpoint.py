@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cyclegan import __version__
+from cyclegan.core.readers import BadFileError, parse_json
 from cyclegan.core.sniff import foreign_kind
 
 CHECKPOINT_FORMAT = "cyclegan-checkpoint"
@@ -65,6 +66,29 @@ def check_finite(obj: Any, what: str) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise NonFiniteError(f"{what}: {len(bad)} tensor(s) hold NaN or infinite values ({shown})", bad)
+
+
+def check_usable(net: torch.nn.Module, example: torch.Tensor, what: str) -> None:
+    """The one "is this model usable" check: :class:`NonFiniteError` unless ``net``'s weights are
+    finite *and* its output on ``example`` (a tiny probe input, e.g. 1x3x8x8) is. Finite weights
+    can still overflow every output (1e30 after a learning rate of 1e30): such a model is never
+    called good, saved as the last good checkpoint, exported or translated with. ``net`` is run
+    in eval mode and left in the mode it was in."""
+    check_finite(dict(net.state_dict()), what)
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.inference_mode():
+            out = net(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # shapes that cannot run
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{what}: the model cannot run on a probe input of shape {tuple(example.shape)} "
+                              f"({type(e).__name__}: {first})") from None
+    finally:
+        net.train(was_training)
+    if nonfinite_tensors(out):
+        raise NonFiniteError(f"{what}: the weights are finite but produce NaN or infinite outputs on a probe "
+                             "input (a run that diverged, e.g. with a far too high learning rate)", ["output"])
 
 
 def code_version() -> str:
@@ -335,7 +359,7 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
     for key, value in tensors.items():
         name, _, param = key.partition(".")
         states.setdefault(name, {})[param] = value
-    decoded = {k: _metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "code_version")}
+    decoded = {k: metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "code_version")}
     config = decoded.pop("config", None)
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: the metadata's config is {'missing' if config is None else 'not a JSON object'}; "
@@ -343,13 +367,13 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
     return states, config, decoded
 
 
-def _metadata_json(path: Path, key: str, text: str) -> Any:
+def metadata_json(path: Path, key: str, text: str) -> Any:
+    """The JSON value of the metadata entry ``key`` of the safetensors file ``path``, read with
+    :func:`cyclegan.core.readers.parse_json`'s bounds; CheckpointError naming both otherwise."""
     try:
-        # a crafted file can nest deeply enough to exhaust the recursion limit
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{path}: the metadata's {key!r} is not valid JSON ({type(e).__name__}: "
-                              f"{str(e)[:100]}); the export is damaged") from None
+        return parse_json(text, f"{path}: the metadata's {key!r}")
+    except BadFileError as e:
+        raise CheckpointError(f"{e}; the file is damaged or was not written by cyclegan") from None
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> Path:

@@ -13,7 +13,6 @@ of sympy names and numbers only. Only then is torch's loader called (:func:`load
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.core.checkpoint import CheckpointError
+from cyclegan.core.readers import BadFileError, parse_json
 
 __all__ = ["check_pt2", "is_pt2", "load_pt2_program"]
 
@@ -100,9 +100,9 @@ def _read_json(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Any:
     if info.file_size > _MAX_JSON_BYTES:
         raise _refuse(path, f"{info.filename} claims {info.file_size} bytes")
     try:
-        return json.loads(z.read(info).decode("utf-8"))
-    except (ValueError, RecursionError, UnicodeDecodeError, zipfile.BadZipFile) as e:
-        raise _refuse(path, f"{info.filename} is not valid JSON ({type(e).__name__})") from None
+        return parse_json(z.read(info), info.filename)
+    except BadFileError as e:
+        raise _refuse(path, str(e)) from None
 
 
 def is_pt2(path: str | os.PathLike) -> bool:
