@@ -272,3 +272,49 @@ def test_a_crafted_classifier_given_by_name_is_one_line(tmp_path):
     r = run_cli("eval", "domains", "--model", "nothing", "--dataroot", "data", "--classifier", str(info.path),
                 cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+# -- 3. the app's Video tab bounds frame sizes as the image tabs do ------------------------------------
+
+
+@pytest.mark.parametrize("full_res", [False, True])
+def test_the_video_tab_refuses_frames_over_the_image_limit(tmp_path, full_res):
+    pytest.importorskip("av")
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.media import translate_video_upload
+    from cyclegan.app.settings import AppSettings, UserError
+    from test_video import write_clip
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=False)  # 48x40 = 1920 px a frame
+    app = AppBackend(AppSettings(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "none", bundled=False,
+                                 device="cpu", output_dir=tmp_path / "out", max_input_pixels=1000,
+                                 max_pixels=10 ** 6))
+    with pytest.raises(UserError, match="48x40.*accepts images and video frames up to"):
+        translate_video_upload(app, clip, "runs/tiny|AtoB", full_res=full_res)
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_each_decoded_frame_is_bounded_and_a_corrupt_stream_names_the_file(tmp_path):
+    pytest.importorskip("av")
+    from cyclegan.data.images import DataError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from test_video import write_clip
+    from tiny_models import tiny_export
+
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "tiny")), device="cpu")
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=False)
+    with pytest.raises(DataError, match="clip.mp4: frame 0 is 48x40, over the limit"):
+        translate_video(translator, clip, tmp_path / "out.mp4", progress=False, max_pixels=1000)
+    data = bytearray(clip.read_bytes())
+    for i in range(len(data) // 3, len(data) - 200, 7):  # garble the middle of the stream
+        data[i] ^= 0x5A
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    try:
+        translate_video(translator, bad, tmp_path / "out2.mp4", progress=False)
+    except DataError as e:
+        assert "bad.mp4" in str(e)
