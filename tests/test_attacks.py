@@ -318,3 +318,79 @@ def test_each_decoded_frame_is_bounded_and_a_corrupt_stream_names_the_file(tmp_p
         translate_video(translator, bad, tmp_path / "out2.mp4", progress=False)
     except DataError as e:
         assert "bad.mp4" in str(e)
+
+
+# -- 4. "good" means finite outputs, not only finite weights --------------------------------------------
+
+
+def _overflowing(path: Path) -> Path:
+    """Move a tiny checkpoint's generator weights by +-1e30, as one Adam step at --lr 1e30 does:
+    finite, but every output is NaN."""
+    from cyclegan.core.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(path)
+    g = torch.Generator().manual_seed(0)
+    state["model"] = {k: (v + torch.randn(v.shape, generator=g).sign() * 1e30
+                          if v.is_floating_point() and "generators" in k else v) for k, v in state["model"].items()}
+    save_checkpoint(state, path)
+    return path
+
+
+def test_finite_weights_with_nan_outputs_are_never_used(tmp_path):
+    from cyclegan.core.checkpoint import NonFiniteError
+    from cyclegan.inference.loading import load_generator
+    from tiny_models import tiny_checkpoint
+
+    ckpt = _overflowing(tiny_checkpoint(tmp_path / "runs" / "x"))
+    with pytest.raises(NonFiniteError, match="latest.pt: the weights are finite but produce NaN"):
+        load_generator(ckpt)
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "NaN")
+    assert not (tmp_path / "out.png").exists()
+    r = run_cli("export", "runs/x", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "NaN")
+    assert not (tmp_path / "runs" / "x" / "generators.safetensors").exists()
+
+
+def test_a_checkpoint_whose_outputs_overflow_is_never_called_good(tmp_path):
+    """--lr 1e30: iteration 1 leaves finite weights of about 1e30 whose every output is NaN."""
+    from cyclegan.core.checkpoint import load_checkpoint
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 4, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 4, 1, (36, 44))
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0",
+                "--preview-every", "0", "--save-every", "1", "--max-iters", "4", "--lr", "1e30", "--keep", "9",
+                *TINY_MODEL, cwd=tmp_path)
+    one_error_line(r, 3, "No checkpoint had been written yet")
+    assert not list((tmp_path / "runs" / "x" / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("damage", ["nan", "overflow"])
+def test_a_published_download_whose_weights_are_not_usable_is_not_kept(tmp_path, damage):
+    from test_faults import RawServer
+    from tiny_models import original_pth
+
+    net = original_pth(tmp_path / "served.pth", netG="resnet_9blocks", ngf=4)
+    state = net.state_dict()
+    g = torch.Generator().manual_seed(0)
+    for k, v in state.items():
+        if v.is_floating_point() and "running" not in k:
+            v.fill_(float("nan")) if damage == "nan" else v.add_(torch.randn(v.shape, generator=g).sign() * 1e30)
+    torch.save(state, tmp_path / "served.pth")
+    server = RawServer()
+    try:
+        server.files["/pretrained_models/horse2zebra.pth"] = (tmp_path / "served.pth").read_bytes()
+        r = run_cli("download", "weights", "horse2zebra", "--base-url", server.url, "--no-progress", cwd=tmp_path)
+    finally:
+        server.close()
+    one_error_line(r, 2, "latest_net_G.pth", "NaN")
+    assert not list((tmp_path / "checkpoints").rglob("*.pth")) if (tmp_path / "checkpoints").exists() else True
+
+
+def test_a_folder_where_the_weights_go_is_an_error(tmp_path):
+    (tmp_path / "checkpoints" / "horse2zebra_pretrained" / "latest_net_G.pth").mkdir(parents=True)
+    r = run_cli("download", "weights", "horse2zebra", "--base-url", "http://127.0.0.1:9", "--no-progress",
+                cwd=tmp_path)
+    one_error_line(r, 2, "latest_net_G.pth is a folder")

@@ -133,16 +133,31 @@ def cmd_export(args: argparse.Namespace) -> int:
         from cyclegan.cli.export import run_export
 
         return run_export(args)
-    from cyclegan.core.checkpoint import load_checkpoint
+    import torch
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_newest_intact
+    from cyclegan.inference.loading import probe_generator
     from cyclegan.training.cyclegan import export_cyclegan
     from cyclegan.training.kinds import from_state
 
     run = Path(args.run)
-    ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
-    state = load_checkpoint(ckpt)
-    config = from_state(state)
-    model = build_model(config.model)
-    model.load_state_dict(state["model"])
+    if run.is_dir():  # a damaged latest.pt falls back to the newest intact iter_*.pt, as --resume does
+        state, ckpt = load_newest_intact(run / "checkpoints")
+    else:
+        ckpt = run
+        state = load_checkpoint(ckpt)
+    try:
+        config = from_state(state)
+        model = build_model(config.model)
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{ckpt}: the stored model cannot be rebuilt ({type(e).__name__}: {first}); the "
+                              "checkpoint is damaged or was not written by cyclegan train") from None
+    for name, net in model.inference_generators().items():  # finite weights may still give NaN outputs
+        conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if conv is not None and getattr(config.model, "netG", None):
+            probe_generator(net, conv.in_channels, f"{ckpt} ({name})")
     out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"
     export_cyclegan(model, config, out)
     print(out)

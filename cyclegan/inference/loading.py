@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.models import networks
-from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite, run_settings,
+from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite, check_usable,
+                                     run_settings,
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
@@ -326,6 +327,13 @@ def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_directi
     return _build(GeneratorSpec(**{**base, **given}), weights, path, pair_direction, size, name)
 
 
+def checked_generator(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, name: str) -> LoadedGenerator:
+    """The generator of ``spec`` with ``weights``, after every check a loaded model gets (shapes
+    on the meta device, finite weights, finite outputs on a probe input); CheckpointError naming
+    ``path`` otherwise. For checking a download before it is kept."""
+    return _build(spec, weights, path, None, None, name)
+
+
 def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direction: str | None,
            size: int | None, name: str) -> LoadedGenerator:
     # The config and the tensors are checked against a shape-only (meta) copy first: a small
@@ -348,4 +356,18 @@ def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direc
     net = spec.build()
     net.load_state_dict(weights, strict=True)
     net.eval().requires_grad_(False)
+    probe_generator(net, spec.input_nc, str(path))
     return LoadedGenerator(net, spec, direction, int(size) if size else None, path, name)
+
+
+def probe_generator(net: nn.Module, input_nc: int, what: str) -> None:
+    """:func:`cyclegan.core.checkpoint.check_usable` on the smallest input ``net`` takes (16 px
+    for a ResNet, its multiple for a U-Net): finite weights that give NaN outputs are refused
+    with the advice to use an earlier checkpoint."""
+    side = max(16, size_multiple(net))
+    try:
+        check_usable(net, torch.zeros(1, input_nc, side, side).uniform_(-1, 1,
+                     generator=torch.Generator().manual_seed(0)), what)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{e}: these weights cannot translate; use an earlier checkpoint of the run "
+                             "(checkpoints/iter_*.pt)", e.names) from None
