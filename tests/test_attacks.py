@@ -394,3 +394,102 @@ def test_a_folder_where_the_weights_go_is_an_error(tmp_path):
     r = run_cli("download", "weights", "horse2zebra", "--base-url", "http://127.0.0.1:9", "--no-progress",
                 cwd=tmp_path)
     one_error_line(r, 2, "latest_net_G.pth is a folder")
+
+
+# -- 5. bit damage is detected on load, and every loader falls back ---------------------------------------
+
+
+def _flip(path: Path, n: int = 4096) -> None:
+    """Flip ``n`` bytes in the middle of ``path`` in place (the inode, and so a hard link, shared)."""
+    with open(path, "r+b") as f:
+        size = f.seek(0, 2)
+        f.seek(size // 2 - n // 2)
+        data = bytearray(f.read(n))
+        f.seek(size // 2 - n // 2)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_bit_damage_inside_a_checkpoint_is_detected(tmp_path):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    _flip(ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt.*(damaged|CRC)"):
+        load_checkpoint(ckpt)
+
+
+def test_translate_falls_back_past_a_damaged_latest_pt(tmp_path):
+    import shutil
+
+    from cyclegan.core.checkpoint import load_checkpoint, save_numbered
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state.pop("format"), state.pop("code_version")
+    folder = ckpt.parent
+    save_numbered(state, folder, 1, keep=3)
+    save_numbered(state, folder, 2, keep=3)  # latest.pt is a hard link to iter_2
+    _flip(folder / "latest.pt")
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "iter_00000001.pt" in r.stderr and "latest.pt" in r.stderr, r.stderr
+    assert (tmp_path / "out.png").is_file()
+    r = run_cli("export", "runs/x", cwd=tmp_path)
+    assert r.returncode == 0 and "iter_00000001.pt" in r.stderr, r.stderr[-2000:]
+    # an intact export beside a damaged checkpoint: translate uses it
+    shutil.rmtree(folder)
+    folder.mkdir()
+    shutil.copy(tiny_checkpoint(tmp_path / "runs" / "y"), folder / "latest.pt")
+    os.utime(folder / "latest.pt")  # newer than the export, so tried first
+    _flip(folder / "latest.pt")
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out2.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "generators.safetensors" in r.stderr, r.stderr
+
+
+# -- 11, 13. wrong-typed fields and wrong files: one line saying what is wrong ----------------------------
+
+
+@pytest.mark.parametrize("field, value", [("model_config", 5), ("model_config", [1, 2]), ("model", [1, 2]),
+                                          ("model", {"generators.G_A.model.1.weight": "x"}), ("run_config", 7),
+                                          ("model_config", {"netG": ["x"], "ngf": 4})])
+def test_a_wrong_typed_checkpoint_field_is_one_line(tmp_path, field, value):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state[field] = value
+    save_checkpoint(state, ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt"):
+        load_generator(ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt"):
+        Translator.from_pretrained(str(ckpt)) if hasattr(Translator, "from_pretrained") else load_generator(ckpt)
+    if value in (5, [1, 2]):  # the commands, for two of them (each is a process start)
+        write_image(tmp_path / "in.png", 32, 32)
+        one_error_line(run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "o.png",
+                               cwd=tmp_path), 2, "latest.pt")
+        one_error_line(run_cli("export", "runs/x", cwd=tmp_path), 2, "latest.pt")
+
+
+def test_wrong_files_are_named_for_what_they_are(tmp_path):
+    from cyclegan.core.checkpoint import CheckpointError
+    from cyclegan.inference.loading import load_generator
+
+    zeros = tmp_path / "zeros.pt"
+    zeros.write_bytes(b"\0" * 1000)
+    rand = tmp_path / "random.pt"
+    rand.write_bytes(bytes(torch.randint(0, 256, (100,), generator=torch.Generator().manual_seed(3)).tolist()))
+    bad_key = tmp_path / "badkey.pth"
+    torch.save({"model.x.weight": torch.zeros(4, 3, 7, 7), "model.1.weight": torch.zeros(4, 3, 7, 7)}, bad_key)
+    for path, words in ((zeros, "zero bytes"), (rand, "not a file torch.save wrote"), (bad_key, "does not fit")):
+        with pytest.raises(CheckpointError) as e:
+            load_generator(path)
+        text = str(e.value)
+        assert words in text and "weights_only=False" not in text and "pickled Python" not in text, text
+        assert "invalid literal" not in text, text

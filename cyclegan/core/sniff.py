@@ -52,6 +52,8 @@ def foreign_kind(path: str | os.PathLike) -> str | None:
         return None
     if size == 0:
         return "an empty file"
+    if not head.strip(b"\0"):
+        return "a file of zero bytes only (damaged, or never written out)"
     for magic, name in _IMAGES:
         if head.startswith(magic):
             return f"an image ({name})"

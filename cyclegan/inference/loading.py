@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import nullcontext
 from collections.abc import Mapping
 import copy
@@ -18,7 +19,8 @@ from torch import Tensor, nn
 
 from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.models import networks
-from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite, check_usable,
+from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_checkpoint_fields,
+                                     check_finite, check_usable,
                                      run_settings,
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
@@ -166,12 +168,51 @@ def load_generator(model: str | os.PathLike, direction: str | None = None, *,
     weights; our own files carry their config and ignore it."""
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    path = resolve(model, direction, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir).file
+    source = resolve(model, direction, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir)
+    try:
+        return _load_file(source.file, direction, arch)
+    except (OneDirectionError, ValueError):
+        raise
+    except CheckpointError as first:
+        run = source.location if source.location.is_dir() else (
+            source.file.parent.parent if source.file.name == "latest.pt" and source.file.parent.name == "checkpoints"
+            else None)  # RUN/checkpoints/latest.pt named: "the newest of the run", as --resume reads it
+        if run is None:
+            raise
+        # A damaged file of a run (bits flipped, cut short, non-finite): the run's other files,
+        # as --resume falls back past a damaged latest.pt
+        errors = [str(first)]
+        for alt in _run_files(run, source.file):
+            try:
+                gen = _load_file(alt, direction, arch)
+            except (OneDirectionError, ValueError):
+                raise
+            except CheckpointError as e:
+                errors.append(str(e))
+                continue
+            log.warning("%s; using %s instead", "; ".join(errors), alt)
+            return gen
+        if len(errors) == 1:
+            raise
+        raise CheckpointError(f"no intact model in {run}: {'; '.join(errors)}") from None
+
+
+def _run_files(folder: Path, tried: Path) -> list[Path]:
+    """The files of a run folder that can stand in for ``tried``: its export, its latest
+    checkpoint, then its numbered checkpoints, newest first."""
+    ckpts = folder / "checkpoints"
+    numbered = sorted(ckpts.glob("iter_*.pt"), key=lambda p: p.name, reverse=True) if ckpts.is_dir() else []
+    files = [folder / "generators.safetensors", ckpts / "latest.pt", *numbered]
+    return [p for p in files if p.is_file() and p != tried]
+
+
+def _load_file(path: Path, direction: str | None, arch: Mapping[str, Any] | None) -> LoadedGenerator:
     if path.suffix == ".safetensors":
         _ignore_arch(arch, path)
         return _from_export(path, direction)
     obj = _torch_load(path)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        check_checkpoint_fields(obj, path)
         _ignore_arch(arch, path)
         return _from_checkpoint(obj, path, direction)
     # An original-release state dict: one generator, one direction.
@@ -212,7 +253,13 @@ class OneDirectionError(CheckpointError):
 def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path) -> str:
     """The direction to load from our file of ``config``: the one asked for, else AtoB, or the
     only one of a CUT / FastCUT model; asking a one-direction model for the other says why not."""
-    have = config_directions(dict(config))
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{path}: the stored model config is a {type(config).__name__}, not a mapping; the "
+                              "file is damaged or was not written by cyclegan")
+    try:
+        have = config_directions(dict(config))
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the stored model config is not usable ({type(e).__name__}: {e})") from None
     if direction is None:
         return have[0]
     if direction not in have:
@@ -225,6 +272,9 @@ def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path
 
 def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     states, config, extra = load_export(path)
+    if extra.get("kind") == "mnist-gan" or "z_dim" in config:
+        raise CheckpointError(f"{path} is an MNIST GAN export (noise -> image), which draws new images rather than "
+                              f"translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)
     key = _direction_key(direction)
     if key not in states:
@@ -236,7 +286,10 @@ def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
 
 def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None) -> LoadedGenerator:
     config = state.get("model_config") or {}
-    model = state.get("model", {})
+    model = state.get("model") or {}
+    if "z_dim" in config:
+        raise CheckpointError(f"{path} is an MNIST GAN checkpoint (noise -> image), which draws new images rather "
+                              f"than translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)
     # The generators' moving average when the run kept one: what inference should use.
     key = _direction_key(direction)
@@ -298,8 +351,11 @@ def infer_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (7, 7):
         return {}
     blocks = {k.split(".")[1] for k in state_dict if ".conv_block." in k}
-    convs = sorted((int(k.split(".")[1]), v) for k, v in state_dict.items()
-                   if k.count(".") == 2 and k.endswith(".weight") and v.dim() == 4)
+    # only names of the generator's form (model.<index>.weight): a malformed key reads as no layer
+    convs = sorted((int(m.group(1)), v) for k, v in state_dict.items()
+                   if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and v.dim() == 4)
+    if not convs:
+        return {}
     norms = {k.rsplit(".", 1)[0] for k in state_dict if k.endswith("running_var")}
     batch = any(f"{prefix}.weight" in state_dict for prefix in norms)
     spec = {"netG": f"resnet_{len(blocks)}blocks", "ngf": int(first.shape[0]), "input_nc": int(first.shape[1]),
