@@ -493,3 +493,18 @@ def test_wrong_files_are_named_for_what_they_are(tmp_path):
         text = str(e.value)
         assert words in text and "weights_only=False" not in text and "pickled Python" not in text, text
         assert "invalid literal" not in text, text
+
+
+def test_resume_with_another_model_kind_is_refused(tmp_path):
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 2, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 2, 1, (36, 44))
+    common = ["--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0", "--preview-every", "0",
+              *TINY_MODEL]
+    r = run_cli("train", *common, "--max-iters", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("train", *common, "--max-iters", "2", "--resume", "--model", "cut", cwd=tmp_path)
+    one_error_line(r, 2, "--model cut", "is a cyclegan run")
+    r = run_cli("train", *common, "--max-iters", "2", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, add_flags, add_switches, given_values
@@ -86,9 +87,10 @@ def add_train_parser(sub) -> None:
                       help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
                            "except max-iters, save/log/preview intervals, device and workers)")
     model = p.add_argument_group("model and objective")
-    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default="cyclegan",
+    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default=None,
                        help="cyclegan: two generators and the cycle loss; cut / fastcut: contrastive unpaired "
-                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md)")
+                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md) "
+                            "[cyclegan]")
     add_flags(model, _MODEL_FLAGS, defaults)
     model.add_argument("--dropout", dest="run.dropout", action="store_const", const=True, default=None,
                        help="dropout 0.5 in the generators")
@@ -112,9 +114,11 @@ def _flag_names() -> dict[str, str]:
 
 def train_config(args: argparse.Namespace) -> RunConfig:
     """The run a ``train`` command line resolves to: the model kind, preset, then the flags given."""
-    kind = getattr(args, "kind", "cyclegan")
+    kind = getattr(args, "kind", None) or "cyclegan"
     try:
-        return resolve(kind, given_values(args), args.preset)
+        config = resolve(kind, given_values(args), args.preset)
+        # --model given explicitly: a resume of a run of another kind is refused, not silently switched
+        return dataclasses.replace(config, given=config.given | {"kind"}) if getattr(args, "kind", None) else config
     except ConfigError as e:
         if not e.unknown:
             raise
