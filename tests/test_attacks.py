@@ -508,3 +508,19 @@ def test_resume_with_another_model_kind_is_refused(tmp_path):
     one_error_line(r, 2, "--model cut", "is a cyclegan run")
     r = run_cli("train", *common, "--max-iters", "2", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# -- 10. a symlink loop in an input folder ---------------------------------------------------------------
+
+
+def test_a_symlink_to_itself_is_one_failed_image_not_a_stopped_run(tmp_path):
+    write_image(tmp_path / "in" / "a.png", 32, 32)
+    write_image(tmp_path / "in" / "c.png", 32, 32, seed=1)
+    os.symlink("b.png", tmp_path / "in" / "b.png")  # points at itself
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "t")
+    r = run_cli("translate", "--model", "runs/t", "--input", "in", "--output", "out", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "b.png" in r.stderr, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
