@@ -66,11 +66,12 @@ def test_nonfinite_float_flags_are_rejected(tmp_path, flag, value):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("lr, saved", [("1e30", True), ("1e38", False)])
+@pytest.mark.parametrize("lr, saved", [("1e30", False), ("1e38", False)])
 def test_an_overflowing_update_is_never_saved(tmp_path, lr, saved):
     """An absurd but finite learning rate overflows the weights (1e38: in the first update, 1e30:
-    in the next forward pass); the losses of those steps were computed before the update and
-    are finite. No checkpoint ever holds the overflow, and the message is true either way."""
+    in the next forward pass: finite weights of about 1e30 whose outputs are NaN, caught by the
+    probe before the save); the losses of those steps were computed before the update and are
+    finite. No checkpoint ever holds the overflow, and the message is true either way."""
     two_domains(tmp_path / "data")
     r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0",
                 "--preview-every", "0", "--save-every", "1", "--max-iters", "4", "--lr", lr, "--keep", "9",

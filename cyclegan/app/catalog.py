@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.core.checkpoint import EXPORT_FORMAT
+from cyclegan.core.readers import BadFileError, parse_json
 from cyclegan.models.cut import config_directions
 from cyclegan.inference.mnist_sampler import EXPORT_KIND
 from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, published_name
@@ -144,8 +145,6 @@ def is_inside(path: Path, root: Path) -> bool:
 def export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
     """(kind, directions, metadata) of one of our safetensors exports, read from its header only;
     None for a safetensors file of another kind."""
-    import json
-
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -156,8 +155,8 @@ def export_kind(path: Path) -> tuple[str, tuple[str, ...], dict] | None:
     extra = {}
     for k, v in meta.items():
         try:
-            extra[k] = json.loads(v)
-        except ValueError:
+            extra[k] = parse_json(v, k)
+        except BadFileError:  # bounded: a crafted entry nested past the recursion limit is only text
             extra[k] = v
     if extra.get("kind") == EXPORT_KIND:
         return "latent", (), extra

@@ -20,7 +20,7 @@ from typing import Any
 
 from cyclegan.app.actions import AppBackend, slug
 from cyclegan.app.settings import UserError
-from cyclegan.app.uploads import colour_note, enlarge, read_upload, to_image
+from cyclegan.app.uploads import colour_note, enlarge, megapixels, read_upload, to_image
 from cyclegan.data.images import DataError
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.video import VideoInfo, probe, translate_video
@@ -131,6 +131,10 @@ def _check_video(path: Path, backend: AppBackend, full_res: bool) -> VideoInfo:
         raise UserError(f"{path.name} has {info.frames} frames ({seconds:.0f} s); this app translates up to "
                         f"{s.max_video_frames} frames (--max-video-frames). Cut it, or use "
                         "`cyclegan translate clip.mp4`.")
+    if info.width * info.height > s.max_input_pixels:  # as for images: decoding one frame costs this much
+        raise UserError(f"{path.name} has frames of {info.width}x{info.height} ({megapixels(info.width * info.height)}); "
+                        f"this app accepts images and video frames up to {megapixels(s.max_input_pixels)}. Please "
+                        "downscale it and try again.")
     if full_res and info.width * info.height > s.max_pixels:
         raise UserError(f"{path.name} is {info.width}x{info.height}; full-resolution video is limited to "
                         f"{s.max_pixels / 1e6:.1f} MP per frame (--max-pixels). Choose the training size.")
@@ -158,7 +162,9 @@ def translate_video_upload(backend: AppBackend, path: Any, choice_id: Any, *, fu
     output = backend.output_folder() / _output_name(path, choice.entry.short_name, choice.direction, ".mp4")
     try:
         summary = translate_video(translator, path, output, smoothing=smoothing, progress=False,
-                                  on_progress=on_progress, max_frames=backend.settings.max_video_frames)
+                                  on_progress=on_progress, max_frames=backend.settings.max_video_frames,
+                                  max_pixels=min(backend.settings.max_input_pixels, backend.settings.max_pixels)
+                                  if full_res else backend.settings.max_input_pixels)
     except DataError as e:
         raise UserError(str(e).replace("--input ", "").replace("--output ", "")) from None
     how = "full resolution" if full_res else f"training size ({translator.size}x{translator.size}, resized back)"

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.error
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 from cyclegan.app.actions import AppBackend
 from cyclegan.app.catalog import ARROW, ModelEntry, download_command
 from cyclegan.app.settings import UserError
+from cyclegan.core.readers import read_json_file
 from cyclegan.inference.download import (PUBLISHED_WEIGHTS_MB, DownloadError, download_weights, weights_path,
                                         weights_url)
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, PUBLISHED_SIZE, GeneratorSpec
@@ -88,14 +88,14 @@ def eval_figures(entry: ModelEntry, direction: str | None) -> str | None:
     if path is None or not path.is_file():
         return None
     try:
-        result = json.loads(path.read_text())
+        result = read_json_file(path)
         rows = result[direction or "AtoB"]
         t, u, r = rows["translated"], rows["untranslated"], rows["real_target"]
         cycle = f", cycle L1 {t['cycle_l1']:.3f}" if t.get("cycle_l1") is not None else ""
         fid = f", FID {t['fid']:.2f} (real images: {r['fid']:.2f})" if t.get("fid") is not None else ""
         return (f"hit rate {t['hit_rate']:.0%} (untranslated {u['hit_rate']:.0%}, real target {r['hit_rate']:.0%})"
                 f"{fid}{cycle}, at {result.get('size', '?')} px, from {path.name}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:  # BadFileError too
         log.warning("cannot read %s: %s", path, e)
         return None
 

@@ -23,7 +23,7 @@ __all__ = ["read_upload"]
 NO_IMAGE = "No image yet: upload one, paste one, take one with the webcam, or click an example."
 
 
-def _megapixels(n: int) -> str:
+def megapixels(n: int) -> str:
     return f"{n / 1e6:.1f} MP"
 
 
@@ -48,13 +48,13 @@ def read_upload(path: str | os.PathLike | None, channels: int, *, max_input_pixe
                 width, height = img.size
     except Image.DecompressionBombError:
         raise UserError(f"{name} is far too large to decode safely; downscale it below "
-                        f"{_megapixels(max_input_pixels)} and try again.") from None
+                        f"{megapixels(max_input_pixels)} and try again.") from None
     except Exception:
         raise UserError(f"{name} is not an image this app can read; upload a PNG, JPEG, WebP, BMP, TIFF or GIF "
                         "file.") from None
     if width * height > max_input_pixels:
-        raise UserError(f"{name} is {width}x{height} ({_megapixels(width * height)}); this app accepts images up "
-                        f"to {_megapixels(max_input_pixels)}. Please downscale it and try again.")
+        raise UserError(f"{name} is {width}x{height} ({megapixels(width * height)}); this app accepts images up "
+                        f"to {megapixels(max_input_pixels)}. Please downscale it and try again.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -70,7 +70,7 @@ def read_upload(path: str | os.PathLike | None, channels: int, *, max_input_pixe
         image = np.asarray(pil.resize((nw, nh), Image.Resampling.LANCZOS))
         image = image[:, :, None] if image.ndim == 2 else image
         notes.append(f"The image ({w}x{h}) was downscaled to {nw}x{nh} for full-resolution translation "
-                     f"(limit {_megapixels(max_pixels)}, set with --max-pixels).")
+                     f"(limit {megapixels(max_pixels)}, set with --max-pixels).")
     return image, notes
 
 

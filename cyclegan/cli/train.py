@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from cyclegan.cli.flags import GAN_FLAGS, LOOP_FLAGS, LOOP_SWITCHES, add_flags, add_switches, given_values
@@ -86,9 +87,10 @@ def add_train_parser(sub) -> None:
                       help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
                            "except max-iters, save/log/preview intervals, device and workers)")
     model = p.add_argument_group("model and objective")
-    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default="cyclegan",
+    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default=None,
                        help="cyclegan: two generators and the cycle loss; cut / fastcut: contrastive unpaired "
-                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md)")
+                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md) "
+                            "[cyclegan]")
     add_flags(model, _MODEL_FLAGS, defaults)
     model.add_argument("--dropout", dest="run.dropout", action="store_const", const=True, default=None,
                        help="dropout 0.5 in the generators")
@@ -112,9 +114,11 @@ def _flag_names() -> dict[str, str]:
 
 def train_config(args: argparse.Namespace) -> RunConfig:
     """The run a ``train`` command line resolves to: the model kind, preset, then the flags given."""
-    kind = getattr(args, "kind", "cyclegan")
+    kind = getattr(args, "kind", None) or "cyclegan"
     try:
-        return resolve(kind, given_values(args), args.preset)
+        config = resolve(kind, given_values(args), args.preset)
+        # --model given explicitly: a resume of a run of another kind is refused, not silently switched
+        return dataclasses.replace(config, given=config.given | {"kind"}) if getattr(args, "kind", None) else config
     except ConfigError as e:
         if not e.unknown:
             raise
@@ -133,16 +137,31 @@ def cmd_export(args: argparse.Namespace) -> int:
         from cyclegan.cli.export import run_export
 
         return run_export(args)
-    from cyclegan.core.checkpoint import load_checkpoint
+    import torch
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_newest_intact
+    from cyclegan.inference.loading import probe_generator
     from cyclegan.training.cyclegan import export_cyclegan
     from cyclegan.training.kinds import from_state
 
     run = Path(args.run)
-    ckpt = run / "checkpoints" / "latest.pt" if run.is_dir() else run
-    state = load_checkpoint(ckpt)
-    config = from_state(state)
-    model = build_model(config.model)
-    model.load_state_dict(state["model"])
+    if run.is_dir():  # a damaged latest.pt falls back to the newest intact iter_*.pt, as --resume does
+        state, ckpt = load_newest_intact(run / "checkpoints")
+    else:
+        ckpt = run
+        state = load_checkpoint(ckpt)
+    try:
+        config = from_state(state)
+        model = build_model(config.model)
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{ckpt}: the stored model cannot be rebuilt ({type(e).__name__}: {first}); the "
+                              "checkpoint is damaged or was not written by cyclegan train") from None
+    for name, net in model.inference_generators().items():  # finite weights may still give NaN outputs
+        conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if conv is not None and getattr(config.model, "netG", None):
+            probe_generator(net, conv.in_channels, f"{ckpt} ({name})")
     out = Path(args.output) if args.output else (run if run.is_dir() else run.parent.parent) / "generators.safetensors"
     export_cyclegan(model, config, out)
     print(out)

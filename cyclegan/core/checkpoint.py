@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cyclegan import __version__
+from cyclegan.core.readers import BadFileError, parse_json
 from cyclegan.core.sniff import foreign_kind
 
 CHECKPOINT_FORMAT = "cyclegan-checkpoint"
@@ -65,6 +66,29 @@ def check_finite(obj: Any, what: str) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise NonFiniteError(f"{what}: {len(bad)} tensor(s) hold NaN or infinite values ({shown})", bad)
+
+
+def check_usable(net: torch.nn.Module, example: torch.Tensor, what: str) -> None:
+    """The one "is this model usable" check: :class:`NonFiniteError` unless ``net``'s weights are
+    finite *and* its output on ``example`` (a tiny probe input, e.g. 1x3x8x8) is. Finite weights
+    can still overflow every output (1e30 after a learning rate of 1e30): such a model is never
+    called good, saved as the last good checkpoint, exported or translated with. ``net`` is run
+    in eval mode and left in the mode it was in."""
+    check_finite(dict(net.state_dict()), what)
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.inference_mode():
+            out = net(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # shapes that cannot run
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{what}: the model cannot run on a probe input of shape {tuple(example.shape)} "
+                              f"({type(e).__name__}: {first})") from None
+    finally:
+        net.train(was_training)
+    if nonfinite_tensors(out):
+        raise NonFiniteError(f"{what}: the weights are finite but produce NaN or infinite outputs on a probe "
+                             "input (a run that diverged, e.g. with a far too high learning rate)", ["output"])
 
 
 def code_version() -> str:
@@ -174,19 +198,54 @@ def load_torch_file(path: str | os.PathLike, accepted: str, map_location: str | 
     kind = foreign_kind(path)
     if kind:
         raise CheckpointError(f"{path} is {kind}, not PyTorch weights; {accepted}")
+    damage = zip_damage(path)
+    if damage:
+        raise CheckpointError(f"{path} is damaged ({damage}); {accepted}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, a pickle with code in it, ...: say which file and why
         raise CheckpointError(f"cannot load {path}: {_load_failure(e)}; {accepted}") from e
 
 
+def zip_damage(path: str | os.PathLike) -> str | None:
+    """What is wrong with the zip container of a torch file (a member whose CRC-32 does not
+    match: bits flipped on disk; a cut-off central directory), or None when it checks out or is
+    not a zip (the legacy format: torch.load decides). torch.load itself never checks the CRCs,
+    so a flipped bit inside a tensor would load silently."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return None
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except zipfile.BadZipFile as e:
+        return f"not an intact zip file: {e}"
+    except Exception as e:  # OSError, EOFError, zlib.error (raised as-is by zipfile), ...
+        return f"{type(e).__name__}: {str(e)[:100]}"
+    return f"the CRC-32 of {bad} does not match its data: bits changed on disk" if bad else None
+
+
 def _load_failure(e: Exception) -> str:
+    # torch's own advice in these messages (rerun with weights_only=False) would run whatever code
+    # the file holds: it is never shown, only what the file is.
     text = str(e)
-    if "Weights only load failed" in text or isinstance(e, pickle.UnpicklingError):
-        # torch's own advice here (weights_only=False) would run whatever code the file holds
+    if "Unsupported global" in text:
         return ("it holds pickled Python objects besides tensors, which are never loaded because unpickling "
                 "can run code (read with weights_only=True; save a state_dict() instead)")
+    if "legacy .tar format" in text:
+        return "it is in PyTorch's legacy .tar format (or damaged), which cannot be read without unpickling code"
+    if "Weights only load failed" in text or isinstance(e, pickle.UnpicklingError):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        why = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if line.endswith("WeightsUnpickler error:")),
+                   type(e).__name__)
+        return f"it is not a file torch.save wrote, or it is damaged ({why[:100]})"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if "weights_only" in first:
+        first = ""
+    if isinstance(e, (KeyError, EOFError, ValueError, UnicodeDecodeError, OverflowError, MemoryError)):
+        return f"it is not a file torch.save wrote, or it is damaged ({type(e).__name__}{': ' + first[:80] if first else ''})"
     return f"{type(e).__name__}: {first}" if first else f"{type(e).__name__} (the file is damaged or truncated)"
 
 
@@ -199,7 +258,36 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     state = load_torch_file(path, accepted, map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a cyclegan training checkpoint")
+    check_checkpoint_fields(state, path)
     return state
+
+
+def check_checkpoint_fields(state: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """CheckpointError naming ``path`` unless the fields every reader looks into have the types
+    cyclegan train writes: ``model`` a mapping of names to tensors, ``model_config``,
+    ``run_config`` and ``train_config`` mappings with string keys. A crafted or damaged file is
+    one line here, not a TypeError deep in a reader."""
+    problems = []
+    model = state.get("model")
+    if model is not None and not (isinstance(model, Mapping) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items())):
+        problems.append(f"model is {_kind_of(model)}, not a mapping of names to tensors")
+    for key in ("model_config", "run_config", "train_config"):
+        value = state.get(key)
+        if value is not None and not (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+            problems.append(f"{key} is {_kind_of(value)}, not a mapping")
+    run = state.get("run_config")
+    if isinstance(run, Mapping) and not all(isinstance(v, (Mapping, str)) for v in run.values()):
+        problems.append("run_config holds values that are neither sections nor its kind")
+    if problems:
+        raise CheckpointError(f"{path}: {'; '.join(problems)}; the checkpoint is damaged or was not written by "
+                              "cyclegan train")
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping with entries of other types"
+    return f"a {type(value).__name__}"
 
 
 def load_newest_intact(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, Path]:
@@ -335,7 +423,7 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
     for key, value in tensors.items():
         name, _, param = key.partition(".")
         states.setdefault(name, {})[param] = value
-    decoded = {k: _metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "code_version")}
+    decoded = {k: metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "code_version")}
     config = decoded.pop("config", None)
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: the metadata's config is {'missing' if config is None else 'not a JSON object'}; "
@@ -343,13 +431,13 @@ def load_export(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tens
     return states, config, decoded
 
 
-def _metadata_json(path: Path, key: str, text: str) -> Any:
+def metadata_json(path: Path, key: str, text: str) -> Any:
+    """The JSON value of the metadata entry ``key`` of the safetensors file ``path``, read with
+    :func:`cyclegan.core.readers.parse_json`'s bounds; CheckpointError naming both otherwise."""
     try:
-        # a crafted file can nest deeply enough to exhaust the recursion limit
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{path}: the metadata's {key!r} is not valid JSON ({type(e).__name__}: "
-                              f"{str(e)[:100]}); the export is damaged") from None
+        return parse_json(text, f"{path}: the metadata's {key!r}")
+    except BadFileError as e:
+        raise CheckpointError(f"{e}; the file is damaged or was not written by cyclegan") from None
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> Path:

@@ -31,6 +31,8 @@ def _zip_kind(path: Path) -> str | None:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return None  # damaged: torch.load names the damage
+    if any(n.count("/") == 1 and n.endswith("/archive_format") for n in names):
+        return "a torch.export program (.pt2), which holds a whole program rather than weights"
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "a TorchScript archive (torch.jit.save)"
     if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
@@ -50,6 +52,8 @@ def foreign_kind(path: str | os.PathLike) -> str | None:
         return None
     if size == 0:
         return "an empty file"
+    if not head.strip(b"\0"):
+        return "a file of zero bytes only (damaged, or never written out)"
     for magic, name in _IMAGES:
         if head.startswith(magic):
             return f"an image ({name})"

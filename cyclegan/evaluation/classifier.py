@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cyclegan.core.checkpoint import atomic_write, code_version, read_safetensors
+from typing import Any
+
+from cyclegan.core.checkpoint import (CheckpointError, atomic_write, check_usable, code_version, metadata_json,
+                                     read_safetensors, state_dict_misfit)
+from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.evaluation.metrics import frechet_distance, kernel_distance
 
 log = logging.getLogger("cyclegan.classifier")
@@ -55,6 +59,27 @@ class ClassifierConfig:
     def from_dict(cls, d: dict) -> "ClassifierConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_file(cls, d: Any, what: str) -> "ClassifierConfig":
+        """A config read from a file, every size checked against a bound before anything is
+        built (a crafted width of 10**9 would allocate terabytes); BadFileError naming ``what``."""
+        if not isinstance(d, dict):
+            raise BadFileError(f"{what} is a {type(d).__name__}, not a JSON object")
+        for name, high in _CONFIG_BOUNDS.items():
+            if name in d:
+                bounded_int(d[name], 0 if name == "stages" else (2 if name == "n_classes" else 1), high,
+                            f"{what}: {name}")
+        classes = d.get("classes", [])
+        if not (isinstance(classes, list) and len(classes) <= d.get("n_classes", 10)
+                and all(isinstance(c, str) and len(c) < 200 for c in classes)):
+            raise BadFileError(f"{what}: classes must be a list of at most n_classes names")
+        return cls.from_dict(d)
+
+
+#: the largest value of each field a file may ask for (our classifiers: width 32, 28..256 px)
+_CONFIG_BOUNDS = {"channels": 4, "image_size": 512, "n_classes": 1000, "width": 128, "feature_dim": 4096,
+                  "stages": 10}
 
 
 class SmallClassifier(nn.Module):
@@ -172,9 +197,22 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
         path, CLASSIFIER_FORMAT, f"classifier not found: {path} (make one with `cyclegan mnist classifier`, or "
                                  "`cyclegan eval domain-classifier` for a CycleGAN data set)",
         f"{path} is not a classifier written by `cyclegan mnist classifier` or `cyclegan eval domain-classifier`")
-    model = SmallClassifier(ClassifierConfig.from_dict(json.loads(metadata["config"])))
+    # Everything the file says is checked before it sizes anything: the config's bounds, the
+    # tensors' shapes against a shape-only (meta) build, finite weights giving finite outputs.
+    try:
+        cfg = ClassifierConfig.from_file(metadata_json(path, "config", metadata.get("config", "null")),
+                                         f"{path}: the metadata's config")
+        with torch.device("meta"):
+            shapes = SmallClassifier(cfg)
+    except (BadFileError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{e}" if str(path) in str(e) else f"{path}: {e}") from None
+    misfit = state_dict_misfit(tensors, shapes.state_dict())
+    if misfit:
+        raise CheckpointError(f"{path} does not fit the classifier its metadata describes ({misfit})")
+    meta = {k: metadata_json(path, k, v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}
+    model = SmallClassifier(cfg)
     model.load_state_dict(tensors)
-    meta = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "config", "code_version")}
+    check_usable(model, torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size), str(path))
     return model.to(device).eval(), meta
 
 

@@ -116,6 +116,14 @@ def train_domain_classifier(dataroot: str | os.PathLike, channels: int, *, size:
     return model, meta
 
 
+def _check_meta(meta: dict, path: Path) -> None:
+    """CheckpointError unless the metadata this module reads has the types it writes."""
+    acc = meta.get("test_accuracy", {})
+    if not (isinstance(acc, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                          and not isinstance(v, bool) and 0 <= v <= 1 for k, v in acc.items())):
+        raise CheckpointError(f"{path}: the metadata's test_accuracy is not a mapping of domains to accuracies")
+
+
 @dataclass
 class ClassifierInfo:
     """Where a domain classifier came from."""
@@ -145,10 +153,13 @@ def domain_classifier(dataroot: str | os.PathLike, channels: int, *, size: int =
         for path in (primary, fallback):
             if not path.is_file():
                 continue
+            # a cache can come from anywhere (a downloaded data set's zip may carry one): one that
+            # does not check out is ignored and rebuilt, never trusted and never a traceback
             try:
                 model, meta = load_classifier(path, device)
+                _check_meta(meta, path)
             except CheckpointError as e:
-                log.warning("ignoring the cached domain classifier: %s", e)
+                log.warning("ignoring the cached domain classifier: %s; training a new one", e)
                 continue
             same_shape = (model.cfg.channels, model.cfg.image_size, model.cfg.n_classes) == (channels, size, 2)
             if same_shape and meta.get("data_fingerprint") == current:

@@ -39,8 +39,10 @@ from torch import Tensor, nn
 from cyclegan.data.images import DataError, UnreadableImageError, find_images, load_image
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.folder import ordered_map
+from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.core.devices import pick_device
 from cyclegan.core.install import import_torchvision
+from cyclegan.core.pt2 import is_pt2, load_pt2_program
 
 __all__ = ["FeatureExtractor", "cycle_errors", "folder_features", "load_feature_extractor"]
 
@@ -177,17 +179,25 @@ def load_feature_extractor(spec: str = "inception", device: str | torch.device =
     if path.suffix in (".pt", ".pth", ".jit", ".ts", ".pt2") or path.is_file():
         if not path.is_file():
             raise DataError(f"--features {spec}: no such file")
+        module = None
+        program = path.suffix == ".pt2" or is_pt2(path)
+        if program:
+            try:  # checked before torch unpickles or evaluates anything in it
+                module = load_pt2_program(path).module()
+            except CheckpointError as e:
+                raise DataError(f"--features {e}") from None
+            except Exception as e:
+                raise DataError(f"--features {spec}: not a usable .pt2 program ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''})") from e
         try:
-            if path.suffix == ".pt2":
-                module = torch.export.load(str(path)).module()
-            else:
+            if module is None:
                 with warnings.catch_warnings():  # deprecated in favour of torch.export, still widely used
                     warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated")
                     module = torch.jit.load(str(path), map_location=dev)
         except Exception as e:
             raise DataError(f"--features {spec}: not a TorchScript module or .pt2 program "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-        if path.suffix == ".pt2":
+        if program:
             try:  # an exported program is already in inference form; moving it may not be supported
                 module.to(dev)
             except Exception:

@@ -151,6 +151,13 @@ def _check_weights(path: Path, name: str) -> None:
     if keys != expected:
         raise DownloadError(f"{path} does not hold a resnet_9blocks generator as published for {name!r} "
                             f"({len(keys ^ expected)} parameter names differ)")
+    # the shapes, finite weights and finite outputs on a probe: what every loader checks
+    from cyclegan.inference.loading import GeneratorSpec, checked_generator, infer_spec
+
+    try:
+        checked_generator(GeneratorSpec(**infer_spec(state)), dict(state), path, name)
+    except CheckpointError as e:
+        raise DownloadError(f"{e}; it was not kept") from None
 
 
 #: size of each published generator's file: ResNet-9 at ngf 64, RGB, 11,378,179 float32 parameters
@@ -182,6 +189,9 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
     for path in target.parents:
         if path.exists() and not path.is_dir():
             raise DownloadError(f"{path} exists and is a file, not a folder; move it away or pass another --root")
+    if target.is_dir() or (target.is_symlink() and not target.exists()):
+        raise DownloadError(f"{target} is {'a folder' if target.is_dir() else 'a broken link'}, where the weights "
+                            "file goes; move it away or pass another --root")
     if target.exists() and not force:
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target

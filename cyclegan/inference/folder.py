@@ -89,8 +89,10 @@ def _outside(sources: list[Path], out: Path) -> list[Path]:
     """``sources`` without the files that really live in the output folder (reached through a
     symlink in the input folder): they are earlier outputs, and reading them as inputs would nest
     the outputs one level deeper on every run."""
-    real_out = out.resolve()
-    inside = [p for p in sources if real_out in p.resolve().parents]
+    # os.path.realpath never raises: a symlink pointing at itself (a loop) stays in the list and is
+    # reported as unreadable when it is decoded, like any other bad file, instead of stopping the run
+    real_out = Path(os.path.realpath(out))
+    inside = [p for p in sources if real_out in Path(os.path.realpath(p)).parents]
     if inside:
         log.warning("--input: skipping %d image(s) that are in the output folder %s (reached through a symlink, "
                     "e.g. %s)", len(inside), out, inside[0])

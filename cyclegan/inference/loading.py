@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import nullcontext
 from collections.abc import Mapping
 import copy
@@ -16,8 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.models import networks
-from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_finite, run_settings,
+from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_checkpoint_fields,
+                                     check_finite, check_usable,
+                                     run_settings,
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
@@ -164,12 +168,51 @@ def load_generator(model: str | os.PathLike, direction: str | None = None, *,
     weights; our own files carry their config and ignore it."""
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    path = resolve(model, direction, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir).file
+    source = resolve(model, direction, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir)
+    try:
+        return _load_file(source.file, direction, arch)
+    except (OneDirectionError, ValueError):
+        raise
+    except CheckpointError as first:
+        run = source.location if source.location.is_dir() else (
+            source.file.parent.parent if source.file.name == "latest.pt" and source.file.parent.name == "checkpoints"
+            else None)  # RUN/checkpoints/latest.pt named: "the newest of the run", as --resume reads it
+        if run is None:
+            raise
+        # A damaged file of a run (bits flipped, cut short, non-finite): the run's other files,
+        # as --resume falls back past a damaged latest.pt
+        errors = [str(first)]
+        for alt in _run_files(run, source.file):
+            try:
+                gen = _load_file(alt, direction, arch)
+            except (OneDirectionError, ValueError):
+                raise
+            except CheckpointError as e:
+                errors.append(str(e))
+                continue
+            log.warning("%s; using %s instead", "; ".join(errors), alt)
+            return gen
+        if len(errors) == 1:
+            raise
+        raise CheckpointError(f"no intact model in {run}: {'; '.join(errors)}") from None
+
+
+def _run_files(folder: Path, tried: Path) -> list[Path]:
+    """The files of a run folder that can stand in for ``tried``: its export, its latest
+    checkpoint, then its numbered checkpoints, newest first."""
+    ckpts = folder / "checkpoints"
+    numbered = sorted(ckpts.glob("iter_*.pt"), key=lambda p: p.name, reverse=True) if ckpts.is_dir() else []
+    files = [folder / "generators.safetensors", ckpts / "latest.pt", *numbered]
+    return [p for p in files if p.is_file() and p != tried]
+
+
+def _load_file(path: Path, direction: str | None, arch: Mapping[str, Any] | None) -> LoadedGenerator:
     if path.suffix == ".safetensors":
         _ignore_arch(arch, path)
         return _from_export(path, direction)
     obj = _torch_load(path)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        check_checkpoint_fields(obj, path)
         _ignore_arch(arch, path)
         return _from_checkpoint(obj, path, direction)
     # An original-release state dict: one generator, one direction.
@@ -210,7 +253,13 @@ class OneDirectionError(CheckpointError):
 def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path) -> str:
     """The direction to load from our file of ``config``: the one asked for, else AtoB, or the
     only one of a CUT / FastCUT model; asking a one-direction model for the other says why not."""
-    have = config_directions(dict(config))
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{path}: the stored model config is a {type(config).__name__}, not a mapping; the "
+                              "file is damaged or was not written by cyclegan")
+    try:
+        have = config_directions(dict(config))
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the stored model config is not usable ({type(e).__name__}: {e})") from None
     if direction is None:
         return have[0]
     if direction not in have:
@@ -223,6 +272,9 @@ def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path
 
 def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     states, config, extra = load_export(path)
+    if extra.get("kind") == "mnist-gan" or "z_dim" in config:
+        raise CheckpointError(f"{path} is an MNIST GAN export (noise -> image), which draws new images rather than "
+                              f"translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)
     key = _direction_key(direction)
     if key not in states:
@@ -234,7 +286,10 @@ def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
 
 def _from_checkpoint(state: Mapping[str, Any], path: Path, direction: str | None) -> LoadedGenerator:
     config = state.get("model_config") or {}
-    model = state.get("model", {})
+    model = state.get("model") or {}
+    if "z_dim" in config:
+        raise CheckpointError(f"{path} is an MNIST GAN checkpoint (noise -> image), which draws new images rather "
+                              f"than translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)
     # The generators' moving average when the run kept one: what inference should use.
     key = _direction_key(direction)
@@ -260,10 +315,19 @@ def _stored_spec(config: Any, direction: str, path: Path) -> GeneratorSpec:
     return spec
 
 
+#: the largest training size a file may state. Images are translated at that size, so it sizes the
+#: forward pass: 2048 px (pix2pixHD's largest; CycleGANs train at 256-512) already takes about 4 GB
+#: with the paper's generator, where 65536 would take terabytes for a 40x40 input.
+MAX_STORED_SIZE = 2048
+
+
 def _stored_size(size: Any, path: Path) -> int | None:
-    if size is None or (isinstance(size, int) and not isinstance(size, bool) and 4 <= size <= 65536):
-        return size
-    raise CheckpointError(f"{path}: the stored training size must be an integer 4..65536, got {size!r}")
+    if size is None:
+        return None
+    try:
+        return bounded_int(size, 4, MAX_STORED_SIZE, f"{path}: the stored training size")
+    except BadFileError as e:
+        raise CheckpointError(f"{e}; the file is damaged or crafted") from None
 
 
 def _original_pair_direction(path: Path) -> str | None:
@@ -287,8 +351,11 @@ def infer_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (7, 7):
         return {}
     blocks = {k.split(".")[1] for k in state_dict if ".conv_block." in k}
-    convs = sorted((int(k.split(".")[1]), v) for k, v in state_dict.items()
-                   if k.count(".") == 2 and k.endswith(".weight") and v.dim() == 4)
+    # only names of the generator's form (model.<index>.weight): a malformed key reads as no layer
+    convs = sorted((int(m.group(1)), v) for k, v in state_dict.items()
+                   if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and v.dim() == 4)
+    if not convs:
+        return {}
     norms = {k.rsplit(".", 1)[0] for k in state_dict if k.endswith("running_var")}
     batch = any(f"{prefix}.weight" in state_dict for prefix in norms)
     spec = {"netG": f"resnet_{len(blocks)}blocks", "ngf": int(first.shape[0]), "input_nc": int(first.shape[1]),
@@ -316,6 +383,13 @@ def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_directi
     return _build(GeneratorSpec(**{**base, **given}), weights, path, pair_direction, size, name)
 
 
+def checked_generator(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, name: str) -> LoadedGenerator:
+    """The generator of ``spec`` with ``weights``, after every check a loaded model gets (shapes
+    on the meta device, finite weights, finite outputs on a probe input); CheckpointError naming
+    ``path`` otherwise. For checking a download before it is kept."""
+    return _build(spec, weights, path, None, None, name)
+
+
 def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direction: str | None,
            size: int | None, name: str) -> LoadedGenerator:
     # The config and the tensors are checked against a shape-only (meta) copy first: a small
@@ -338,4 +412,18 @@ def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direc
     net = spec.build()
     net.load_state_dict(weights, strict=True)
     net.eval().requires_grad_(False)
+    probe_generator(net, spec.input_nc, str(path))
     return LoadedGenerator(net, spec, direction, int(size) if size else None, path, name)
+
+
+def probe_generator(net: nn.Module, input_nc: int, what: str) -> None:
+    """:func:`cyclegan.core.checkpoint.check_usable` on the smallest input ``net`` takes (16 px
+    for a ResNet, its multiple for a U-Net): finite weights that give NaN outputs are refused
+    with the advice to use an earlier checkpoint."""
+    side = max(16, size_multiple(net))
+    try:
+        check_usable(net, torch.zeros(1, input_nc, side, side).uniform_(-1, 1,
+                     generator=torch.Generator().manual_seed(0)), what)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{e}: these weights cannot translate; use an earlier checkpoint of the run "
+                             "(checkpoints/iter_*.pt)", e.names) from None

@@ -128,11 +128,12 @@ def _check_paths(source: Path, output: Path) -> None:
 def translate_video(translator: Translator, source: str | os.PathLike, output: str | os.PathLike, *,
                     smoothing: float = 0.0, crf: int = DEFAULT_CRF, batch_size: int = 4, overwrite: bool = False,
                     progress: bool = True, on_progress: Progress | None = None,
-                    max_frames: int | None = None) -> VideoSummary:
+                    max_frames: int | None = None, max_pixels: int | None = None) -> VideoSummary:
     """Translate every frame of ``source`` into the video ``output`` (see the module docstring).
     The output keeps the source's frame size (frames translated at the training size are resized
     back), frame rate and audio. An existing output is left alone unless ``overwrite``; a clip
-    with more than ``max_frames`` frames is refused (a DataError) when the count is reached."""
+    with more than ``max_frames`` frames is refused (a DataError) when the count is reached, a
+    frame over ``max_pixels`` before it is converted."""
     source, output = Path(source), Path(output)
     _check_paths(source, output)
     if not 0.0 <= smoothing < 1.0:
@@ -149,7 +150,7 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
         shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
     summary.frames, summary.reused = _translate_frames(translator, source, info, folder, batch_size, progress,
-                                                       on_progress, max_frames)
+                                                       on_progress, max_frames, max_pixels)
     if summary.frames == 0:
         raise DataError(f"--input {source}: no frame could be decoded")
     _encode(folder, summary.frames, info, source, output, smoothing, crf)
@@ -158,21 +159,37 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     return summary
 
 
-def _decoded_frames(source: Path, channels: int) -> Iterator[np.ndarray]:
-    """The video's frames in order, as uint8 HxWxC (C = ``channels``)."""
+def _decoded_frames(source: Path, channels: int, size: tuple[int, int],
+                    max_pixels: int | None = None) -> Iterator[np.ndarray]:
+    """The video's frames in order, as uint8 HxWxC (C = ``channels``) of ``size`` (W, H): a frame
+    whose size changes mid-stream is scaled to the stream's (one output has one frame size), as
+    ffmpeg does. A frame over ``max_pixels`` or one that cannot be decoded is a DataError naming
+    the file, checked before the frame is converted."""
     import av
 
-    with av.open(str(source)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fmt = "gray" if channels == 1 else "rgb24"
-        for frame in container.decode(stream):
-            image = frame.to_ndarray(format=fmt)
-            yield image[:, :, None] if image.ndim == 2 else image
+    index = 0
+    try:
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fmt = "gray" if channels == 1 else "rgb24"
+            for index, frame in enumerate(container.decode(stream)):
+                if max_pixels is not None and frame.width * frame.height > max_pixels:
+                    raise DataError(f"--input {source}: frame {index} is {frame.width}x{frame.height}, over the "
+                                    f"limit of {max_pixels / 1e6:.1f} MP a frame")
+                if (frame.width, frame.height) != size:
+                    image = frame.reformat(width=size[0], height=size[1], format=fmt).to_ndarray()
+                else:
+                    image = frame.to_ndarray(format=fmt)
+                yield image[:, :, None] if image.ndim == 2 else image
+    except av.FFmpegError as e:
+        raise DataError(f"--input {source}: cannot decode the video after frame {index} ({e}); the file is "
+                        "damaged") from None
 
 
 def _translate_frames(translator: Translator, source: Path, info: VideoInfo, folder: Path, batch_size: int,
-                      progress: bool, on_progress: Progress | None, max_frames: int | None) -> tuple[int, int]:
+                      progress: bool, on_progress: Progress | None, max_frames: int | None,
+                      max_pixels: int | None = None) -> tuple[int, int]:
     """Pass 1: translate each frame not in ``folder`` yet. Returns (frames, frames reused)."""
     from tqdm import tqdm
 
@@ -206,7 +223,7 @@ def _translate_frames(translator: Translator, source: Path, info: VideoInfo, fol
             batch.clear()
 
         index = -1
-        for index, image in enumerate(_decoded_frames(source, translator.input_channels)):
+        for index, image in enumerate(_decoded_frames(source, translator.input_channels, size, max_pixels)):
             if max_frames is not None and index >= max_frames:
                 raise DataError(f"--input {source} has more than {max_frames} frames")
             if _frame_path(folder, index).is_file():

@@ -20,7 +20,8 @@ import yaml
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cyclegan.core import fastpath
-from cyclegan.core.checkpoint import CheckpointError, atomic_write, load_newest_intact, nonfinite_tensors, save_numbered
+from cyclegan.core.checkpoint import (CheckpointError, NonFiniteError, atomic_write, check_usable, load_newest_intact,
+                                     nonfinite_tensors, save_numbered)
 from cyclegan.core.devices import cudnn_benchmark, pick_device
 from cyclegan.data.unpaired import EpochSampler
 from cyclegan.data import resident
@@ -232,6 +233,12 @@ class Trainer:
         if bad:
             raise self._diverged(f"{len(bad)} tensor(s) of the model became NaN or infinite by iteration "
                                  f"{self.counters.iteration} ({', '.join(bad[:3])})")
+        # Finite weights do not make finite outputs either (weights of 1e30 overflow every
+        # activation): the generators are run on one preview image first.
+        broken = self._nonfinite_outputs()
+        if broken:
+            raise self._diverged(f"the outputs of the {broken} became NaN or infinite by iteration "
+                                 f"{self.counters.iteration} (their weights are finite but overflow)")
         if not self.dist.is_main:
             return self.ckpt_dir / "latest.pt"
         path = save_numbered(state, self.ckpt_dir, self.counters.iteration, self.cfg.keep)
@@ -239,6 +246,41 @@ class Trainer:
         return path
 
     # -- helpers -----------------------------------------------------------------------------
+    def _nonfinite_outputs(self) -> str | None:
+        """Which generators (the trained ones, which a resume continues from, or their moving
+        average, which inference uses) give NaN or infinite outputs on one preview image; None
+        when both are finite. The model's preview runs them, so every kind of GAN is covered."""
+        if not self.preview_batch:
+            return None
+        probe = self._to_device({k: v[:1] if isinstance(v, torch.Tensor) else v
+                                 for k, v in self.preview_batch.items()})
+        ema = self.model.ema_generators
+        try:
+            for name, gens in (("generators", None), ("generators' moving average", ema)):
+                if name != "generators" and ema is None:
+                    continue
+                self.model.ema_generators = gens  # preview runs inference_generators(): these
+                with torch.compiler.set_stance("force_eager"), torch.no_grad():
+                    if nonfinite_tensors(self.model.preview(probe)):
+                        return name
+        finally:
+            self.model.ema_generators = ema
+        # the discriminators (a resume trains on with them) on an image of the training size
+        image = next((v for v in probe.values() if isinstance(v, torch.Tensor) and v.dim() == 4), None)
+        for name, net in self.model.discriminators.items():
+            conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+            if image is None or conv is None:
+                continue
+            x = torch.rand(1, conv.in_channels, *image.shape[2:], generator=torch.Generator().manual_seed(0))
+            try:
+                with torch.compiler.set_stance("force_eager"):
+                    check_usable(net, (x * 2 - 1).to(image.device, image.dtype), name)
+            except NonFiniteError:
+                return f"discriminator {name}"
+            except CheckpointError:  # a discriminator that takes other inputs: not probed
+                continue
+        return None
+
     def _collate(self, items: list) -> dict:
         return torch.utils.data.default_collate(items)
 

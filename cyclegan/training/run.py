@@ -43,6 +43,10 @@ def _warn_ignored(stored: RunConfig, given: RunConfig) -> None:
     """Settings given for a resumed run that it does not take (they would change what is
     computed): said once, so nobody believes a resumed run got a new learning rate."""
     if stored.kind != given.kind:
+        if "kind" in given.given:
+            raise CheckpointError(f"--model {given.kind}: {given.loop.run_dir} is a {stored.kind} run; resume it "
+                                  f"with --model {stored.kind} (or without --model), or train a new run under "
+                                  "another --name")
         return
     old, new = stored.flat(), given.flat()
     ignored = [f"{k} {new[k]} (the run's: {old[k]})" for k in sorted(given.given - runtime_fields(stored))

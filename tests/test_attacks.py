@@ -1,0 +1,526 @@
+"""Issue 30: no file, signal or stream makes the project run code, exhaust memory, lie or lose
+work. Each class of attack is fixed at its root; these tests attack the root with several variants
+(docs/reliability.md lists them)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import ROOT, write_image
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cyclegan", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(r: subprocess.CompletedProcess, status: int, *needles: str) -> str:
+    assert r.returncode == status, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, r.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+class RunsCode:
+    """Unpickling this calls open(marker, "w")."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# -- 1. a .pt2 archive whose loader would unpickle or eval ---------------------------------------------
+
+
+class _Features(torch.nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) * 2 + 1
+
+
+def _pt2_entries() -> dict[str, bytes]:
+    ep = torch.export.export(_Features(), (torch.zeros(2, 3, 8, 8),),
+                             dynamic_shapes=({0: torch.export.Dim("n")},))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    with zipfile.ZipFile(buf) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _rezip(entries: dict[str, bytes], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def _hostile_pt2s(folder: Path, marker: Path) -> dict[str, Path]:
+    """Variants of a valid torch.export archive, each of which runs code in torch.export.load."""
+    base = _pt2_entries()
+    prefix = next(iter(base)).split("/")[0] + "/"
+    payload = torch_pickle = io.BytesIO()
+    torch.save(RunsCode(marker), torch_pickle)
+    payload = torch_pickle.getvalue()
+    out = {}
+
+    # an entry of the weights config marked use_pickle (our module has no weights: add one)
+    e = dict(base)
+    wcfg = f"{prefix}data/weights/model_weights_config.json"
+    cfg = json.loads(e[wcfg])
+    cfg["config"]["evil"] = {"path_name": "weight_9", "is_param": False, "use_pickle": True, "tensor_meta": None}
+    e[wcfg] = json.dumps(cfg).encode()
+    e[f"{prefix}data/weights/weight_9"] = payload
+    out["use_pickle weight"] = _rezip(e, folder / "weights.pt2")
+
+    # the same in the constants config
+    e = dict(base)
+    ccfg = f"{prefix}data/constants/model_constants_config.json"
+    e[ccfg] = json.dumps({"config": {"evil": {"path_name": "tensor_9", "is_param": False, "use_pickle": True,
+                                              "tensor_meta": None}}}).encode()
+    e[f"{prefix}data/constants/tensor_9"] = payload
+    out["use_pickle constant"] = _rezip(e, folder / "constants.pt2")
+
+    # an opaque object constant: plain pickle.loads
+    e = dict(base)
+    e[ccfg] = json.dumps({"config": {"evil": {"path_name": "opaque_obj_0", "is_param": False,
+                                              "use_pickle": True, "tensor_meta": None}}}).encode()
+    e[f"{prefix}data/constants/opaque_obj_0"] = pickle.dumps(RunsCode(marker))
+    out["opaque object"] = _rezip(e, folder / "opaque.pt2")
+
+    # sample inputs that weights_only refuses: torch falls back to weights_only=False
+    e = dict(base)
+    e[f"{prefix}data/sample_inputs/model.pt"] = payload
+    out["sample inputs"] = _rezip(e, folder / "inputs.pt2")
+
+    # a symbolic size expression: torch hands it to sympy.sympify, which evals it
+    e = dict(base)
+    model = f"{prefix}models/model.json"
+    text = e[model].decode()
+    assert '"expr_str": "Symbol(' in text, text[:400]
+    evil = f"__import__('builtins').open('{marker}', 'w')"
+    import re
+    e[model] = re.sub(r'"expr_str": "[^"]*"', json.dumps({"expr_str": evil})[1:-1], text, count=1).encode()
+    out["sympy expression"] = _rezip(e, folder / "expr.pt2")
+
+    # the legacy weights file torch loads as a plain torch pickle
+    e = dict(base)
+    e[f"{prefix}data/weights/model.pt"] = payload
+    out["legacy weights"] = _rezip(e, folder / "legacy.pt2")
+    return out
+
+
+def test_the_pt2_variants_really_run_code_in_torch(tmp_path):
+    """The attack is real: torch.export.load runs each variant's payload (guards the test)."""
+    marker = tmp_path / "PWNED"
+    ran = []
+    for name, path in _hostile_pt2s(tmp_path, marker).items():
+        try:
+            torch.export.load(str(path))
+        except Exception:
+            pass
+        if marker.exists():
+            ran.append(name)
+            marker.unlink()
+    assert {"use_pickle weight", "sample inputs", "sympy expression", "legacy weights"} <= set(ran), ran
+
+
+def test_hostile_pt2_archives_run_nothing(tmp_path):
+    from cyclegan.data.images import DataError
+    from cyclegan.evaluation.fid import load_feature_extractor
+
+    marker = tmp_path / "PWNED"
+    for name, path in _hostile_pt2s(tmp_path, marker).items():
+        with pytest.raises(DataError, match=f"--features {path}"):
+            load_feature_extractor(str(path), device="cpu")
+        assert not marker.exists(), name
+    # the intact archive still works
+    good = _rezip(_pt2_entries(), tmp_path / "good.pt2")
+    ex = load_feature_extractor(str(good), device="cpu")
+    assert ex is not None
+
+
+def test_hostile_pt2_through_the_command(tmp_path):
+    marker = tmp_path / "PWNED"
+    path = _hostile_pt2s(tmp_path, marker)["use_pickle weight"]
+    for d in ("a", "b"):
+        for i in range(2):
+            write_image(tmp_path / d / f"{i}.png", 16, 16, seed=i)
+    r = run_cli("eval", "fid", "--real", "a", "--fake", "b", "--features", str(path), "--device", "cpu", cwd=tmp_path)
+    one_error_line(r, 2, path.name)
+    assert not marker.exists()
+
+
+# -- 2. sizes read from files are bounded ---------------------------------------------------------------
+
+
+def test_a_stored_training_size_is_bounded(tmp_path):
+    """size 65536 in an export's metadata or a checkpoint's run config would make translating a
+    40x40 image allocate ~22 GB; refused when the file is loaded, naming the file."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.inference.loading import load_generator
+    from tiny_models import tiny_checkpoint, tiny_export
+
+    export = tiny_export(tmp_path / "runs" / "e")
+    with safe_open(str(export), framework="pt") as f:
+        meta = f.metadata()
+    for size in ("65536", "1e9", "[64]"):
+        save_file(load_file(export), export, metadata={**meta, "size": size})
+        with pytest.raises(CheckpointError, match="generators.safetensors: the stored training size"):
+            load_generator(export)
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "c")
+    state = load_checkpoint(ckpt)
+    state["run_config"]["data"]["size"] = 65536
+    save_checkpoint(state, ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt: the stored training size"):
+        load_generator(ckpt)
+    write_image(tmp_path / "in.png", 40, 40)
+    r = run_cli("translate", "--model", "runs/c", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "training size")
+
+
+def _domains(root: Path) -> Path:
+    from test_train import make_domain
+
+    make_domain(root / "trainA", 4, 0, (20, 20))
+    make_domain(root / "trainB", 4, 1, (20, 20))
+    return root
+
+
+def _crafted_cache(path: Path, craft: str) -> None:
+    """Rewrite the cached classifier at ``path`` into the attack ``craft``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(path)
+    config = json.loads(meta["config"])
+    if craft == "huge width":
+        meta["config"] = json.dumps({**config, "width": 10 ** 9})
+    elif craft == "huge stages":
+        meta["config"] = json.dumps({**config, "stages": 10 ** 6})
+    elif craft == "nested config":
+        meta["config"] = "[" * 100_000 + "]" * 100_000
+    elif craft == "nested fingerprint":
+        meta["data_fingerprint"] = "[" * 100_000 + "]" * 100_000
+    elif craft == "bad json":
+        meta["config"] = '{"width": '
+    elif craft == "config a list":
+        meta["config"] = "[1, 2]"
+    elif craft == "width a string":
+        meta["config"] = json.dumps({**config, "width": "32"})
+    elif craft == "accuracy a string":
+        meta["test_accuracy"] = json.dumps("high")
+    elif craft == "stale shapes":  # written by a classifier of another width, as an older version might
+        meta["config"] = json.dumps({**config, "width": config["width"] * 2})
+    elif craft == "nan weights":
+        key = next(k for k, v in tensors.items() if v.is_floating_point() and v.dim() > 1)
+        tensors[key] = tensors[key].clone().fill_(float("nan"))
+    elif craft == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+        return
+    save_file(tensors, path, metadata=meta)
+
+
+CACHE_ATTACKS = ["huge width", "huge stages", "nested config", "nested fingerprint", "bad json", "config a list",
+                 "width a string", "accuracy a string", "stale shapes", "nan weights", "truncated"]
+
+
+@pytest.mark.parametrize("craft", CACHE_ATTACKS)
+def test_a_cached_domain_classifier_that_does_not_check_out_is_rebuilt(tmp_path, craft, caplog):
+    from cyclegan.evaluation.domain_classifier_cache import domain_classifier
+
+    root = _domains(tmp_path / "data")
+    model, info = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert info.trained_now and info.path is not None
+    _crafted_cache(info.path, craft)
+    with caplog.at_level("WARNING"):
+        model, again = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert again.trained_now, craft
+    assert str(info.path) in caplog.text and "ignoring" in caplog.text, caplog.text
+    again.describe()
+    # the rebuilt cache is used next time
+    _, third = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    assert not third.trained_now
+
+
+def test_a_crafted_classifier_given_by_name_is_one_line(tmp_path):
+    from cyclegan.evaluation.domain_classifier_cache import domain_classifier
+
+    root = _domains(tmp_path / "data")
+    _, info = domain_classifier(root, 3, size=16, epochs=1, workers=0)
+    _crafted_cache(info.path, "huge width")
+    r = run_cli("eval", "domains", "--model", "nothing", "--dataroot", "data", "--classifier", str(info.path),
+                cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+# -- 3. the app's Video tab bounds frame sizes as the image tabs do ------------------------------------
+
+
+@pytest.mark.parametrize("full_res", [False, True])
+def test_the_video_tab_refuses_frames_over_the_image_limit(tmp_path, full_res):
+    pytest.importorskip("av")
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.media import translate_video_upload
+    from cyclegan.app.settings import AppSettings, UserError
+    from test_video import write_clip
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=False)  # 48x40 = 1920 px a frame
+    app = AppBackend(AppSettings(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "none", bundled=False,
+                                 device="cpu", output_dir=tmp_path / "out", max_input_pixels=1000,
+                                 max_pixels=10 ** 6))
+    with pytest.raises(UserError, match="48x40.*accepts images and video frames up to"):
+        translate_video_upload(app, clip, "runs/tiny|AtoB", full_res=full_res)
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_each_decoded_frame_is_bounded_and_a_corrupt_stream_names_the_file(tmp_path):
+    pytest.importorskip("av")
+    from cyclegan.data.images import DataError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from test_video import write_clip
+    from tiny_models import tiny_export
+
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "tiny")), device="cpu")
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=False)
+    with pytest.raises(DataError, match="clip.mp4: frame 0 is 48x40, over the limit"):
+        translate_video(translator, clip, tmp_path / "out.mp4", progress=False, max_pixels=1000)
+    data = bytearray(clip.read_bytes())
+    for i in range(len(data) // 3, len(data) - 200, 7):  # garble the middle of the stream
+        data[i] ^= 0x5A
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    try:
+        translate_video(translator, bad, tmp_path / "out2.mp4", progress=False)
+    except DataError as e:
+        assert "bad.mp4" in str(e)
+
+
+# -- 4. "good" means finite outputs, not only finite weights --------------------------------------------
+
+
+def _overflowing(path: Path) -> Path:
+    """Move a tiny checkpoint's generator weights by +-1e30, as one Adam step at --lr 1e30 does:
+    finite, but every output is NaN."""
+    from cyclegan.core.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(path)
+    g = torch.Generator().manual_seed(0)
+    state["model"] = {k: (v + torch.randn(v.shape, generator=g).sign() * 1e30
+                          if v.is_floating_point() and "generators" in k else v) for k, v in state["model"].items()}
+    save_checkpoint(state, path)
+    return path
+
+
+def test_finite_weights_with_nan_outputs_are_never_used(tmp_path):
+    from cyclegan.core.checkpoint import NonFiniteError
+    from cyclegan.inference.loading import load_generator
+    from tiny_models import tiny_checkpoint
+
+    ckpt = _overflowing(tiny_checkpoint(tmp_path / "runs" / "x"))
+    with pytest.raises(NonFiniteError, match="latest.pt: the weights are finite but produce NaN"):
+        load_generator(ckpt)
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "NaN")
+    assert not (tmp_path / "out.png").exists()
+    r = run_cli("export", "runs/x", cwd=tmp_path)
+    one_error_line(r, 2, "latest.pt", "NaN")
+    assert not (tmp_path / "runs" / "x" / "generators.safetensors").exists()
+
+
+def test_a_checkpoint_whose_outputs_overflow_is_never_called_good(tmp_path):
+    """--lr 1e30: iteration 1 leaves finite weights of about 1e30 whose every output is NaN."""
+    from cyclegan.core.checkpoint import load_checkpoint
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 4, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 4, 1, (36, 44))
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0",
+                "--preview-every", "0", "--save-every", "1", "--max-iters", "4", "--lr", "1e30", "--keep", "9",
+                *TINY_MODEL, cwd=tmp_path)
+    one_error_line(r, 3, "No checkpoint had been written yet")
+    assert not list((tmp_path / "runs" / "x" / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("damage", ["nan", "overflow"])
+def test_a_published_download_whose_weights_are_not_usable_is_not_kept(tmp_path, damage):
+    from test_faults import RawServer
+    from tiny_models import original_pth
+
+    net = original_pth(tmp_path / "served.pth", netG="resnet_9blocks", ngf=4)
+    state = net.state_dict()
+    g = torch.Generator().manual_seed(0)
+    for k, v in state.items():
+        if v.is_floating_point() and "running" not in k:
+            v.fill_(float("nan")) if damage == "nan" else v.add_(torch.randn(v.shape, generator=g).sign() * 1e30)
+    torch.save(state, tmp_path / "served.pth")
+    server = RawServer()
+    try:
+        server.files["/pretrained_models/horse2zebra.pth"] = (tmp_path / "served.pth").read_bytes()
+        r = run_cli("download", "weights", "horse2zebra", "--base-url", server.url, "--no-progress", cwd=tmp_path)
+    finally:
+        server.close()
+    one_error_line(r, 2, "latest_net_G.pth", "NaN")
+    assert not list((tmp_path / "checkpoints").rglob("*.pth")) if (tmp_path / "checkpoints").exists() else True
+
+
+def test_a_folder_where_the_weights_go_is_an_error(tmp_path):
+    (tmp_path / "checkpoints" / "horse2zebra_pretrained" / "latest_net_G.pth").mkdir(parents=True)
+    r = run_cli("download", "weights", "horse2zebra", "--base-url", "http://127.0.0.1:9", "--no-progress",
+                cwd=tmp_path)
+    one_error_line(r, 2, "latest_net_G.pth is a folder")
+
+
+# -- 5. bit damage is detected on load, and every loader falls back ---------------------------------------
+
+
+def _flip(path: Path, n: int = 4096) -> None:
+    """Flip ``n`` bytes in the middle of ``path`` in place (the inode, and so a hard link, shared)."""
+    with open(path, "r+b") as f:
+        size = f.seek(0, 2)
+        f.seek(size // 2 - n // 2)
+        data = bytearray(f.read(n))
+        f.seek(size // 2 - n // 2)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_bit_damage_inside_a_checkpoint_is_detected(tmp_path):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    _flip(ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt.*(damaged|CRC)"):
+        load_checkpoint(ckpt)
+
+
+def test_translate_falls_back_past_a_damaged_latest_pt(tmp_path):
+    import shutil
+
+    from cyclegan.core.checkpoint import load_checkpoint, save_numbered
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state.pop("format"), state.pop("code_version")
+    folder = ckpt.parent
+    save_numbered(state, folder, 1, keep=3)
+    save_numbered(state, folder, 2, keep=3)  # latest.pt is a hard link to iter_2
+    _flip(folder / "latest.pt")
+    write_image(tmp_path / "in.png", 32, 32)
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "iter_00000001.pt" in r.stderr and "latest.pt" in r.stderr, r.stderr
+    assert (tmp_path / "out.png").is_file()
+    r = run_cli("export", "runs/x", cwd=tmp_path)
+    assert r.returncode == 0 and "iter_00000001.pt" in r.stderr, r.stderr[-2000:]
+    # an intact export beside a damaged checkpoint: translate uses it
+    shutil.rmtree(folder)
+    folder.mkdir()
+    shutil.copy(tiny_checkpoint(tmp_path / "runs" / "y"), folder / "latest.pt")
+    os.utime(folder / "latest.pt")  # newer than the export, so tried first
+    _flip(folder / "latest.pt")
+    r = run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "out2.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "generators.safetensors" in r.stderr, r.stderr
+
+
+# -- 11, 13. wrong-typed fields and wrong files: one line saying what is wrong ----------------------------
+
+
+@pytest.mark.parametrize("field, value", [("model_config", 5), ("model_config", [1, 2]), ("model", [1, 2]),
+                                          ("model", {"generators.G_A.model.1.weight": "x"}), ("run_config", 7),
+                                          ("model_config", {"netG": ["x"], "ngf": 4})])
+def test_a_wrong_typed_checkpoint_field_is_one_line(tmp_path, field, value):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state[field] = value
+    save_checkpoint(state, ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt"):
+        load_generator(ckpt)
+    with pytest.raises(CheckpointError, match="latest.pt"):
+        Translator.from_pretrained(str(ckpt)) if hasattr(Translator, "from_pretrained") else load_generator(ckpt)
+    if value in (5, [1, 2]):  # the commands, for two of them (each is a process start)
+        write_image(tmp_path / "in.png", 32, 32)
+        one_error_line(run_cli("translate", "--model", "runs/x", "--input", "in.png", "--output", "o.png",
+                               cwd=tmp_path), 2, "latest.pt")
+        one_error_line(run_cli("export", "runs/x", cwd=tmp_path), 2, "latest.pt")
+
+
+def test_wrong_files_are_named_for_what_they_are(tmp_path):
+    from cyclegan.core.checkpoint import CheckpointError
+    from cyclegan.inference.loading import load_generator
+
+    zeros = tmp_path / "zeros.pt"
+    zeros.write_bytes(b"\0" * 1000)
+    rand = tmp_path / "random.pt"
+    rand.write_bytes(bytes(torch.randint(0, 256, (100,), generator=torch.Generator().manual_seed(3)).tolist()))
+    bad_key = tmp_path / "badkey.pth"
+    torch.save({"model.x.weight": torch.zeros(4, 3, 7, 7), "model.1.weight": torch.zeros(4, 3, 7, 7)}, bad_key)
+    for path, words in ((zeros, "zero bytes"), (rand, "not a file torch.save wrote"), (bad_key, "does not fit")):
+        with pytest.raises(CheckpointError) as e:
+            load_generator(path)
+        text = str(e.value)
+        assert words in text and "weights_only=False" not in text and "pickled Python" not in text, text
+        assert "invalid literal" not in text, text
+
+
+def test_resume_with_another_model_kind_is_refused(tmp_path):
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 2, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 2, 1, (36, 44))
+    common = ["--dataroot", "data", "--name", "x", "--size", "32", "--num-workers", "0", "--preview-every", "0",
+              *TINY_MODEL]
+    r = run_cli("train", *common, "--max-iters", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("train", *common, "--max-iters", "2", "--resume", "--model", "cut", cwd=tmp_path)
+    one_error_line(r, 2, "--model cut", "is a cyclegan run")
+    r = run_cli("train", *common, "--max-iters", "2", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+# -- 10. a symlink loop in an input folder ---------------------------------------------------------------
+
+
+def test_a_symlink_to_itself_is_one_failed_image_not_a_stopped_run(tmp_path):
+    write_image(tmp_path / "in" / "a.png", 32, 32)
+    write_image(tmp_path / "in" / "c.png", 32, 32, seed=1)
+    os.symlink("b.png", tmp_path / "in" / "b.png")  # points at itself
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "t")
+    r = run_cli("translate", "--model", "runs/t", "--input", "in", "--output", "out", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "b.png" in r.stderr, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
