@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_app_command(sub)
 
+    from cyclegan.cli.push import add_push_command
+
+    add_push_command(sub)
+
     from cyclegan.cli.info import add_info_command
 
     add_info_command(sub)

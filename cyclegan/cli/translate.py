@@ -60,7 +60,8 @@ def architecture_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def add_model_args(p: argparse.ArgumentParser, direction_help: str) -> None:
     p.add_argument("--model", "-m", required=True,
                    help="run folder (runs/NAME), checkpoint .pt, generators.safetensors, original-release "
-                        ".pth, a name looked up in --runs-dir and --checkpoints-dir, or a bundled model (demo)")
+                        ".pth, a name looked up in --runs-dir and --checkpoints-dir, a bundled model (demo), or "
+                        "hf:USER/REPO[@REVISION] on the Hugging Face Hub (an existing local path always wins)")
     p.add_argument("--direction", choices=DIRECTIONS, default=None, help=direction_help)
     p.add_argument("--runs-dir", default="runs", help="where bare --model names are looked up [runs]")
     p.add_argument("--checkpoints-dir", default="checkpoints",
