@@ -20,7 +20,8 @@ from cyclegan.app.actions import AppBackend
 from cyclegan.app.settings import AppSettings
 from cyclegan.cli.main import main
 from cyclegan.core.checkpoint import CheckpointError
-from cyclegan.inference.hub import HubError, push_to_hub
+from cyclegan.inference.hub import HubError
+from cyclegan.inference.publish import push_to_hub
 from cyclegan.inference.sources import resolve
 from cyclegan.inference.translator import Translator
 from hub_server import FakeHub
@@ -221,3 +222,14 @@ def test_the_cli_subprocess_downloads_then_runs_offline(hub, run, tmp_path, monk
                              capture_output=True, text=True, timeout=120)
     assert offline.returncode == 0, offline.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "1.png")), np.asarray(Image.open(tmp_path / "2.png")))
+
+
+def test_a_space_picks_its_model_from_a_variable(monkeypatch):
+    """A Space runs `python app.py` without flags: CYCLEGAN_MODEL (a Space variable) is --model."""
+    from cyclegan.app.settings import parse_args
+
+    monkeypatch.setenv("CYCLEGAN_MODEL", "hf:me/tiny@v2")
+    assert parse_args([]).model == Path("hf:me/tiny@v2")
+    assert parse_args(["--model", "demo"]).model == Path("demo")
+    monkeypatch.delenv("CYCLEGAN_MODEL")
+    assert parse_args([]).model is None

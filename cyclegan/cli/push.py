@@ -9,7 +9,7 @@ __all__ = ["add_push_command"]
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from cyclegan.inference.hub import push_to_hub
+    from cyclegan.inference.publish import push_to_hub
 
     result = push_to_hub(args.run, args.repo, folder=args.folder, private=args.private, revision=args.revision,
                          dry_run=args.dry_run, samples=args.samples)
