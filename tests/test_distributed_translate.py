@@ -1,7 +1,7 @@
 """`torchrun --nproc_per_node 2 -m cyclegan translate`: real torchrun processes on the CPU (gloo)
 split one folder, write each output once, report one summary with the totals of both ranks and
 an exit status that says a file failed; a rank SIGKILLed mid-run loses nothing, and the rerun
-translates only what is missing."""
+translates only what is missing. `eval cycle` splits its images the same way."""
 
 from __future__ import annotations
 
@@ -117,3 +117,27 @@ def test_a_rank_killed_mid_run_loses_nothing_and_the_rerun_repeats_nothing(tmp_p
     assert sorted(after) == sorted(f"{name}.png" for name in names)
     assert {k: after[k] for k in kept} == kept  # not one finished file written again
     assert not list(out.glob(".*.tmp"))  # what the killed ranks left half-written is gone
+
+
+def test_eval_cycle_over_two_ranks_reports_every_image_once(tmp_path):
+    import json
+
+    from cyclegan.evaluation.fid import cycle_errors
+    from cyclegan.inference.loading import load_generator
+
+    model = tiny_export(tmp_path / "run")
+    src = tmp_path / "horses"
+    for i in range(5):
+        write_image(src / f"{i}.png", 32, 32, seed=i)
+    done = subprocess.run(torchrun_cmd("eval", "cycle", "--model", str(model), "--input", str(src), "--json",
+                                       str(tmp_path / "c.json"), "--device", "cpu", "--no-progress"),
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("cycle L1 AtoB then back, over 5 images") == 1  # rank 0 alone, all 5 images
+    result = json.loads((tmp_path / "c.json").read_text())
+    forward = Translator(load_generator(model, "AtoB"), device="cpu")
+    backward = Translator(load_generator(model, "BtoA"), device="cpu", full_res=True)
+    want, _ = cycle_errors(forward, backward, src, progress=False)
+    assert sorted(result["per_image"]) == sorted(want)
+    for name, err in want.items():
+        assert result["per_image"][name] == pytest.approx(err, rel=1e-4)
