@@ -22,6 +22,7 @@ _API = {
     "translate_folder": "cyclegan.inference.folder",
     "translate_video": "cyclegan.inference.video",
     "LatentSampler": "cyclegan.inference.mnist_sampler",
+    "push_to_hub": "cyclegan.inference.publish",
     "train": "cyclegan.training.run",
     "CycleGANConfig": "cyclegan.models.cyclegan",
 }
@@ -30,6 +31,7 @@ __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:
     from cyclegan.inference.folder import translate_folder
+    from cyclegan.inference.publish import push_to_hub
     from cyclegan.inference.loading import load_generator
     from cyclegan.inference.mnist_sampler import LatentSampler
     from cyclegan.inference.translator import Translator

@@ -89,9 +89,11 @@ def add_app_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"port to serve on [$GRADIO_SERVER_PORT or {DEFAULT_PORT}]")
     p.add_argument("--share", action="store_true",
                    help="also open a public *.gradio.live link through gradio's share servers (needs internet)")
-    p.add_argument("--model", "-m", type=Path,
+    model = os.environ.get("CYCLEGAN_MODEL") or None  # a Hugging Face Space passes no flags: its variables
+    p.add_argument("--model", "-m", type=Path, default=Path(model) if model else None,
                    help="start on this model, loaded at startup: a run folder, checkpoint .pt, "
-                        "generators.safetensors or .pth (or a name found in --runs-dir/--checkpoints-dir)")
+                        "generators.safetensors or .pth (or a name found in --runs-dir/--checkpoints-dir), or "
+                        "hf:USER/REPO[@REVISION] on the Hugging Face Hub [$CYCLEGAN_MODEL]")
     p.add_argument("--runs-dir", type=Path, default=d.runs_dir, help="training runs to offer [runs]")
     p.add_argument("--checkpoints-dir", type=Path, default=d.checkpoints_dir,
                    help="exports and downloaded published weights to offer [checkpoints]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 import numpy as np
@@ -14,6 +15,8 @@ from cyclegan.inference.loading import DIRECTIONS, load_generator
 from cyclegan.inference.translator import Translator
 from cyclegan.cli.translate import add_architecture_args, architecture_overrides
 from cyclegan.core.devices import pick_device
+from cyclegan.core.distributed import device_for, gather_objects, launched_by_torchrun, process_group
+from cyclegan.inference.sharded import share_of
 from cyclegan.evaluation.fid import cycle_errors, folder_features, load_feature_extractor
 
 __all__ = ["add_eval_commands"]
@@ -65,10 +68,29 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
         f = load_generator(args.model, reverse_direction, runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     kw = dict(device=args.device, precision=args.precision, full_res=args.full_res, size=args.size, tile=args.tile,
               tile_overlap=args.tile_overlap, winograd=args.winograd)
+    sharded = launched_by_torchrun()  # each rank its share of the images, on its own device; rank 0 reports
+    if sharded:
+        kw["device"] = device_for(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     forward = Translator(g, **kw)
     backward = Translator(f, **{**kw, "device": forward.device, "full_res": True})  # already at the right size
-    errors, failed = cycle_errors(forward, backward, args.input, batch_size=args.batch_size, workers=args.workers,
-                                  progress=not args.no_progress)
+    if not sharded:
+        errors, failed = cycle_errors(forward, backward, args.input, batch_size=args.batch_size, workers=args.workers,
+                                      progress=not args.no_progress)
+        return _report_cycle(args, g, f, errors, failed)
+    files = find_images(args.input)  # sorted: the same list on every rank
+    with process_group(args.device) as me:
+        errors, failed = cycle_errors(forward, backward, args.input, batch_size=args.batch_size,
+                                      workers=args.workers, progress=not args.no_progress and me.is_main,
+                                      files=share_of(files, me.rank, me.world_size))
+        parts = gather_objects((errors, failed), me.world_size)
+        errors = {k: v for part, _ in parts for k, v in part.items()}
+        failed = [x for _, fails in parts for x in fails]
+        if not me.is_main:
+            return 0 if not failed else 1
+        return _report_cycle(args, g, f, dict(sorted(errors.items())), failed)
+
+
+def _report_cycle(args: argparse.Namespace, g, f, errors: dict[str, float], failed: list) -> int:
     if not errors:
         raise DataError(f"--input {args.input}: no readable images ({len(failed)} unreadable)")
     values = np.array(list(errors.values()))

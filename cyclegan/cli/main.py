@@ -29,6 +29,8 @@ COMMANDS = {
              "judgement of a model", "cyclegan.cli.evaluate:add_eval_commands"),
     "mnist": ("unconditional GAN on MNIST-format data (noise -> image)", "cyclegan.cli.mnist:add_mnist_commands"),
     "app": ("start the web app (translate images, generate samples)", "cyclegan.cli.app:add_app_command"),
+    "push": ("share a trained model on the Hugging Face Hub (generators, config, model card, samples)",
+             "cyclegan.cli.push:add_push_command"),
     "info": ("versions, device, and the fast path --precision/--compile auto pick here",
              "cyclegan.cli.info:add_info_command"),
 }

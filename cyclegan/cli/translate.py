@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.core.argtypes import int_between
+from cyclegan.core.distributed import DistInfo, device_for, launched_by_torchrun, process_group
 from cyclegan.core.argtypes import nonneg_int as _nonneg
 from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
@@ -60,7 +61,8 @@ def architecture_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def add_model_args(p: argparse.ArgumentParser, direction_help: str) -> None:
     p.add_argument("--model", "-m", required=True,
                    help="run folder (runs/NAME), checkpoint .pt, generators.safetensors, original-release "
-                        ".pth, a name looked up in --runs-dir and --checkpoints-dir, or a bundled model (demo)")
+                        ".pth, a name looked up in --runs-dir and --checkpoints-dir, a bundled model (demo), or "
+                        "hf:USER/REPO[@REVISION] on the Hugging Face Hub (an existing local path always wins)")
     p.add_argument("--direction", choices=DIRECTIONS, default=None, help=direction_help)
     p.add_argument("--runs-dir", default="runs", help="where bare --model names are looked up [runs]")
     p.add_argument("--checkpoints-dir", default="checkpoints",
@@ -99,11 +101,21 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.input_flag is None):
         raise DataError("give one input: `cyclegan translate INPUT ...` or --input INPUT")
     args.input = args.input or args.input_flag
+    sharded = launched_by_torchrun()
+    if sharded and is_video(args.input):
+        raise DataError(f"--input {args.input}: a video is translated by one process; run it without torchrun")
+    # Under torchrun every rank checks the model and the input before any of them joins the process
+    # group (a bad flag fails on each alike instead of leaving the others waiting); each on its device.
+    device = device_for(args.device, int(os.environ.get("LOCAL_RANK", 0))) if sharded else args.device
     generator = load_generator(args.model, args.direction, arch=architecture_overrides(args),
                                runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
-    translator = Translator(generator, device=args.device, precision=args.precision, full_res=args.full_res,
+    translator = Translator(generator, device=device, precision=args.precision, full_res=args.full_res,
                             size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd,
                             compile=args.compile)
+    if sharded:
+        jobs = plan_jobs(args.input, args.output, args.format)
+        with process_group(args.device) as me:
+            return _translate_sharded(args, jobs, me, translator)
     if is_video(args.input):
         return _translate_video(args, generator, translator)
     jobs = plan_jobs(args.input, args.output, args.format)
@@ -117,6 +129,28 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if summary.index:
         print(f"index: {summary.index}", file=sys.stderr)
     print(summary.describe(), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def _translate_sharded(args: argparse.Namespace, jobs: list, me: DistInfo, translator: Translator) -> int:
+    """Under torchrun: this rank's share of the folder; rank 0 prints for all (inference.sharded)."""
+    from cyclegan.inference.folder import write_index_html
+    from cyclegan.inference.sharded import translate_sharded
+
+    generator = translator.generator
+    if me.is_main:
+        mode = "full resolution" if args.full_res else f"resized to {translator.size}x{translator.size}"
+        print(f"{generator.describe()}\n{me.world_size} processes, rank 0 on {translator.device} "
+              f"({translator.fast_path.describe()}), {mode}: {len(jobs)} image(s) -> {args.output}", file=sys.stderr)
+    summary = translate_sharded(translator, jobs, me, batch_size=args.batch_size, workers=args.workers,
+                                fmt=args.format, quality=args.quality, side_by_side=args.side_by_side,
+                                overwrite=args.overwrite, progress=not args.no_progress)
+    if me.is_main:
+        if Path(args.input).is_dir() and not args.no_html:
+            index = write_index_html(Path(args.output) / "index.html", jobs,
+                                     f"{generator.name} ({generator.direction or 'translation'})", generator.describe())
+            print(f"index: {index}", file=sys.stderr)
+        print(summary.describe(), file=sys.stderr)
     return 0 if summary.ok else 1
 
 

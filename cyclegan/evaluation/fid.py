@@ -272,13 +272,16 @@ def folder_features(folder: str | Path, extractor: FeatureExtractor, *, image_si
 
 
 def cycle_errors(forward: Translator, backward: Translator, folder: str | Path, *, batch_size: int = 4,
-                 workers: int = 4, progress: bool = True) -> tuple[dict[str, float], list[tuple[Path, str]]]:
-    """Mean |backward(forward(x)) - x| per image of ``folder``, in the networks' [-1, 1] units (the
-    training cycle loss before its lambda weight). Returns ({relative path: error}, failures)."""
+                 workers: int = 4, progress: bool = True,
+                 files: list[Path] | None = None) -> tuple[dict[str, float], list[tuple[Path, str]]]:
+    """Mean |backward(forward(x)) - x| per image of ``folder`` (or of ``files`` in it: one rank's
+    share under torchrun), in the networks' [-1, 1] units (the training cycle loss before its
+    lambda weight). Returns ({relative path: error}, failures)."""
     root = Path(folder)
     errors: dict[str, float] = {}
     failed: list[tuple[Path, str]] = []
-    for batch in _decoded_batches(find_images(root), lambda p: forward.prepare(load_image(p, forward.input_channels)),
+    files = find_images(root) if files is None else files
+    for batch in _decoded_batches(files, lambda p: forward.prepare(load_image(p, forward.input_channels)),
                                   batch_size=batch_size, workers=workers, desc="cycle", progress=progress,
                                   failed=failed):
         x = torch.stack([t for _, t in batch])

@@ -52,6 +52,7 @@ class TranslateSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
     index: Path | None = None  # the index.html written for a folder, if any
+    processes: int = 1  # ranks that shared the work (torchrun: inference.sharded)
 
     @property
     def ok(self) -> bool:
@@ -61,7 +62,8 @@ class TranslateSummary:
         rate = self.translated / self.seconds if self.seconds > 0 else 0.0
         hint = " (outputs exist; --overwrite redoes them)" if self.skipped else ""
         text = (f"{self.translated} translated, {self.skipped} skipped{hint}, {len(self.failed)} failed "
-                f"in {self.seconds:.1f} s ({rate:.2f} images/s)")
+                f"in {self.seconds:.1f} s ({rate:.2f} images/s)"
+                + (f" over {self.processes} processes" if self.processes > 1 else ""))
         for path, reason in self.failed:
             text += f"\n  failed: {path}: {reason}"
         return text
@@ -180,11 +182,13 @@ def _remove_stale_temps(jobs: list[TranslateJob]) -> None:
 
 def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_size: int = 4, workers: int = 4,
                    fmt: str | None = None, quality: int = 95, side_by_side: bool = False,
-                   overwrite: bool = False, progress: bool = True) -> TranslateSummary:
+                   overwrite: bool = False, progress: bool = True,
+                   on_progress: Callable[[int], None] | None = None) -> TranslateSummary:
     """Translate ``jobs``: decode in ``workers`` threads, run batches of up to ``batch_size``
     same-sized images, encode and write each output atomically in the background. Existing
     outputs are skipped unless ``overwrite`` (so a killed run resumes); unreadable inputs are
-    reported by name and skipped."""
+    reported by name and skipped. ``on_progress(n)`` hears of every ``n`` images done (the
+    progress bar of a run over several processes, :mod:`cyclegan.inference.sharded`)."""
     from tqdm import tqdm
 
     summary = TranslateSummary()
@@ -213,6 +217,11 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
                dynamic_ncols=True, mininterval=0.5)
     writes: list[tuple[TranslateJob, Future]] = []
 
+    def advance(n: int) -> None:
+        bar.update(n)
+        if on_progress is not None:
+            on_progress(n)
+
     def fail(job: TranslateJob, reason: str) -> None:
         summary.failed.append((job.source, reason))
         bar.write(f"skipping {job.source}: {reason}", file=sys.stderr)
@@ -227,12 +236,12 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
                 return
             text = " ".join(str(e).split())
             fail(batch[0][0], f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__)
-            bar.update(1)
+            advance(1)
             return
         for (job, image, tensor), y in zip(batch, out):
             shown = image if translator.full_res else Translator.to_uint8(tensor)
             writes.append((job, writer.submit(write, job, shown, Translator.to_uint8(y))))
-        bar.update(len(batch))
+        advance(len(batch))
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as reader, \
             ThreadPoolExecutor(2, thread_name_prefix="encode") as writer:
@@ -240,7 +249,7 @@ def translate_jobs(translator: Translator, jobs: list[TranslateJob], *, batch_si
         for job, image, result in ordered_map(reader, decode, todo, ahead=batch_size + 2 * max(1, workers)):
             if image is None:
                 fail(job, str(result))
-                bar.update(1)
+                advance(1)
                 continue
             assert isinstance(result, Tensor)
             if batch and (len(batch) >= batch_size or batch[0][2].shape != result.shape):

@@ -7,9 +7,16 @@ What can be typed, in the order it is looked for:
 * a path to a run folder (its ``generators.safetensors`` or ``checkpoints/latest.pt``, whichever
   is newer; an original-release run's ``latest_net_G_A.pth`` / ``_B.pth``), a training checkpoint
   (``.pt``), a safetensors export or an original-release ``.pth``;
+* ``hf:USER/REPO[@REVISION]``: a model on the Hugging Face Hub (:mod:`cyclegan.inference.hub`: its
+  generators file, fetched into huggingface_hub's cache; ``HF_HUB_OFFLINE=1`` reads that cache only);
 * a name: ``RUNS_DIR/NAME`` (a run of yours), ``CHECKPOINTS_DIR/NAME_pretrained/latest_net_G.pth``
   (where ``cyclegan download weights NAME`` puts a published model), then a model bundled with the
   package (:data:`BUNDLED_MODELS`, e.g. ``demo``), so a run of yours with the same name wins.
+
+The local-first rule: a path that exists always wins, whatever it looks like (a folder named
+``hf:me`` with a ``model`` inside is that folder). ``hf:`` means the Hub otherwise. A bare
+``USER/REPO`` is a local path to the commands (a typo in a path never turns into a download);
+only :meth:`cyclegan.Translator.from_pretrained` takes it as a Hub id when no such path exists.
 
 The published models' table (:data:`PUBLISHED_GENERATORS`) lives here too, as data: download, the
 resolver and the app read it. Nothing is loaded here; :mod:`cyclegan.inference.loading` and
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyclegan.core.checkpoint import CheckpointError
+from cyclegan.inference.hub import download, parse_hub
 
 __all__ = ["BUNDLED_MODELS", "EXPORT_NAME", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "ModelSource",
            "published_name", "resolve", "resolve_file", "resolve_location"]
@@ -66,7 +74,7 @@ BUNDLED_MODELS: dict[str, Path] = {
 EXPORT_NAME = "generators.safetensors"
 _CHECKPOINT = Path("checkpoints") / "latest.pt"
 _ACCEPTED = ("a run folder, a checkpoint .pt, a .safetensors export, an original-release .pth, "
-             "a published model's name after `cyclegan download weights NAME`")
+             "a published model's name after `cyclegan download weights NAME`, hf:USER/REPO[@REVISION] on the Hub")
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,9 @@ def resolve_location(model: str | os.PathLike, *, runs_dir: str | os.PathLike = 
     if p.exists():
         return p
     name = str(model)
+    hub = parse_hub(name)
+    if hub is not None:  # the Hub's generators file, in huggingface_hub's cache
+        return download(*hub, flag=flag)
     if p.name != name:  # a path with folders in it: no name lookup
         raise CheckpointError(f"{flag} {model}: no such file or folder; pass {_accepted()}")
     candidates = [Path(runs_dir) / name, Path(checkpoints_dir) / f"{name}_pretrained" / "latest_net_G.pth"]

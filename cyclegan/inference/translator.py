@@ -36,7 +36,9 @@ from cyclegan.core.devices import pick_device
 from cyclegan.core.fastpath import AUTOCAST_DTYPES
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
+from cyclegan.inference.hub import HUB_PREFIX, parse_hub
 from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator, module_copy
 from cyclegan.inference.tiling import (StopForward, TileContext, WholeImageInstanceNorm, crop_padding, feather_ramp,
                                        pad_to_multiple, plan_axis, whole_image_norm_copy)
@@ -119,8 +121,13 @@ class Translator:
                         runs_dir: str | os.PathLike = "runs", checkpoints_dir: str | os.PathLike = "checkpoints",
                         **options: Any) -> "Translator":
         """A ready translator for what ``cyclegan translate --model`` takes: a run folder, a training
-        checkpoint, a generators.safetensors export, an original-release .pth or a published name.
+        checkpoint, a generators.safetensors export, an original-release .pth, a published name or
+        ``hf:USER/REPO[@REVISION]``; here a bare ``"USER/REPO[@REVISION]"`` is a Hub model too when
+        no such local path exists (a local path always wins).
         ``direction``: AtoB (default) or BtoA; ``options``: the keyword arguments of the constructor."""
+        if (not str(source).startswith(HUB_PREFIX) and not Path(source).expanduser().exists()
+                and parse_hub(str(source), bare=True) is not None):
+            source = HUB_PREFIX + str(source)
         generator = load_generator(source, direction, arch=arch, runs_dir=runs_dir, checkpoints_dir=checkpoints_dir)
         return cls(generator, device=device, **options)
 

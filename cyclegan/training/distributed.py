@@ -16,101 +16,16 @@ Without those variables (or with WORLD_SIZE=1) nothing here does anything.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
-import os
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Iterator
+
 import torch
 import torch.distributed as dist
 
-from cyclegan.core.devices import pick_device
+# the process group itself lives in core (translation joins one too); re-exported for the loop
+from cyclegan.core.distributed import (DEFAULT_TIMEOUT_S, DistInfo, device_for, gather_objects, info,  # noqa: F401
+                                       launched_by_torchrun, process_group)
 
 log = logging.getLogger("cyclegan.distributed")
-
-#: How long a collective may wait for a missing rank before the job fails (seconds). Long enough
-#: for rank 0 to write a checkpoint or a preview while the others wait; override with
-#: CYCLEGAN_DIST_TIMEOUT.
-DEFAULT_TIMEOUT_S = 600
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def info() -> DistInfo:
-    """This process's place in the current process group (rank 0 of 1 when there is none)."""
-    if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    return DistInfo()
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def device_for(name: str, local: int) -> str:
-    """The device a rank uses: cuda:LOCAL_RANK when ``name`` is auto or a bare cuda."""
-    if name in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{local}"
-    return name
-
-
-def _import_what_would_pin_the_group() -> None:
-    """Import, before the process group exists, the torch modules that capture it at import.
-
-    torch.distributed.nn.functional takes ``group=group.WORLD`` as a default argument,
-    evaluated when the module is imported; torch.optim imports torch._dynamo,
-    and with it those modules, when the first optimizer is built. Imported after
-    init_process_group, the defaults hold the default group past destroy_process_group, so gloo's
-    worker threads live until interpreter exit, where one of them freeing a tensor aborts the
-    process (SIGABRT, "terminate called without an active exception") after a finished run.
-    Imported first, the defaults are None."""
-    for name in ("torch._dynamo", "torch.distributed.nn.functional"):
-        importlib.import_module(name)
-
-
-@contextlib.contextmanager
-def process_group(device: str = "auto") -> Iterator[DistInfo]:
-    """Join the process group torchrun described in the environment (a no-op without one) and
-    leave it at the end. NCCL when this rank trains on CUDA, gloo otherwise. Collectives fail after
-    CYCLEGAN_DIST_TIMEOUT seconds instead of hanging when a rank is gone."""
-    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
-        yield info()
-        return
-    if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    dev = pick_device(device_for(device, local))
-    backend = "nccl" if dev.type == "cuda" else "gloo"
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-        # Fail fast (and let torchrun tear the job down) when a collective times out or errors.
-        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-    timeout = timedelta(seconds=float(os.environ.get("CYCLEGAN_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
-    _import_what_would_pin_the_group()
-    dist.init_process_group(backend, timeout=timeout, **({"device_id": dev} if dev.type == "cuda" else {}))
-    me = info()
-    if not me.is_main:  # one voice: other ranks only report problems
-        logging.getLogger("cyclegan").setLevel(logging.WARNING)
-    log.info("process group: %s, %d ranks, timeout %s", backend, me.world_size, timeout)
-    try:
-        yield me
-    finally:
-        dist.destroy_process_group()
 
 
 def average(t: torch.Tensor, world_size: int) -> torch.Tensor:
@@ -139,15 +54,6 @@ def broadcast_module(module: torch.nn.Module, world_size: int) -> None:
         for t in module.state_dict().values():
             if isinstance(t, torch.Tensor):
                 dist.broadcast(t, 0)
-
-
-def gather_objects(obj, world_size: int) -> list:
-    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
-    if world_size <= 1:
-        return [obj]
-    out = [None] * world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def _collective_device() -> torch.device:
