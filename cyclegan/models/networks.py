@@ -88,6 +88,8 @@ DiscriminatorBuilder = Callable[..., nn.Module]
 GENERATORS: dict[str, GeneratorBuilder] = {
     "resnet_9blocks": partial(ResnetGenerator, n_blocks=9),
     "resnet_6blocks": partial(ResnetGenerator, n_blocks=6),
+    "unet_32": partial(UnetGenerator, num_downs=5),   # pix2pix at small sizes (the offline demo)
+    "unet_64": partial(UnetGenerator, num_downs=6),
     "unet_128": partial(UnetGenerator, num_downs=7),
     "unet_256": partial(UnetGenerator, num_downs=8),
 }
