@@ -50,6 +50,7 @@ from cyclegan.models.latent_networks import (
 from cyclegan.models.normalization import (
     NORM_LAYERS,
     add_spectral_norm,
+    fill_batch_counts,
     get_norm_layer,
     strip_running_stats,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "build_discriminator",
     "add_spectral_norm",
     "strip_running_stats",
+    "fill_batch_counts",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",

@@ -16,7 +16,7 @@ from cyclegan.data.paired import PairedImageDataset
 from cyclegan.models.gan import GANModel
 from cyclegan.models.pix2pix import Pix2Pix
 from cyclegan.training.config import RunConfig
-from cyclegan.training.cyclegan import UnpairedDataConfig, _describe, export_cyclegan
+from cyclegan.training.cyclegan import UnpairedDataConfig, describe_run, export_cyclegan
 from cyclegan.training.loop import Job
 
 
@@ -66,7 +66,7 @@ def job(run: RunConfig) -> Job:
     model = new_model(run)
     return Job(model, dataset,
                export=lambda run_dir, iteration: export_cyclegan(model, run, run_dir / "generators.safetensors"),
-               data_summary=dataset.summary(), describe=lambda trainer: _describe(trainer, run))
+               data_summary=dataset.summary(), describe=lambda trainer: describe_run(trainer, run))
 
 
 def adjust(given: dict, values: dict) -> dict:
