@@ -29,7 +29,7 @@ from cyclegan.data.augment_config import AugmentConfig
 from cyclegan.data.images import DataError, UnreadableImageError, load_image
 from cyclegan.data.unpaired import ImageFolder, seed_sequence
 
-__all__ = ["Pair", "PairedImageDataset", "aligned_pairs", "folder_pairs", "split_aligned"]
+__all__ = ["Pair", "PairedImageDataset", "aligned_pairs", "folder_pairs", "split_aligned", "to_channels"]
 
 logger = logging.getLogger("cyclegan.data")
 
@@ -131,7 +131,7 @@ class PairedImageDataset(torch.utils.data.Dataset):
         if pair.aligned:
             rgb = load_image(pair[0], 3)
             a, b = split_aligned(rgb)
-            return _channels(a, self.channels_a), _channels(b, self.channels_b)
+            return to_channels(a, self.channels_a), to_channels(b, self.channels_b)
         a, b = load_image(pair[0], self.channels_a), load_image(pair[1], self.channels_b)
         if a.shape[:2] != b.shape[:2]:  # the probe saw equal sizes; the decoded files disagree
             raise UnreadableImageError(pair[0], f"{a.shape[1]}x{a.shape[0]}, but {pair[1]} is {b.shape[1]}x{b.shape[0]}")
@@ -168,7 +168,7 @@ class PairedImageDataset(torch.utils.data.Dataset):
                 f"(load {cfg.load_size}, crop {cfg.crop_size}), flip {'on' if cfg.flip else 'off'}, the same for both")
 
 
-def _channels(image: np.ndarray, channels: int) -> np.ndarray:
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """An RGB half as ``channels`` channels (grayscale by the ITU-R 601 luma, as PIL's ``L``)."""
     if channels == 3:
         return np.ascontiguousarray(image)
