@@ -83,6 +83,8 @@ BUNDLED_MODELS: dict[str, Path] = {
     # the demo CycleGAN: Fashion-MNIST T-shirt/top (A) <-> Pullover (B), 32 px, grayscale
     "demo": ASSETS / "fmnist_tshirt2pullover.safetensors",
     "fmnist_tshirt2pullover": ASSETS / "fmnist_tshirt2pullover.safetensors",
+    # the pix2pix demo: Fashion-MNIST edge maps (A) -> items (B), 32 px grayscale (datasets/make_fmnist_edges.py)
+    "pix2pix_fmnist_edges": ASSETS / "pix2pix_fmnist_edges.safetensors",
     # the noise -> image DCGAN trained on Fashion-MNIST (docs/mnist.md), `cyclegan mnist sample`'s default
     "fashion_mnist_dcgan": ASSETS / "fashion_mnist_dcgan.safetensors",
 }
