@@ -4,7 +4,7 @@ and presets, and the training module whose ``job(run)`` builds its model and dat
 What a kind must provide is written as code, not as a comment: :class:`ModelConfig` (its model
 section), :class:`KindTraining` (its training module), and a model that subclasses
 :class:`~cyclegan.models.gan.GANModel` and implements :data:`MODEL_METHODS`. :func:`contract_gaps`
-holds a kind against all three (tests/test_kinds_contract.py runs it over :data:`KINDS`), and a
+holds a kind against all three (tests/test_pix2pix.py runs it over every kind in :data:`KINDS`), and a
 type checker holds ``Kind``'s fields to the protocols. Adding a kind: a model module, a training
 module, one entry here (pix2pix: models/pix2pix.py, data/paired.py, training/pix2pix.py).
 
