@@ -1,5 +1,6 @@
-"""The cyclegan web app: translate images, batches and videos with CycleGAN generators, download
-published models with one click, and draw samples from the Fashion-MNIST GAN. This file is the
+"""The cyclegan web app: translate images, batches and videos with CycleGAN generators, draw and see
+a pix2pix model translate the drawing as it grows, download published models with one click, and
+draw samples from the Fashion-MNIST GAN. This file is the
 UI wiring only; what happens on a click is in ``cyclegan/app/`` (tested without a browser). The
 HTTP API (docs/app.md) is a set of typed functions with meaningful names, separate from the
 page's events.
@@ -25,8 +26,9 @@ from gradio import FileData  # noqa: E402
 from cyclegan import app as logic  # noqa: E402
 from cyclegan.app import media, published  # noqa: E402
 from cyclegan.app.catalog import download_command  # noqa: E402
-from cyclegan.inference.download import PUBLISHED_WEIGHTS_MB  # noqa: E402
+from cyclegan.inference.download import published_weights_mb  # noqa: E402
 from cyclegan.inference.loading import PUBLISHED_GENERATORS  # noqa: E402
+from cyclegan.inference.sources import PUBLISHED_PIX2PIX  # noqa: E402
 from cyclegan.app.memory import MemoryTrimmer, limit_malloc_arenas  # noqa: E402
 from cyclegan.core import install  # noqa: E402
 
@@ -43,7 +45,7 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 # labels wrap instead of being cut off on a narrow (phone) screen.
 CSS = """
 #before-after img, #recon-image img { width: 100%; height: 100%; object-fit: contain; }
-#input-image img, #before-after img, #recon-image img, #samples img, #strip img, #batch-gallery img {
+#input-image img, #before-after img, #recon-image img, #samples img, #strip img, #batch-gallery img, #drawn img {
   image-rendering: pixelated; }
 #examples button { white-space: normal; overflow-wrap: anywhere; max-width: 100%; }
 #published button { flex: 0 1 auto; min-width: 0 !important; white-space: normal; overflow-wrap: anywhere; }
@@ -120,14 +122,14 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
         with gr.Accordion("Published models: one click downloads and selects one", open=not catalog.translate,
                           elem_id="published") as published_box:
             published_status = gr.Markdown(
-                f"A click downloads the generator ({PUBLISHED_WEIGHTS_MB:g} MB) from the original release's server "
+                "A click downloads the generator (its size on the button) from the original release's server "
                 "(or `$CYCLEGAN_BASE_URL`) into the checkpoints folder, checks it and selects the model; "
                 f"`{download_command('NAME', backend.settings.checkpoints_dir)}` does the same from a terminal.",
                 elem_id="published-status")
             with gr.Row():
-                get_buttons = {name: gr.Button(f"{name} ({PUBLISHED_WEIGHTS_MB:g} MB)", size="sm", scale=0,
+                get_buttons = {name: gr.Button(f"{name} ({published_weights_mb(name):g} MB)", size="sm", scale=0,
                                                elem_id=f"get-{name}")
-                               for name in PUBLISHED_GENERATORS}
+                               for name in (*PUBLISHED_GENERATORS, *PUBLISHED_PIX2PIX)}
         missing = gr.Markdown(catalog.missing_markdown())
 
         # The tabs wrap onto a second row on a narrow screen instead of hiding behind a "..." menu. Entered
@@ -190,6 +192,23 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             video_out = gr.Video(label="Translated (frame size, frame rate and audio kept)", interactive=False,
                                  elem_id="video-output", height=320)
 
+        with gr.Tab("Draw") as draw_tab:
+            gr.Markdown("Draw the edges of something with the mouse or a finger, and a pix2pix model draws the "
+                        "object as you go (Isola et al. 2017; the bundled model knows Fashion-MNIST items: "
+                        "shoes, shirts, bags, trousers). Upload an edge map to start from one.")
+            with gr.Row():
+                draw_model = gr.Dropdown(catalog.draw_choices(), value=catalog.default_draw,
+                                         label="pix2pix model", elem_id="draw-model", scale=4)
+            with gr.Row(equal_height=True):
+                sketch = gr.Sketchpad(label="Draw here", type="numpy", image_mode="RGBA", sources=("upload",),
+                                      canvas_size=(256, 256), fixed_canvas=True, height=420, layers=False,
+                                      brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6),
+                                      elem_id="sketch")
+                drawn = gr.Image(label="Translation", format="png", interactive=False, elem_id="drawn",
+                                 height=420, buttons=["download", "fullscreen"])
+            draw_info = gr.Markdown("Draw with the mouse or a finger: the translation appears as you draw.",
+                                    elem_id="draw-info")
+
         with gr.Tab("Generate"):
             with gr.Row():
                 latent = gr.Dropdown(catalog.generate_choices(), value=catalog.default_generate,
@@ -247,6 +266,10 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                       on_progress=_progress_callback(progress, "translating", "frames"))
             return str(r.video), r.info
 
+        def on_draw(drawing, choice_id):
+            r = _call(backend.draw, drawing, choice_id)
+            return shown(r.display), r.info
+
         def on_generate(key, seed_value, n):
             r = _call(backend.generate, key, seed_value, n)
             return shown(r.image), r.info, str(r.download)
@@ -262,7 +285,7 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
             return (gr.update(choices=cat.translate_choices(), value=value), cat.missing_markdown(),
                     gr.update(choices=cat.generate_choices(),
                               value=current_latent if current_latent in keys else cat.default_generate),
-                    cat.generate_markdown())
+                    cat.generate_markdown(), gr.update(choices=cat.draw_choices()))
 
         def on_get(name: str):
             def get(current_latent, progress=gr.Progress()):
@@ -274,10 +297,10 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                 try:
                     choice_id = published.download_published(backend, name, on_progress=bar)
                 except logic.UserError as e:  # offline, a bad file: one line in the panel
-                    return (gr.update(), f"**{e}**", gr.update(), gr.update(), gr.update())
-                model_update, missing_md, latent_update, latent_md = refreshed(choice_id, current_latent)
+                    return (gr.update(), f"**{e}**", gr.update(), gr.update(), gr.update(), gr.update())
+                model_update, missing_md, latent_update, latent_md, draw_update = refreshed(choice_id, current_latent)
                 status = f"{name} is downloaded, checked and selected."
-                return model_update, status, missing_md, latent_update, latent_md
+                return model_update, status, missing_md, latent_update, latent_md, draw_update
             return get
 
         def on_info(choice_id):
@@ -299,26 +322,36 @@ def build_ui(backend: logic.AppBackend) -> gr.Blocks:
                        preprocess=False, **private, **model_calls)
         video_go.click(on_video, [video_in, model, video_size, smoothing], [video_out, video_info],
                        preprocess=False, **private, **model_calls)
+        # every stroke (and an upload) changes the sketchpad; a change during a translation waits and
+        # only the newest is translated (always_last), so the picture keeps up with the hand
+        sketch.change(on_draw, [sketch, draw_model], [drawn, draw_info], trigger_mode="always_last",
+                      show_progress="hidden", **private, **model_calls)
+        # the brush ready on arrival (the editor starts on its image tool), so drawing starts at once
+        draw_tab.select(None, js="() => { setTimeout(() => document.querySelector("
+                                 "'#sketch button[aria-label=\"Brush\"]')?.click(), 200); }")
+        draw_model.change(on_draw, [sketch, draw_model], [drawn, draw_info], show_progress="hidden", **private,
+                          **model_calls)
         generate.click(on_generate, [latent, seed, count], [samples, samples_info, samples_file], **private,
                        **model_calls)
         interpolate.click(on_interpolate, [latent, seed_a, seed_b, steps], [strip, strip_info, strip_file],
                           **private, **model_calls)
         model.change(on_info, [model], [info_panel], **private)
         # The model block above the tabs is for the tabs that translate: out of view on the others (Generate
-        # has its own generator list and Rescan button).
+        # has its own generator list and Rescan button; Draw its own model list, and the published models,
+        # pix2pix's among them, stay in view there).
         def on_tab(evt: gr.SelectData):
             shown = evt.value in TRANSLATING_TABS
-            return [gr.update(visible=shown)] * 3
+            return [gr.update(visible=shown), gr.update(visible=shown or evt.value == "Draw"), gr.update(visible=shown)]
 
         tabs.select(on_tab, None, [model_row, published_box, missing], queue=False, **private)
         if examples:
             example_set.dataset.click(on_example, [example_set.dataset, model], [model, info], queue=False, **private)
-        rescan_outputs = [model, missing, latent, no_latent]
+        rescan_outputs = [model, missing, latent, no_latent, draw_model]
         for button in (rescan, rescan_g):
             button.click(lambda current, current_latent: refreshed(current, current_latent), [model, latent],
                          rescan_outputs, queue=False, **private)
         for name, button in get_buttons.items():
-            button.click(on_get(name), [latent], [model, published_status, missing, latent, no_latent],
+            button.click(on_get(name), [latent], [model, published_status, missing, latent, no_latent, draw_model],
                          show_progress="full", show_progress_on=[published_status], **private)
         _api(backend, catalog.default_translate, model_calls)
     return demo

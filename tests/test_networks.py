@@ -302,7 +302,7 @@ def test_get_norm_layer() -> None:
 
 
 def test_registries() -> None:
-    assert set(GENERATORS) == {"resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"}
+    assert set(GENERATORS) == {"resnet_9blocks", "resnet_6blocks", "unet_32", "unet_64", "unet_128", "unet_256"}
     assert set(DISCRIMINATORS) == {"basic", "n_layers", "pixel"}
     assert isinstance(build_generator("unet_128", 3, 3, ngf=2), UnetGenerator)
     assert isinstance(build_discriminator("n_layers", 3, ndf=2, n_layers=2), NLayerDiscriminator)

@@ -36,14 +36,14 @@ from PIL import Image
 from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.inference.mnist_sampler import BUNDLED_GENERATOR, LatentSampler, to_pil
 from cyclegan.inference.loading import LoadedGenerator, load_generator
-from cyclegan.inference.sources import PUBLISHED_GENERATORS, published_name, resolve_location
+from cyclegan.inference.sources import PUBLISHED_GENERATORS, PUBLISHED_PIX2PIX, published_kind, published_name, resolve_location
 from cyclegan.inference.translator import Translator
 from cyclegan.core.devices import pick_device
-from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, Catalog, Choice, ModelEntry, OFFERED_PUBLISHED, direction_label, download_command, export_kind, model_domains, run_kind, scan_models
+from cyclegan.app.catalog import BUNDLED_CYCLEGAN, BUNDLED_DOMAINS, BUNDLED_PIX2PIX, BUNDLED_PIX2PIX_DOMAINS, Catalog, is_paired, Choice, ModelEntry, OFFERED_PUBLISHED, direction_label, download_command, export_kind, model_domains, run_kind, scan_models
 from cyclegan.app.settings import ASSETS, AppSettings, UserError
 from cyclegan.app.uploads import NO_IMAGE, colour_note, enlarge, read_upload, to_image
 
-__all__ = ["EXAMPLES_DIR", "AppBackend", "GenerateResult", "TranslateResult"]
+__all__ = ["EXAMPLES_DIR", "AppBackend", "DrawResult", "GenerateResult", "TranslateResult", "drawing_array"]
 
 log = logging.getLogger("cyclegan.app")
 #: example inputs shown under the Translate tab (Fashion-MNIST test images, enlarged to 112 px)
@@ -77,6 +77,47 @@ class GenerateResult:
     download: Path
     info: str
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DrawResult:
+    display: Image.Image | None            # the translation, enlarged for the page (None: nothing drawn)
+    info: str
+    output: Image.Image | None = None      # at its true size
+
+
+def drawing_array(drawing: Any) -> Any:
+    """The uint8 HxWx3 array of a sketchpad value (a dict with ``composite``, or an image array;
+    transparency flattened on white), or None when nothing is drawn (empty or all white)."""
+    import numpy as np
+
+    if isinstance(drawing, dict):
+        drawing = drawing.get("composite")
+    if drawing is None:
+        return None
+    array = np.asarray(drawing)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or array.dtype != np.uint8 or 0 in array.shape:
+        raise UserError("The drawing could not be read (expected an 8-bit image).")
+    if array.shape[2] == 4:  # RGBA: transparent parts are white paper
+        alpha = array[:, :, 3:4].astype(np.float32) / 255.0
+        array = np.round(array[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return None if array.min() >= 250 else np.ascontiguousarray(array)
+
+
+def shrink_strokes(image: Any, size: int) -> Any:
+    """A drawing (uint8 HxWxC, dark strokes on white) made about ``size`` px by taking the darkest pixel
+    of each block, so that thin strokes on a large canvas survive at a small model's size (a bicubic
+    resize would average a 6 px line on a 256 px canvas into a faint gray one at 32 px)."""
+    factor = min(image.shape[0], image.shape[1]) // size
+    if factor < 2:
+        return image
+    h, w = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    blocks = image[:h, :w].reshape(h // factor, factor, w // factor, factor, image.shape[2])
+    return blocks.min(axis=(1, 3))
 
 
 class _Cache:
@@ -160,7 +201,7 @@ class AppBackend:
         elif path.suffix == ".pth" and not path.stem.startswith("latest_net_G_"):
             published = published_name(path)
             entry = ModelEntry("model", published, path, "cyclegan", (None,),  # type: ignore[arg-type]
-                               published=published if published in PUBLISHED_GENERATORS else None)
+                               published=published if published_kind(published) else None)
         else:  # a .pt checkpoint (CycleGAN or noise GAN) or one file of an original-release run
             in_run = path.suffix == ".pt" and path.parent.name == "checkpoints"  # RUN/checkpoints/latest.pt
             kind = "latent" if in_run and run_kind(path.parent.parent) == "latent" else "cyclegan"
@@ -177,6 +218,9 @@ class AppBackend:
         if s.bundled and BUNDLED_CYCLEGAN.is_file():
             entries.append(ModelEntry("bundled", "Fashion-MNIST demo", BUNDLED_CYCLEGAN, "cyclegan",
                                       domains=BUNDLED_DOMAINS))
+        if s.bundled and BUNDLED_PIX2PIX.is_file():
+            entries.append(ModelEntry("bundled-edges", "Fashion-MNIST edges (bundled pix2pix)", BUNDLED_PIX2PIX,
+                                      "cyclegan", ("AtoB",), BUNDLED_PIX2PIX_DOMAINS))
         if s.bundled and BUNDLED_GENERATOR.is_file():
             entries.append(ModelEntry("bundled-latent", "Fashion-MNIST DCGAN (bundled)", BUNDLED_GENERATOR, "latent"))
         seen = {e.source.resolve() for e in entries}
@@ -189,8 +233,11 @@ class AppBackend:
             if e.kind == "latent":
                 cat.generate.append(e)
                 continue
+            paired = is_paired(e)
             for d in e.directions:
                 cat.translate.append(Choice(f"{e.key}|{d}" if d else e.key, direction_label(e, d), e, d))
+                if paired:
+                    cat.draw.append(cat.translate[-1])
         published_there = {e.published for e in entries if e.published}
         for name in OFFERED_PUBLISHED:
             if name not in published_there:
@@ -257,10 +304,10 @@ class AppBackend:
         if choice.direction is not None:
             back = "BtoA" if choice.direction == "AtoB" else "AtoB"
             if back not in choice.entry.directions:
-                return (f"{choice.entry.label} translates {choice.direction} only (a CUT model learns one "
-                        "direction), so there is no cycle reconstruction.")
+                return (f"{choice.entry.label} translates {choice.direction} only (a CUT or pix2pix model learns "
+                        "one direction), so there is no cycle reconstruction.")
             return choice.entry, back
-        reverse = PUBLISHED_GENERATORS.get(choice.entry.published or "")
+        reverse = {**PUBLISHED_GENERATORS, **PUBLISHED_PIX2PIX}.get(choice.entry.published or "")
         if not reverse:
             return f"{choice.entry.label} has no published reverse model, so there is no cycle reconstruction."
         for c in self.catalog().translate:
@@ -343,6 +390,29 @@ class AppBackend:
         seen = Translator.to_uint8(translator.prepare(image)) if not full_res else image  # what the model saw
         return TranslateResult(result, enlarge(result), enlarge(to_image(recon)) if recon is not None else None,
                                download, info, notes, enlarge(to_image(seen)))
+
+    def draw(self, drawing: Any, choice_id: Any) -> DrawResult:
+        """Translate a drawing (the Draw tab's sketchpad: its composite, flattened on white; or an
+        uploaded image) with the paired model ``choice_id``, at the model's training size."""
+        choice = next((c for c in self.catalog().draw if c.id == choice_id), None)
+        if choice is None:
+            raise UserError("Pick a pix2pix model for drawing (the one chosen is not available; press Rescan "
+                            "models)." if choice_id else "No pix2pix model to draw with: the bundled one is "
+                            "missing; train one with `cyclegan train --model pix2pix`, then press Rescan models.")
+        image = drawing_array(drawing)
+        if image is None:
+            return DrawResult(None, "Draw with the mouse or a finger: the translation appears as you draw.")
+        gen = self.generator(choice.entry, choice.direction)
+        start = time.perf_counter()
+        try:
+            translator = Translator(gen, device=self.device)
+            out = translator.translate(shrink_strokes(image, translator.size))
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"The model could not translate this drawing: {_first_line(e)}") from None
+        ms = (time.perf_counter() - start) * 1000
+        result = to_image(out)
+        return DrawResult(enlarge(result), f"**{choice.label}**: {result.width}x{result.height} in {ms:.0f} ms.",
+                          result)
 
     def _check_int(self, value: Any, name: str, lo: int, hi: int) -> int:
         try:

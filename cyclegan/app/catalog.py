@@ -13,14 +13,17 @@ from cyclegan.core.checkpoint import EXPORT_FORMAT
 from cyclegan.core.readers import BadFileError, parse_json
 from cyclegan.models.cut import config_directions
 from cyclegan.inference.mnist_sampler import EXPORT_KIND
-from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, published_name
+from cyclegan.inference.sources import BUNDLED_MODELS, published_kind, published_name
 from cyclegan.app.settings import UserError
 
-__all__ = ["BUNDLED_CYCLEGAN", "Catalog", "Choice"]
+__all__ = ["BUNDLED_CYCLEGAN", "BUNDLED_PIX2PIX", "Catalog", "Choice", "is_paired"]
 
 #: the default CycleGAN: Fashion-MNIST T-shirt/top (A) <-> Pullover (B), 32 px, grayscale
 BUNDLED_CYCLEGAN = BUNDLED_MODELS["demo"]
 BUNDLED_DOMAINS = ("T-shirt/top", "Pullover")
+#: the default of the Draw tab: a pix2pix model from Fashion-MNIST edge maps to items, 32 px, grayscale
+BUNDLED_PIX2PIX = BUNDLED_MODELS["pix2pix_fmnist_edges"]
+BUNDLED_PIX2PIX_DOMAINS = ("edges", "item")
 #: published generators the Translate tab offers, or the command that downloads them
 OFFERED_PUBLISHED = ("horse2zebra", "zebra2horse", "style_monet", "monet2photo")
 _SCAN_DEPTH = 4          # folders below runs/ or checkpoints/ that are searched for models
@@ -80,6 +83,8 @@ class Choice:
 @dataclass
 class Catalog:
     translate: list[Choice] = field(default_factory=list)
+    #: the paired (pix2pix) models among ``translate``: the Draw tab's list
+    draw: list[Choice] = field(default_factory=list)
     generate: list[ModelEntry] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)   # (published name, command that gets it)
     problems: list[str] = field(default_factory=list)              # files that could not be classified
@@ -89,6 +94,13 @@ class Catalog:
 
     def generate_choices(self) -> list[tuple[str, str]]:
         return [(e.label, e.key) for e in self.generate]
+
+    def draw_choices(self) -> list[tuple[str, str]]:
+        return [(c.label, c.id) for c in self.draw]
+
+    @property
+    def default_draw(self) -> str | None:
+        return self.draw[0].id if self.draw else None
 
     @property
     def default_translate(self) -> str | None:
@@ -187,6 +199,30 @@ def run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
     return "cyclegan", tuple(d for d in directions if d in ("AtoB", "BtoA")) or ("AtoB", "BtoA")
 
 
+def is_paired(entry: ModelEntry) -> bool:
+    """Whether ``entry`` is a paired (pix2pix) model: a published pix2pix generator, an export whose
+    config says so, or a run whose config.yaml does. Reads headers only."""
+    import yaml
+
+    if entry.published:
+        return published_kind(entry.published) == "pix2pix"
+    src = entry.source
+    export = src / "generators.safetensors" if src.is_dir() else src
+    try:
+        if export.suffix == ".safetensors" and export.is_file():
+            info = export_kind(export)
+            config = info[2].get("config") if info else None
+            return isinstance(config, dict) and config.get("model") == "pix2pix"
+        folder = src if src.is_dir() else src.parent.parent if src.parent.name == "checkpoints" else None
+        if folder is not None and (folder / "config.yaml").is_file():
+            config = yaml.safe_load((folder / "config.yaml").read_bytes().decode("utf-8"))
+            return isinstance(config, dict) and isinstance(config.get("model"), dict) and \
+                config["model"].get("model") == "pix2pix"
+    except Exception:  # unreadable: not offered for drawing; the Translate tab says what is wrong
+        return False
+    return False
+
+
 def model_domains(meta: dict, fallback: tuple[str, str] = ("A", "B")) -> tuple[str, str]:
     a, b = meta.get("domain_a"), meta.get("domain_b")
     return (str(a), str(b)) if a and b else fallback
@@ -238,7 +274,7 @@ def scan_models(root: Path, shown: str, problems: list[str]) -> Iterator[ModelEn
                                             directions or ("AtoB", "BtoA"), model_domains(meta)))
                 elif f.endswith(".pth") and "net_D" not in f:  # an original run's discriminators: not generators
                     published = published_name(path)
-                    known = published in PUBLISHED_GENERATORS
+                    known = published_kind(published) is not None
                     label = f"{published} (published)" if known else f"{shown}/{(rel / f).as_posix()}"
                     found.append(ModelEntry(fkey, label, path, "cyclegan", (None,),  # type: ignore[arg-type]
                                             published=published if known else None))

@@ -21,9 +21,10 @@ from cyclegan.app.actions import AppBackend
 from cyclegan.app.catalog import ARROW, ModelEntry, download_command
 from cyclegan.app.settings import UserError
 from cyclegan.core.readers import read_json_file
-from cyclegan.inference.download import (PUBLISHED_WEIGHTS_MB, DownloadError, download_weights, weights_path,
+from cyclegan.inference.download import (DownloadError, download_weights, published_weights_mb, weights_path,
                                         weights_url)
 from cyclegan.inference.loading import PUBLISHED_GENERATORS, PUBLISHED_SIZE, GeneratorSpec
+from cyclegan.inference.sources import PIX2PIX_ARCH, PIX2PIX_PREFIX, PUBLISHED_PIX2PIX
 
 __all__ = ["EVAL_FILE", "download_published", "eval_figures", "model_info", "published_domains"]
 
@@ -36,6 +37,7 @@ EVAL_FILE = Path("eval") / "domains.json"
 def published_domains(name: str) -> tuple[str, str]:
     """The two domains of a published model, read off its name: horse2zebra -> (horse, zebra),
     cityscapes_photo2label -> (photo, label), style_monet -> (photo, Monet painting)."""
+    name = name.removeprefix(PIX2PIX_PREFIX)
     if name.startswith("style_"):
         return "photo", f"{name[len('style_'):].capitalize()} painting"
     token = next((t for t in name.split("_") if "2" in t), name)
@@ -52,8 +54,9 @@ def download_published(backend: AppBackend, name: Any,
                        on_progress: Callable[[int, int | None], None] | None = None) -> str:
     """Download the published generator ``name`` into the checkpoints folder (nothing if it is
     there already), rescan, and return the catalog id of that model."""
-    if name not in PUBLISHED_GENERATORS:
-        raise UserError(f"{name!r} is not a published model; choose one of: {', '.join(PUBLISHED_GENERATORS)}.")
+    if name not in PUBLISHED_GENERATORS and name not in PUBLISHED_PIX2PIX:
+        raise UserError(f"{name!r} is not a published model; choose one of: "
+                        f"{', '.join({**PUBLISHED_GENERATORS, **PUBLISHED_PIX2PIX})}.")
     try:
         download_weights(name, backend.settings.checkpoints_dir, progress=False, on_progress=on_progress)
     except DownloadError as e:
@@ -61,7 +64,7 @@ def download_published(backend: AppBackend, name: Any,
         if _offline(e):
             target = weights_path(name, backend.settings.checkpoints_dir).as_posix()
             raise UserError(f"Cannot download {name}: the model server cannot be reached (offline?). Try again when "
-                            f"online, or get {weights_url(name)} ({PUBLISHED_WEIGHTS_MB:g} MB) on another machine, "
+                            f"online, or get {weights_url(name)} ({published_weights_mb(name):g} MB) on another machine, "
                             f"copy it to {target} here and press Rescan models (or run "
                             f"`{download_command(name, backend.settings.checkpoints_dir)}` when online).") from None
         raise UserError(f"Cannot download {name}: {str(e).splitlines()[0]}") from None
@@ -106,8 +109,11 @@ def model_info(backend: AppBackend, choice_id: Any) -> str:
     entry = choice.entry
     if entry.published:
         a, b = published_domains(entry.published)
-        spec, size = GeneratorSpec(), PUBLISHED_SIZE  # the table's architecture: no need to load it
-        origin = "published by the original CycleGAN release"
+        pix2pix = entry.published in PUBLISHED_PIX2PIX
+        # the table's architecture: no need to load it
+        spec, size = (GeneratorSpec(**PIX2PIX_ARCH) if pix2pix else GeneratorSpec()), PUBLISHED_SIZE
+        origin = ("published by the original pix2pix release; runs as its test.py did (batch statistics and "
+                  "dropout)" if pix2pix else "published by the original CycleGAN release")
     else:
         gen = backend.generator(entry, choice.direction)
         spec, size = gen.spec, gen.size

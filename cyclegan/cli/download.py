@@ -8,7 +8,8 @@ from pathlib import Path
 from cyclegan.data.images import DataError
 from cyclegan.core.argtypes import positive_int
 from cyclegan.inference.download import (BASE_URL, BASE_URL_ENV, CITYSCAPES_STEPS, DATASETS, MAX_DATASET_MB,
-                                         MAX_WEIGHTS_MB, download_dataset, download_weights, prepare_cityscapes)
+                                         MAX_WEIGHTS_MB, PIX2PIX_BASE_URL, PIX2PIX_DATASETS, download_dataset,
+                                         download_weights, prepare_cityscapes)
 
 __all__ = ["add_download_commands"]
 
@@ -19,15 +20,19 @@ __all__ = ["add_download_commands"]
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from cyclegan.inference.sources import PUBLISHED_GENERATORS
+    from cyclegan.inference.sources import PUBLISHED_GENERATORS, PUBLISHED_PIX2PIX
 
     if args.kind == "list":
-        print("data sets (cyclegan download dataset NAME):")
-        for name, text in DATASETS.items():
-            print(f"  {name:24s} {text}")
-        print("published generators (cyclegan download weights NAME):")
-        for name, reverse in PUBLISHED_GENERATORS.items():
-            print(f"  {name:24s} {'reverse: ' + reverse if reverse else ''}")
+        for title, table in (("CycleGAN data sets (cyclegan download dataset NAME)", DATASETS),
+                             ("pix2pix data sets, aligned A|B (cyclegan download dataset NAME)", PIX2PIX_DATASETS)):
+            print(f"{title}:")
+            for name, text in table.items():
+                print(f"  {name:28s} {text}")
+        for title, models in (("published CycleGAN generators (cyclegan download weights NAME)", PUBLISHED_GENERATORS),
+                              ("published pix2pix generators (cyclegan download weights NAME)", PUBLISHED_PIX2PIX)):
+            print(f"{title}:")
+            for name, reverse in models.items():
+                print(f"  {name:28s} {'reverse: ' + reverse if reverse else ''}".rstrip())
         return 0
     if not args.name:
         raise DataError(f"cyclegan download {args.kind} needs a NAME; `cyclegan download list` shows them")
@@ -52,12 +57,14 @@ def add_download_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``cyclegan download {dataset,weights,list}``."""
     p = sub.add_parser(
         "download",  # its one-line help: cyclegan.cli.main.COMMANDS
-        description="Download from the original release's server (resumable; the size, and a SHA-256 if given, "
-                    f"is checked). --base-url or ${BASE_URL_ENV} points at a mirror.",
+        description="Download from the original release's servers (resumable; the size, and a SHA-256 if given, "
+                    f"is checked): {BASE_URL} for CycleGAN, {PIX2PIX_BASE_URL} for the pix2pix_* names. "
+                    f"--base-url or ${BASE_URL_ENV} points at a mirror holding both layouts.",
         epilog=CITYSCAPES_STEPS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=("dataset", "weights", "list"),
                    help="dataset: into ROOT/NAME; weights: into ROOT/NAME_pretrained/latest_net_G.pth; list: names")
-    p.add_argument("name", nargs="?", help="e.g. horse2zebra (see `cyclegan download list`)")
+    p.add_argument("name", nargs="?", help="e.g. horse2zebra, pix2pix_facades, pix2pix_edges2shoes "
+                                           "(see `cyclegan download list`)")
     p.add_argument("--root", help="folder to download into [datasets for data sets, checkpoints for weights]")
     p.add_argument("--base-url", help=f"server to download from [${BASE_URL_ENV} or {BASE_URL}]")
     p.add_argument("--sha256", help="expected SHA-256 of the downloaded file (checked when given)")

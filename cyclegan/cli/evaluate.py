@@ -157,8 +157,31 @@ def _cmd_domain_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paired(args: argparse.Namespace) -> int:
+    from cyclegan.evaluation.paired import find_test_pairs, score_pairs
+
+    g = load_generator(args.model, args.direction, arch=architecture_overrides(args), runs_dir=args.runs_dir,
+                       checkpoints_dir=args.checkpoints_dir)
+    translator = Translator(g, device=args.device, precision=args.precision, size=args.size, compile=args.compile,
+                            winograd=args.winograd, test_mode=args.test_mode)
+    pairs = find_test_pairs(args.dataroot, args.phase)
+    if args.limit:
+        pairs = pairs[:args.limit]
+    scores = score_pairs(translator, pairs, g.direction or "AtoB", output=args.output, progress=not args.no_progress)
+    print(f"L1 {scores.l1:.4f}  PSNR {scores.psnr:.2f} dB  SSIM {scores.ssim:.4f}  ({scores.n} pairs of "
+          f"{args.dataroot}/{args.phase}; {g.direction or 'AtoB'}, {translator.size} px, test mode {translator.test_mode})")
+    if args.output:
+        print(f"translations in {args.output}: `cyclegan eval fid --real <ground truth folder> --fake {args.output}`")
+    if args.json:
+        write_json(args.json, {**scores.to_dict(), "model": str(args.model), "dataroot": str(args.dataroot),
+                               "phase": args.phase, "size": translator.size, "test_mode": translator.test_mode})
+    if scores.skipped:
+        print(f"{len(scores.skipped)} unreadable pair(s) skipped", file=sys.stderr)
+    return 0 if not scores.skipped else 1
+
+
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``cyclegan eval {fid,cycle,domains,domain-classifier}``."""
+    """Register ``cyclegan eval {fid,cycle,paired,domains,domain-classifier}``."""
     from cyclegan.evaluation.fid import __doc__ as fid_doc
 
     from cyclegan.cli.translate import add_runtime_args
@@ -205,6 +228,24 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
     from cyclegan.core.argtypes import positive_int
     from cyclegan.evaluation.domains import __doc__ as domains_doc
+
+    par = kinds.add_parser("paired", help="L1, PSNR and SSIM of a paired (pix2pix) model's translations against "
+                                          "the ground truth", description=(
+        "Translate the source image of every test pair and compare it with its counterpart: mean L1, PSNR "
+        "and SSIM (torchmetrics), at the translation's size. Pairs: DATAROOT/PHASE of aligned A|B files, or "
+        "DATAROOT/PHASEA and PHASEB matched by file name."))
+    par.add_argument("--model", "-m", required=True, help="run folder, checkpoint, export, a published pix2pix_* name")
+    par.add_argument("--dataroot", required=True, help="data set with test/ (aligned) or testA/ + testB/")
+    par.add_argument("--phase", default="test", help="the split to score: test, val or train [test]")
+    par.add_argument("--direction", choices=DIRECTIONS, default=None, help="the model's direction [its own]")
+    par.add_argument("--limit", type=positive_int, help="only the first N pairs [all]")
+    par.add_argument("--output", "-o", help="also write the translations to this folder (for `eval fid`)")
+    par.add_argument("--json", help="also write the figures (and per-pair ones) to this JSON file")
+    par.add_argument("--runs-dir", default="runs", help="where bare --model names are looked up [runs]")
+    par.add_argument("--checkpoints-dir", default="checkpoints", help="where published weights live [checkpoints]")
+    add_runtime_args(par)
+    add_architecture_args(par)
+    par.set_defaults(func=_cmd_paired)
 
     def classifier_args(q: argparse.ArgumentParser) -> None:
         q.add_argument("--dataroot", required=True, help="data set with trainA, trainB, testA, testB")

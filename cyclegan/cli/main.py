@@ -23,7 +23,7 @@ COMMANDS = {
     "bench": ("measure training speed, memory and FLOPs on synthetic data", "cyclegan.cli.main:_add_bench"),
     "translate": ("translate an image or a folder of images with a trained or published generator",
                   "cyclegan.cli.translate:add_translate_commands"),
-    "download": ("download a standard CycleGAN data set or a published generator",
+    "download": ("download a standard CycleGAN or pix2pix data set or a published generator",
                  "cyclegan.cli.download:add_download_commands"),
     "eval": ("FID/KID between two folders, a model's cycle-reconstruction error, or a domain-classifier "
              "judgement of a model", "cyclegan.cli.evaluate:add_eval_commands"),

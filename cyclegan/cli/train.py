@@ -12,13 +12,16 @@ from cyclegan.data.augment_config import PREPROCESS_MODES
 from cyclegan.data.resident import DATA_ON_DEVICE
 from cyclegan.models.cut import MODES, build_model
 from cyclegan.models.cyclegan import PRESETS
+from cyclegan.models.pix2pix import PRESETS as PIX2PIX_PRESETS
 from cyclegan.models.networks import DISCRIMINATORS, GENERATORS, NORM_LAYERS
 from cyclegan.training.config import ConfigError, RunConfig
 from cyclegan.training.kinds import KINDS, resolve
 
 
 _TRAIN_FLAGS = [
-    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout)")),
+    ("--dataroot", "dataroot", dict(help="folder with trainA/ and trainB/ (the original release's layout); "
+                                         "pix2pix: train/ of aligned A|B files, or trainA/ + trainB/ paired by "
+                                         "file name")),
     ("--domain-a", "domain_a", dict(help="folder of domain A images (instead of DATAROOT/trainA)")),
     ("--domain-b", "domain_b", dict(help="folder of domain B images (instead of DATAROOT/trainB)")),
     ("--size", "size", dict(type=image_size, help="crop size the networks train on (multiple of 4); "
@@ -55,11 +58,15 @@ _MODEL_FLAGS = [
     ("--r1-gamma", "r1_gamma", dict(type=nonneg_float, help="R1 penalty weight on real images; 0 = off")),
 ]
 
-#: CUT / FastCUT only (cyclegan.models.cut.CUTConfig)
+#: CUT / FastCUT / pix2pix only (cyclegan.models.cut.CUTConfig, cyclegan.models.pix2pix.Pix2PixConfig)
 _CUT_FLAGS = [
-    ("--direction", "direction", dict(choices=("AtoB", "BtoA"), help="cut/fastcut: the one direction the model "
-                                                                      "learns (train one model per direction) [AtoB]")),
-    ("--lambda-GAN", "lambda_GAN", dict(type=nonneg_float, help="cut/fastcut: adversarial loss weight [1]")),
+    ("--direction", "direction", dict(choices=("AtoB", "BtoA"), help="cut/fastcut/pix2pix: the one direction the "
+                                                                      "model learns (one model per direction) [AtoB]")),
+    ("--lambda-GAN", "lambda_GAN", dict(type=nonneg_float, help="cut/fastcut/pix2pix: adversarial loss weight [1]")),
+    ("--lambda-L1", "lambda_L1", dict(type=nonneg_float, help="pix2pix: weight of the L1 loss against the "
+                                                                "ground truth [100]")),
+    ("--output-channels", "output_nc", dict(type=int, choices=(1, 3), help="pix2pix: channels of B when they "
+                                                                           "differ from --channels (A's)")),
     ("--lambda-NCE", "lambda_NCE", dict(type=nonneg_float, help="cut/fastcut: PatchNCE weight [cut 1, fastcut 10]")),
     ("--num-patches", "num_patches", dict(type=positive_int, help="cut/fastcut: patches per PatchNCE layer [256]")),
     ("--nce-T", "nce_T", dict(type=positive_float, help="cut/fastcut: PatchNCE temperature [0.07]")),
@@ -87,19 +94,20 @@ def add_train_parser(sub) -> None:
                       help="continue RUNS_DIR/NAME from its latest checkpoint (its stored settings win, "
                            "except max-iters, save/log/preview intervals, device and workers)")
     model = p.add_argument_group("model and objective")
-    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES), default=None,
+    model.add_argument("--model", dest="kind", choices=("cyclegan", *MODES, "pix2pix"), default=None,
                        help="cyclegan: two generators and the cycle loss; cut / fastcut: contrastive unpaired "
-                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md) "
-                            "[cyclegan]")
+                            "translation (Park et al. 2020), one generator, one direction (docs/quality.md); "
+                            "pix2pix: paired translation (Isola et al. 2017), U-Net + conditional PatchGAN + "
+                            "L1, defaults the paper's (README: Paired translation) [cyclegan]")
     add_flags(model, _MODEL_FLAGS, defaults)
-    model.add_argument("--dropout", dest="run.dropout", action="store_const", const=True, default=None,
-                       help="dropout 0.5 in the generators")
+    model.add_argument("--dropout", dest="run.dropout", action=argparse.BooleanOptionalAction, default=None,
+                       help="dropout 0.5 in the generators [cyclegan/cut off, pix2pix on]")
     model.add_argument("--spectral-norm", dest="run.spectral_norm", action=argparse.BooleanOptionalAction,
                        default=None, help=f"spectral normalisation in the discriminators [{defaults['spectral_norm']}]")
     add_flags(model, _CUT_FLAGS, {})
     for flag, field, text in _CUT_SWITCHES:
         model.add_argument(flag, dest=f"run.{field}", action=argparse.BooleanOptionalAction, default=None, help=text)
-    model.add_argument("--preset", choices=tuple(PRESETS),
+    model.add_argument("--preset", choices=tuple({**PRESETS, **PIX2PIX_PRESETS}),
                        help="start from a named recipe (paper: the original release's, exactly; see "
                             "docs/quality.md); flags given explicitly still win [our defaults]")
     p.set_defaults(func=_cmd_train)

@@ -15,7 +15,7 @@ from cyclegan.core.argtypes import positive_int as _positive
 from cyclegan.models import networks
 from cyclegan.data.images import DataError
 from cyclegan.inference.folder import OUTPUT_FORMATS, plan_jobs, translate_folder
-from cyclegan.inference.loading import DIRECTIONS, LoadedGenerator, load_generator
+from cyclegan.inference.loading import DIRECTIONS, TEST_MODES, LoadedGenerator, load_generator
 from cyclegan.core.fastpath import PRECISION_CHOICES
 from cyclegan.inference.translator import Translator
 from cyclegan.inference.video import DEFAULT_CRF, is_video, translate_video
@@ -94,6 +94,11 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
                    help="Winograd F(4x4,3x3) for the residual blocks' convolutions: 1.2-1.5x faster on a CPU "
                         "in fp32, results equal to ~1e-6 [on for CPU fp32, off elsewhere]")
+    g.add_argument("--test-mode", choices=TEST_MODES, default=None,
+                   help="eval: batch norm from its running statistics and no dropout (torch's eval mode); "
+                        "reference: batch statistics of each image and active dropout, as the original "
+                        "release's test.py without --eval, which made its published pix2pix results [reference "
+                        "for the published pix2pix_* models, eval for everything else]")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -111,7 +116,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
                                runs_dir=args.runs_dir, checkpoints_dir=args.checkpoints_dir)
     translator = Translator(generator, device=device, precision=args.precision, full_res=args.full_res,
                             size=args.size, tile=args.tile, tile_overlap=args.tile_overlap, winograd=args.winograd,
-                            compile=args.compile)
+                            compile=args.compile, test_mode=args.test_mode)
     if sharded:
         jobs = plan_jobs(args.input, args.output, args.format)
         with process_group(args.device) as me:

@@ -125,8 +125,11 @@ def output_size(cfg: AugmentConfig, width: int, height: int) -> tuple[int, int] 
     return None
 
 
-def build_transform(cfg: AugmentConfig) -> A.Compose:
+def build_transform(cfg: AugmentConfig, pair: str | None = None) -> A.Compose:
     """The augmentation pipeline: uint8 HxWxC image -> float32 CxHxW tensor in [-1, 1].
+
+    ``pair``: the name of a second image target that gets the same resize, crop and flip as
+    ``image`` (pix2pix's aligned pairs: ``transform(image=a, B=b)``); its channel count may differ.
 
     Mirrors the original release's ``get_transform`` (bicubic): resize/crop per
     ``cfg.preprocess``, sides rounded to a multiple of 4, optional horizontal flip,
@@ -154,8 +157,7 @@ def build_transform(cfg: AugmentConfig) -> A.Compose:
     steps.append(MultipleOf4())
     if cfg.flip:
         steps.append(A.HorizontalFlip(p=0.5))
-    steps += [
-        A.Normalize(mean=(0.5,) * cfg.channels, std=(0.5,) * cfg.channels, max_pixel_value=255.0),
-        ToTensorV2(),
-    ]
-    return A.Compose(steps)
+    # a scalar mean and std (the same arithmetic) where the pair's channel counts may differ
+    mean = 0.5 if pair else (0.5,) * cfg.channels
+    steps += [A.Normalize(mean=mean, std=mean, max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(steps, additional_targets={pair: "image"} if pair else None)

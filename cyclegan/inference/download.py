@@ -6,8 +6,17 @@ scripts/download_cyclegan_model.sh)::
     {base}/datasets/NAME.zip              -> datasets/NAME/{trainA,trainB,testA,testB}
     {base}/pretrained_models/NAME.pth     -> checkpoints/NAME_pretrained/latest_net_G.pth
 
-with ``base = http://efrosgans.eecs.berkeley.edu/cyclegan``, overridable with ``--base-url`` or
-the ``CYCLEGAN_BASE_URL`` environment variable (a mirror, or a local server in tests).
+with ``base = http://efrosgans.eecs.berkeley.edu/cyclegan``, and the pix2pix release's (its
+datasets/download_pix2pix_dataset.sh and scripts/download_pix2pix_model.sh), under names with a
+``pix2pix_`` prefix so they cannot be confused with the CycleGAN ones (see
+:data:`~cyclegan.inference.sources.PUBLISHED_PIX2PIX`)::
+
+    {base}/datasets/NAME.tar.gz           -> datasets/pix2pix_NAME/{train,val,test} (aligned A|B)
+    {base}/models-pytorch/NAME.pth        -> checkpoints/pix2pix_NAME_pretrained/latest_net_G.pth
+
+with ``base = http://efrosgans.eecs.berkeley.edu/pix2pix``. ``--base-url`` or the
+``CYCLEGAN_BASE_URL`` environment variable replaces either base (a mirror holding both layouts, or
+a local server in tests).
 
 Every download goes to ``NAME.part`` first and resumes from there (HTTP Range) when interrupted
 (:mod:`cyclegan.inference.http_download`); zips are extracted only after every member name is
@@ -26,14 +35,15 @@ from pathlib import Path
 
 from cyclegan.data.images import DataError
 from cyclegan.inference.http_download import DownloadError, download_file
-from cyclegan.inference.safe_zip import check_zip, safe_extract
+from cyclegan.inference.safe_zip import check_tar, check_zip, safe_extract, safe_extract_tar
 
-__all__ = ["BASE_URL", "DATASETS", "DownloadError", "base_url", "download_dataset", "download_file", "download_weights", "prepare_cityscapes", "safe_extract"]
+__all__ = ["BASE_URL", "DATASETS", "PIX2PIX_BASE_URL", "PIX2PIX_DATASETS", "DownloadError", "base_url", "download_dataset", "download_file", "download_weights", "prepare_cityscapes", "safe_extract"]
 
 log = logging.getLogger("cyclegan.download")
 
 BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan"
 BASE_URL_ENV = "CYCLEGAN_BASE_URL"
+PIX2PIX_BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix"
 
 #: The original release's CycleGAN data sets: name -> what is in it.
 DATASETS: dict[str, str] = {
@@ -51,6 +61,16 @@ DATASETS: dict[str, str] = {
     "ae_photos": "a small set of test photos used in the paper's figures",
 }
 
+#: The pix2pix release's data sets (aligned A|B files in train/, val/, test/), by the names used here.
+PIX2PIX_DATASETS: dict[str, str] = {
+    "pix2pix_facades": "400 CMP Facades label maps | photos (aligned, for pix2pix)",
+    "pix2pix_maps": "1,096 Google Maps satellite | map pairs (aligned, for pix2pix)",
+    "pix2pix_edges2shoes": "50k shoe edge maps | photos from UT Zappos50K (aligned, for pix2pix; 2 GB)",
+    "pix2pix_edges2handbags": "137k handbag edge maps | photos from iGAN (aligned, for pix2pix; 8.6 GB)",
+    "pix2pix_night2day": "20k night | day pairs of outdoor webcams (aligned, for pix2pix)",
+}
+PIX2PIX_PREFIX = "pix2pix_"
+
 #: Cityscapes' licence forbids redistribution, so the original release cannot host it.
 CITYSCAPES_STEPS = """\
 Cityscapes cannot be downloaded automatically: its licence forbids redistribution. To build it:
@@ -63,13 +83,14 @@ Cityscapes cannot be downloaded automatically: its licence forbids redistributio
 
 #: Largest download kept, in MiB (--max-size): the biggest original data set is under 1.5 GiB and a
 #: published generator 44 MiB; a server that sends more (or never stops) is not the one meant.
-MAX_DATASET_MB = 4096
+MAX_DATASET_MB = 10240  # edges2handbags: 8.6 GB
 MAX_WEIGHTS_MB = 256
 
 
-def base_url(override: str | None = None) -> str:
-    """``--base-url``, else ``$CYCLEGAN_BASE_URL``, else the original release's server."""
-    return (override or os.environ.get(BASE_URL_ENV) or BASE_URL).rstrip("/")
+def base_url(override: str | None = None, default: str = BASE_URL) -> str:
+    """``--base-url``, else ``$CYCLEGAN_BASE_URL``, else the original release's server (``default``:
+    :data:`BASE_URL` for CycleGAN, :data:`PIX2PIX_BASE_URL` for pix2pix)."""
+    return (override or os.environ.get(BASE_URL_ENV) or default).rstrip("/")
 
 
 _MIRROR_HINT = f", or point --base-url / ${BASE_URL_ENV} at a mirror"
@@ -86,8 +107,10 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: s
     """Download and extract the data set ``name`` into ``root/name`` (trainA, trainB, testA, testB).
     The zip is extracted into a hidden folder first and renamed into place, so an interrupted
     extraction never leaves a half data set that looks complete."""
-    if name not in DATASETS:
-        raise DownloadError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    pix2pix = name in PIX2PIX_DATASETS
+    if name not in DATASETS and not pix2pix:
+        hint = f" (the pix2pix release's is {PIX2PIX_PREFIX + name})" if PIX2PIX_PREFIX + name in PIX2PIX_DATASETS else ""
+        raise DownloadError(f"unknown data set {name!r}{hint}; available: {', '.join({**DATASETS, **PIX2PIX_DATASETS})}")
     if name == "cityscapes":
         raise DownloadError(CITYSCAPES_STEPS)
     root = Path(root)
@@ -98,13 +121,19 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: s
     if target.exists() and any(target.iterdir()) and not force:
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target
-    url = f"{base_url(base)}/datasets/{name}.zip"
-    archive = download_file(url, root / f"{name}.zip", sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
-                            max_bytes=(max_mb or MAX_DATASET_MB) << 20, check=lambda part: check_zip(part, name))
+    if pix2pix:  # NAME.tar.gz holding the folder NAME without the prefix
+        remote = name[len(PIX2PIX_PREFIX):]
+        url, file, extract = f"{base_url(base, PIX2PIX_BASE_URL)}/datasets/{remote}.tar.gz", f"{name}.tar.gz", safe_extract_tar
+        check: Callable[[Path], None] = lambda part: check_tar(part, remote)
+    else:
+        url, file, extract = f"{base_url(base)}/datasets/{name}.zip", f"{name}.zip", safe_extract
+        check = lambda part: check_zip(part, name)  # noqa: E731
+    archive = download_file(url, root / file, sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
+                            max_bytes=(max_mb or MAX_DATASET_MB) << 20, check=check)
     staging = root / f".{name}.extracting"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        safe_extract(archive, staging)
+        extract(archive, staging)
         entries = [p for p in staging.iterdir() if not p.name.startswith("__MACOSX")]
         # The zips hold one folder named like the data set; anything else is used as it is.
         content = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
@@ -115,27 +144,31 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: s
         shutil.rmtree(staging, ignore_errors=True)
     if not keep_zip:
         archive.unlink(missing_ok=True)
-    missing = [d for d in ("trainA", "trainB") if not (target / d).is_dir()]
+    missing = [d for d in (("train",) if pix2pix else ("trainA", "trainB")) if not (target / d).is_dir()]
     if missing:
         log.warning("%s has no %s folder(s); train with --domain-a/--domain-b pointing at its folders",
                     target, " or ".join(missing))
     return target
 
 
-def _expected_keys(netG: str = "resnet_9blocks") -> set[str]:
-    """Parameter names of the published architecture, built on the meta device (no memory)."""
+_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _expected_keys(arch: Mapping | None = None) -> set[str]:
+    """Parameter names of the published architecture (``arch``: GeneratorSpec fields; default
+    CycleGAN's ResNet-9), built on the meta device (no memory); normalisation statistics left out."""
     import torch
 
     from cyclegan.inference.loading import GeneratorSpec
 
     with torch.device("meta"):
-        net = GeneratorSpec(netG=netG).build()
-    return set(net.state_dict())
+        net = GeneratorSpec(**(arch or {})).build()
+    return {k for k in net.state_dict() if not k.endswith(_STATS)}
 
 
-def _check_weights(path: Path, name: str) -> None:
-    """The file must load with ``weights_only=True`` as a state dict whose names (after dropping
-    stale InstanceNorm statistics) are those of the published ResNet-9 generator."""
+def _check_weights(path: Path, name: str, arch: Mapping | None = None) -> None:
+    """The file must load with ``weights_only=True`` as a state dict whose parameter names are those
+    of the published generator (``arch``; default CycleGAN's ResNet-9)."""
     import torch
 
     from cyclegan.core.checkpoint import CheckpointError, load_torch_file
@@ -146,10 +179,11 @@ def _check_weights(path: Path, name: str) -> None:
         raise DownloadError(str(e)) from e
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DownloadError(f"{path} is not a generator state dict; delete it and download again")
-    expected = _expected_keys()
-    keys = {k for k in state if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    expected = _expected_keys(arch)
+    keys = {k for k in state if not k.endswith(_STATS)}
     if keys != expected:
-        raise DownloadError(f"{path} does not hold a resnet_9blocks generator as published for {name!r} "
+        raise DownloadError(f"{path} does not hold a {(arch or {}).get('netG', 'resnet_9blocks')} generator as "
+                            f"published for {name!r} "
                             f"({len(keys ^ expected)} parameter names differ)")
     # the shapes, finite weights and finite outputs on a probe: what every loader checks
     from cyclegan.inference.loading import GeneratorSpec, checked_generator, infer_spec
@@ -160,12 +194,21 @@ def _check_weights(path: Path, name: str) -> None:
         raise DownloadError(f"{e}; it was not kept") from None
 
 
-#: size of each published generator's file: ResNet-9 at ngf 64, RGB, 11,378,179 float32 parameters
+#: size of each published CycleGAN generator's file: ResNet-9 at ngf 64, RGB, 11,378,179 float32 parameters
 PUBLISHED_WEIGHTS_MB = 45.5
+#: the pix2pix release's: U-Net 256 at ngf 64 with batch norm, 54,423,824 float32 values with its statistics
+PIX2PIX_WEIGHTS_MB = 217.7
+
+
+def published_weights_mb(name: str) -> float:
+    """The size of the published generator ``name``'s file, in MB."""
+    return PIX2PIX_WEIGHTS_MB if name.startswith(PIX2PIX_PREFIX) else PUBLISHED_WEIGHTS_MB
 
 
 def weights_url(name: str, base: str | None = None) -> str:
-    """Where the published generator ``name`` is downloaded from."""
+    """Where the published generator ``name`` is downloaded from (each release's own layout)."""
+    if name.startswith(PIX2PIX_PREFIX):
+        return f"{base_url(base, PIX2PIX_BASE_URL)}/models-pytorch/{name[len(PIX2PIX_PREFIX):]}.pth"
     return f"{base_url(base)}/pretrained_models/{name}.pth"
 
 
@@ -181,10 +224,13 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
     """Download the original release's published generator ``name`` to
     ``root/NAME_pretrained/latest_net_G.pth`` (the original layout; ``cyclegan translate --model
     NAME`` finds it there) and check it loads as that generator before it is kept."""
-    from cyclegan.inference.sources import PUBLISHED_GENERATORS
+    from cyclegan.inference.sources import PIX2PIX_ARCH, PUBLISHED_GENERATORS, PUBLISHED_PIX2PIX
 
-    if name not in PUBLISHED_GENERATORS:
-        raise DownloadError(f"unknown published model {name!r}; available: {', '.join(PUBLISHED_GENERATORS)}")
+    pix2pix = name in PUBLISHED_PIX2PIX
+    if name not in PUBLISHED_GENERATORS and not pix2pix:
+        hint = f" (the pix2pix release's is {PIX2PIX_PREFIX + name})" if PIX2PIX_PREFIX + name in PUBLISHED_PIX2PIX else ""
+        raise DownloadError(f"unknown published model {name!r}{hint}; available: "
+                            f"{', '.join({**PUBLISHED_GENERATORS, **PUBLISHED_PIX2PIX})}")
     target = weights_path(name, root)
     for path in target.parents:
         if path.exists() and not path.is_dir():
@@ -196,8 +242,9 @@ def download_weights(name: str, root: str | os.PathLike = "checkpoints", *, base
         print(f"{target} already exists; pass --force to download it again", file=sys.stderr)
         return target
     url = weights_url(name, base)
+    arch = PIX2PIX_ARCH if pix2pix else None
     return download_file(url, target, sha256=sha256, progress=progress, offline_hint=_MIRROR_HINT,
-                         max_bytes=(max_mb or MAX_WEIGHTS_MB) << 20, check=lambda part: _check_weights(part, name),
+                         max_bytes=(max_mb or MAX_WEIGHTS_MB) << 20, check=lambda part: _check_weights(part, name, arch),
                          on_progress=on_progress)
 
 

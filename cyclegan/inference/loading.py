@@ -25,9 +25,10 @@ from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFin
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
-from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
+from cyclegan.inference.sources import (BUNDLED_MODELS, PIX2PIX_ARCH, PIX2PIX_TEST_MODE, PUBLISHED_GENERATORS,
+                                        PUBLISHED_PIX2PIX, PUBLISHED_SIZE, TEST_MODES, published_name, resolve)
 
-__all__ = ["BUNDLED_MODELS", "DIRECTIONS", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "GeneratorSpec", "LoadedGenerator",
+__all__ = ["BUNDLED_MODELS", "DIRECTIONS", "TEST_MODES", "set_test_mode", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "GeneratorSpec", "LoadedGenerator",
            "OneDirectionError", "load_generator", "size_multiple"]
 
 log = logging.getLogger("cyclegan.translate")
@@ -98,6 +99,25 @@ def module_copy(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net, memo=shared)
 
 
+def set_test_mode(net: nn.Module, mode: str) -> nn.Module:
+    """``net`` (a :func:`module_copy`: its modules are changed) set up to run as ``mode`` says
+    (:data:`~cyclegan.inference.sources.TEST_MODES`): ``eval`` is torch's eval mode; ``reference``
+    the original release's test.py without ``--eval``: batch norm from the statistics of the batch
+    (its running statistics left alone, not updated) and dropout active."""
+    if mode not in TEST_MODES:
+        raise ValueError(f"test mode must be one of {', '.join(TEST_MODES)}, got {mode!r}")
+    net.eval()
+    if mode == "reference":
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
+                m.running_mean = m.running_var = m.num_batches_tracked = None  # this copy's only
+                m.track_running_stats = False
+            elif isinstance(m, nn.Dropout):
+                m.train()
+    return net
+
+
 #: the widest generator a file may ask for (the paper's is 64; 1024 is already 256x its size)
 MAX_NGF = 1024
 
@@ -121,6 +141,9 @@ class LoadedGenerator:
     size: int | None        # the side it was trained at, when known
     source: Path            # the file the weights came from
     name: str               # run or model name, for messages and the HTML page
+    #: how it runs by default (sources.TEST_MODES): "reference" for the original release's published
+    #: pix2pix generators (batch statistics and dropout, as its test.py), else "eval"
+    test_mode: str = "eval"
     _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -224,7 +247,7 @@ def _load_file(path: Path, direction: str | None, arch: Mapping[str, Any] | None
             raise CheckpointError(f"--direction {direction}: {path} not found")
         obj, pair = _torch_load(path), direction
     if direction == "BtoA" and pair is None:  # AtoB is taken as "the way this file translates"
-        reverse = PUBLISHED_GENERATORS.get(published_name(path))
+        reverse = {**PUBLISHED_GENERATORS, **PUBLISHED_PIX2PIX}.get(published_name(path))
         hint = f" (the reverse model is published as {reverse!r})" if reverse else ""
         raise ValueError(f"--direction BtoA: {path} holds a single generator, which translates one way only; "
                          f"leave --direction out, or load the reverse model's file instead{hint}")
@@ -369,9 +392,12 @@ def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_directi
     weights = _unwrap_state_dict(obj, path)
     name = published_name(path)
     size: int | None = None
+    test_mode = "eval"
     if name in PUBLISHED_GENERATORS:
         base: dict[str, Any] = {}  # GeneratorSpec's defaults are the published architecture
         size = PUBLISHED_SIZE
+    elif name in PUBLISHED_PIX2PIX:
+        base, size, test_mode = dict(PIX2PIX_ARCH), PUBLISHED_SIZE, PIX2PIX_TEST_MODE
     else:
         base = infer_spec(weights)
     given = {k: v for k, v in arch.items() if v is not None}
@@ -380,7 +406,9 @@ def _from_state_dict(obj: Any, path: Path, arch: Mapping[str, Any], pair_directi
     unknown = set(given) - set(GeneratorSpec.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown architecture setting(s): {', '.join(sorted(unknown))}")
-    return _build(GeneratorSpec(**{**base, **given}), weights, path, pair_direction, size, name)
+    loaded = _build(GeneratorSpec(**{**base, **given}), weights, path, pair_direction, size, name)
+    loaded.test_mode = test_mode
+    return loaded
 
 
 def checked_generator(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, name: str) -> LoadedGenerator:
@@ -399,6 +427,7 @@ def _build(spec: GeneratorSpec, weights: Mapping[str, Tensor], path: Path, direc
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: cannot build the generator ({e})") from e
     weights = networks.strip_running_stats(weights, shapes)  # PyTorch < 0.4 InstanceNorm leftovers
+    weights = networks.fill_batch_counts(weights, shapes)     # PyTorch < 0.4.1 BatchNorm lacked them
     misfit = state_dict_misfit(weights, shapes.state_dict())
     if misfit:
         raise CheckpointError(

@@ -1,19 +1,23 @@
 """Zip extraction that cannot escape its folder: every member name is checked before anything is
 written (no absolute paths, no ``..``, no symlinks or devices, no two members colliding), a zip
-bomb is refused, and member CRCs are verified as they are read."""
+bomb is refused, and member CRCs are verified as they are read. The same for the tar.gz files the
+pix2pix release publishes (:func:`check_tar`, :func:`safe_extract_tar`)."""
 
 from __future__ import annotations
 
 import os
+import gzip
 import re
 import shutil
 import stat
+import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from cyclegan.inference.http_download import CHUNK, DownloadError
 
-__all__ = ["MAX_ZIP_RATIO", "check_zip", "safe_extract"]
+__all__ = ["MAX_ZIP_RATIO", "check_tar", "check_zip", "safe_extract", "safe_extract_tar"]
 
 #: A zip that claims more than this many times its own size is a zip bomb (image zips are ~1x).
 MAX_ZIP_RATIO = 50
@@ -115,3 +119,62 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
                 raise DownloadError(f"{archive} is corrupt ({e}); delete it and download again") from e
             written.append(target)
     return written
+
+
+# --------------------------------------------------------------------------------------------
+# tar.gz (the pix2pix data sets)
+# --------------------------------------------------------------------------------------------
+
+
+def _tar_members(archive: Path) -> list[tarfile.TarInfo]:
+    """The members of an intact tar.gz (the whole gzip stream read: its CRC and length checked),
+    each a plain file or folder with a safe relative name; DownloadError otherwise."""
+    try:
+        with gzip.open(archive) as stream:
+            while stream.read(CHUNK):
+                pass
+        with tarfile.open(archive, "r:gz") as tf:
+            members = tf.getmembers()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DownloadError(f"{archive} is not an intact tar.gz file ({e}): a truncated or corrupt download") from e
+    for m in members:
+        if not (m.isfile() or m.isdir()):
+            what = "a symbolic or hard link" if m.issym() or m.islnk() else "a special file"
+            raise DownloadError(f"{archive} contains {what} ({m.name}); refusing to extract it")
+        path = PurePosixPath(m.name)
+        if m.name.startswith("/") or re.match(r"^[A-Za-z]:", m.name) or ".." in path.parts:
+            raise DownloadError(f"{archive} contains an unsafe path ({m.name!r}: absolute or with '..'); "
+                                "refusing to extract it")
+    return members
+
+
+def check_tar(archive: str | os.PathLike, top: str | None = None) -> None:
+    """DownloadError unless ``archive`` is an intact tar.gz whose members are safe to extract and,
+    given ``top``, all inside the folder ``top``."""
+    archive = Path(archive)
+    members = _tar_members(archive)
+    if top is not None:
+        outside = [m.name for m in members if PurePosixPath(m.name).parts[:1] != (top,)]
+        if outside or not members:
+            raise DownloadError(f"{archive} does not hold the folder {top}/ the data set's archive has "
+                                f"({outside[0] if outside else 'it is empty'}); is --base-url the right server?")
+
+
+def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Extract the tar.gz ``archive`` into ``dest`` after the checks of :func:`check_tar`, a bomb
+    check (:data:`MAX_ZIP_RATIO`) and a free-space check; tarfile's ``data`` filter as a second guard."""
+    archive, dest = Path(archive), Path(dest)
+    members = _tar_members(archive)
+    need = sum(m.size for m in members)
+    if need > MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20):
+        raise DownloadError(f"{archive} would expand to {need / 2**30:,.1f} GiB from {archive.stat().st_size:,} "
+                            f"bytes (over {MAX_ZIP_RATIO}x: an archive bomb?); refusing to extract it")
+    dest.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest).free
+    if need > free:
+        raise DownloadError(f"extracting {archive} needs {need / 2**30:.1f} GiB but {dest} has {free / 2**30:.1f} GiB free")
+    try:
+        with tarfile.open(archive, "r:gz") as tf:
+            tf.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DownloadError(f"{archive} could not be extracted ({e}); delete it and download again") from e

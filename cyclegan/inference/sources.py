@@ -32,7 +32,7 @@ from pathlib import Path
 from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.inference.hub import download, parse_hub
 
-__all__ = ["BUNDLED_MODELS", "EXPORT_NAME", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "ModelSource",
+__all__ = ["BUNDLED_MODELS", "EXPORT_NAME", "PUBLISHED_GENERATORS", "PUBLISHED_PIX2PIX", "PUBLISHED_SIZE", "ModelSource",
            "published_name", "resolve", "resolve_file", "resolve_location"]
 
 #: The original release's published CycleGAN generators (its scripts/download_cyclegan_model.sh),
@@ -60,12 +60,39 @@ PUBLISHED_GENERATORS: dict[str, str | None] = {
 }
 PUBLISHED_SIZE = 256
 
+#: The original release's published pix2pix generators (its scripts/download_pix2pix_model.sh), named
+#: here ``pix2pix_`` + its name so that none can be confused with the CycleGAN generators it publishes
+#: as sat2map, map2sat and facades_label2photo; each mapped to its reverse, if published. All are
+#: :data:`PIX2PIX_ARCH` (U-Net 256, ngf 64, batch norm, dropout, RGB) trained at 256 px; they translate
+#: in :data:`PIX2PIX_TEST_MODE` by default, as the release's test.py does.
+PIX2PIX_PREFIX = "pix2pix_"
+PUBLISHED_PIX2PIX: dict[str, str | None] = {
+    "pix2pix_edges2shoes": None,
+    "pix2pix_sat2map": "pix2pix_map2sat",
+    "pix2pix_map2sat": "pix2pix_sat2map",
+    "pix2pix_facades_label2photo": None,
+    "pix2pix_day2night": None,
+}
+PIX2PIX_ARCH = dict(netG="unet_256", ngf=64, norm="batch", dropout=True, input_nc=3, output_nc=3)
+#: how a generator runs at test time: ``eval`` (running statistics, no dropout: torch's eval mode) or
+#: ``reference`` (batch statistics and active dropout, one image at a time: the original release's
+#: test.py without --eval, which made the published pix2pix results)
+TEST_MODES = ("eval", "reference")
+PIX2PIX_TEST_MODE = "reference"
+
+
+def published_kind(name: str) -> str | None:
+    """"cyclegan" or "pix2pix" for a published generator's name (as used here), else None."""
+    return "cyclegan" if name in PUBLISHED_GENERATORS else "pix2pix" if name in PUBLISHED_PIX2PIX else None
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: Models shipped inside the package, usable by name wherever a model is asked for.
 BUNDLED_MODELS: dict[str, Path] = {
     # the demo CycleGAN: Fashion-MNIST T-shirt/top (A) <-> Pullover (B), 32 px, grayscale
     "demo": ASSETS / "fmnist_tshirt2pullover.safetensors",
     "fmnist_tshirt2pullover": ASSETS / "fmnist_tshirt2pullover.safetensors",
+    # the pix2pix demo: Fashion-MNIST edge maps (A) -> items (B), 32 px grayscale (datasets/make_fmnist_edges.py)
+    "pix2pix_fmnist_edges": ASSETS / "pix2pix_fmnist_edges.safetensors",
     # the noise -> image DCGAN trained on Fashion-MNIST (docs/mnist.md), `cyclegan mnist sample`'s default
     "fashion_mnist_dcgan": ASSETS / "fashion_mnist_dcgan.safetensors",
 }
@@ -126,8 +153,11 @@ def resolve_location(model: str | os.PathLike, *, runs_dir: str | os.PathLike = 
     found = next((c for c in candidates if c.exists()), None)
     if found is not None:
         return found
-    if name in PUBLISHED_GENERATORS:
+    if published_kind(name):
         hint = f"; `cyclegan download weights {name}` fetches the published model"
+    elif PIX2PIX_PREFIX + name in PUBLISHED_PIX2PIX:
+        hint = (f"; the original release's pix2pix model {name} is {PIX2PIX_PREFIX + name} here "
+                f"(`cyclegan download weights {PIX2PIX_PREFIX + name}`)")
     elif name in BUNDLED_MODELS:
         hint = f"; the bundled file {BUNDLED_MODELS[name]} is missing (a partial install?)"
     else:

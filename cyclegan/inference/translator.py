@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cyclegan.inference.hub import HUB_PREFIX, parse_hub
-from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator, module_copy
+from cyclegan.inference.loading import PUBLISHED_SIZE, LoadedGenerator, load_generator, module_copy, set_test_mode
 from cyclegan.inference.tiling import (StopForward, TileContext, WholeImageInstanceNorm, crop_padding, feather_ramp,
                                        pad_to_multiple, plan_axis, whole_image_norm_copy)
 
@@ -75,8 +75,11 @@ class Translator:
                  precision: str = "auto", full_res: bool = False, size: int | None = None,
                  tile: int = 1024, tile_overlap: int = 64, channels_last: bool = False,
                  compile: bool | None = None, compile_backend: str | Callable[..., Any] = "inductor",
-                 compile_mode: str | None = None, winograd: bool | None = None) -> None:
+                 compile_mode: str | None = None, winograd: bool | None = None,
+                 test_mode: str | None = None) -> None:
         self.generator = generator
+        #: eval or reference (cyclegan.inference.sources.TEST_MODES); None: the generator's default
+        self.test_mode = test_mode or generator.test_mode
         self.device = pick_device(device)
         #: precision and compilation as resolved for this machine (core.fastpath; None/"auto": its choice)
         self.fast_path = fastpath.choose(self.device, "translate", precision, compile, compile_mode,
@@ -84,12 +87,14 @@ class Translator:
         self.dtype = AUTOCAST_DTYPES[self.fast_path.precision]
         # Our own modules over weights shared with the other translators of this generator: what
         # this translator switches (Winograd, eval mode) changes no other.
-        self.net = module_copy(generator.net_for(self.device, channels_last)).eval()
+        self.net = set_test_mode(module_copy(generator.net_for(self.device, channels_last)), self.test_mode)
         self.multiple = generator.multiple
         self.full_res = full_res
         self.size = size or generator.size or PUBLISHED_SIZE
         if not full_res and self.size < self.multiple:
             raise ValueError(f"--size {self.size} is smaller than the generator's minimum of {self.multiple}")
+        if self.test_mode == "reference":
+            tile = 0  # batch statistics are the whole image's, as the reference computed them
         m = self.multiple
         self.tile_overlap = -(-tile_overlap // m) * m if tile_overlap > 0 else 0
         self.tile = tile // m * m if tile > 0 else 0
@@ -228,6 +233,8 @@ class Translator:
         else:
             # the memory cap holds for the whole batch: at most tile*tile pixels per forward pass
             per_pass = max(1, self.tile * self.tile // (h * w)) if self.tile else x.shape[0]
+            if self.test_mode == "reference":
+                per_pass = 1  # batch statistics of each image alone, as the reference's batch of 1
             outs = []
             for chunk in x.split(per_pass):
                 with self._autocast():

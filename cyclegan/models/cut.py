@@ -24,6 +24,7 @@ from cyclegan.models.cyclegan import PAPER_TRAIN, CycleGAN, CycleGANConfig
 from cyclegan.models.gan import GANModel, write_plan
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
+from cyclegan.models.pix2pix import Pix2Pix, Pix2PixConfig
 
 #: PatchNCE layers of our ResNet generator (``ResnetGenerator.model`` indices). The reference
 #: code takes layers 0, 4, 8, 12, 16 of its anti-aliased ResNet (each downsampling there is four
@@ -123,23 +124,25 @@ def resolve_preset(kind: str, preset: str | None, model_given: dict, train_given
 
 
 def model_kind(config: dict) -> str:
-    """cyclegan, cut or fastcut: what a stored model config describes."""
+    """cyclegan, cut, fastcut or pix2pix: what a stored model config describes."""
     return str(config.get("model") or "cyclegan")
 
 
 def config_directions(config: dict) -> tuple[str, ...]:
-    """The directions a stored model config translates: a CUT model has one."""
-    return (config.get("direction") or "AtoB",) if model_kind(config) in MODES else ("AtoB", "BtoA")
+    """The directions a stored model config translates: a CUT or pix2pix model has one."""
+    return (config.get("direction") or "AtoB",) if model_kind(config) in ONE_DIRECTION else ("AtoB", "BtoA")
 
 
-def config_from_dict(config: dict) -> "CUTConfig | CycleGANConfig":
+def config_from_dict(config: dict) -> "CUTConfig | Pix2PixConfig | CycleGANConfig":
     """The config dataclass of a stored model config (checkpoint, export), whichever model it is."""
-    return CUTConfig.from_dict(config) if model_kind(config) in MODES else CycleGANConfig.from_dict(config)
+    kind = model_kind(config)
+    return ONE_DIRECTION[kind][0].from_dict(config) if kind in ONE_DIRECTION else CycleGANConfig.from_dict(config)
 
 
-def build_model(cfg: "CUTConfig | CycleGANConfig", seed: int = 0) -> GANModel:
+def build_model(cfg: "CUTConfig | Pix2PixConfig | CycleGANConfig", seed: int = 0) -> GANModel:
     """The trainable model of an image-translation config."""
-    return CUT(cfg, seed=seed) if isinstance(cfg, CUTConfig) else CycleGAN(cfg, seed=seed)
+    model_class = next((m for c, m in ONE_DIRECTION.values() if isinstance(cfg, c)), CycleGAN)
+    return model_class(cfg, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,3 +390,8 @@ class CUT(GANModel):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+#: the image-translation kinds that learn one direction: their config class and model class
+ONE_DIRECTION: dict[str, tuple[type, type]] = {
+    **{mode: (CUTConfig, CUT) for mode in MODES}, "pix2pix": (Pix2PixConfig, Pix2Pix)}

@@ -50,6 +50,7 @@ from cyclegan.models.latent_networks import (
 from cyclegan.models.normalization import (
     NORM_LAYERS,
     add_spectral_norm,
+    fill_batch_counts,
     get_norm_layer,
     strip_running_stats,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "build_discriminator",
     "add_spectral_norm",
     "strip_running_stats",
+    "fill_batch_counts",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",
@@ -88,6 +90,8 @@ DiscriminatorBuilder = Callable[..., nn.Module]
 GENERATORS: dict[str, GeneratorBuilder] = {
     "resnet_9blocks": partial(ResnetGenerator, n_blocks=9),
     "resnet_6blocks": partial(ResnetGenerator, n_blocks=6),
+    "unet_32": partial(UnetGenerator, num_downs=5),   # pix2pix at small sizes (the offline demo)
+    "unet_64": partial(UnetGenerator, num_downs=6),
     "unet_128": partial(UnetGenerator, num_downs=7),
     "unet_256": partial(UnetGenerator, num_downs=8),
 }

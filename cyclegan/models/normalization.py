@@ -94,3 +94,20 @@ def strip_running_stats(
     if metadata is not None:
         out._metadata = metadata  # type: ignore[attr-defined]
     return out
+
+
+def fill_batch_counts(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``state_dict`` with a zero ``num_batches_tracked`` for every BatchNorm of ``model`` whose
+    weights are there but whose counter is not: files saved by PyTorch before 0.4.1 (the original
+    release's published pix2pix generators) lack it, and it only matters for momentum None.
+    The input is not modified."""
+    out = OrderedDict(state_dict)
+    for prefix, module in model.named_modules():
+        key = f"{prefix}.num_batches_tracked" if prefix else "num_batches_tracked"
+        if (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+                and key not in out and f"{prefix}.running_mean" in out):
+            out[key] = torch.tensor(0, dtype=torch.long)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        out._metadata = metadata  # type: ignore[attr-defined]
+    return out

@@ -94,10 +94,10 @@ def job(run: RunConfig) -> Job:
     model = new_model(run)
     return Job(model, dataset,
                export=lambda run_dir, iteration: export_cyclegan(model, run, run_dir / "generators.safetensors"),
-               data_summary=dataset.summary(), describe=lambda trainer: _describe(trainer, run))
+               data_summary=dataset.summary(), describe=lambda trainer: describe_run(trainer, run))
 
 
-def _describe(trainer: Trainer, run: RunConfig) -> str:
+def describe_run(trainer: Trainer, run: RunConfig) -> str:
     model, m = trainer.model, run.model
     n_g = sum(p.numel() for p in model.generators.parameters())
     n_d = sum(p.numel() for p in model.discriminators.parameters())

@@ -1,6 +1,13 @@
 """The model kinds a run can train, as plug-ins: each names its config sections, its defaults
 and presets, and the training module whose ``job(run)`` builds its model and data.
 
+What a kind must provide is written as code, not as a comment: :class:`ModelConfig` (its model
+section), :class:`KindTraining` (its training module), and a model that subclasses
+:class:`~cyclegan.models.gan.GANModel` and implements :data:`MODEL_METHODS`. :func:`contract_gaps`
+holds a kind against all three (tests/test_pix2pix.py runs it over every kind in :data:`KINDS`), and a
+type checker holds ``Kind``'s fields to the protocols. Adding a kind: a model module, a training
+module, one entry here (pix2pix: models/pix2pix.py, data/paired.py, training/pix2pix.py).
+
 Resolution is the same for ``cyclegan train``, ``cyclegan mnist train`` and :func:`cyclegan.train`:
 the sections' dataclass defaults, then the kind's own defaults, then a preset, then what was
 given, then the kind's rules (``adjust``). So the command line and Python agree.
@@ -11,21 +18,53 @@ from __future__ import annotations
 import importlib
 from dataclasses import MISSING, dataclass, field, fields
 from types import ModuleType
-from typing import Callable
+
+from torch import nn
+from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 from cyclegan.models.cut import MODES, CUTConfig
 from cyclegan.models.cut import PRESETS as CUT_PRESETS
 from cyclegan.models.cyclegan import PAPER_MODEL, PRESETS as CYCLEGAN_PRESETS, CycleGANConfig
+from cyclegan.models.gan import GANModel
 from cyclegan.models.mnist import MnistGANConfig
+from cyclegan.models.pix2pix import PRESETS as PIX2PIX_PRESETS, Pix2PixConfig
 from cyclegan.training import mnist as mnist_training
 from cyclegan.training.config import ConfigError, LoopConfig, OptimConfig, RunConfig, ScheduleConfig
 from cyclegan.training.cyclegan import UnpairedDataConfig
+from cyclegan.training import pix2pix as pix2pix_training
+
+
+@runtime_checkable
+class ModelConfig(Protocol):
+    """A kind's model section: a dataclass stored in checkpoints and exports, read back with
+    ``from_dict`` (fields it lacks take the values they had before they existed)."""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Any: ...
+
+    def validate(self) -> None: ...
+
+
+@runtime_checkable
+class KindTraining(Protocol):
+    """A kind's training module (``Kind.module``)."""
+
+    def job(self, run: RunConfig) -> Any: ...                     # -> cyclegan.training.loop.Job
+
+    def new_model(self, run: RunConfig) -> GANModel: ...          # freshly initialised
+
+    def example_batch(self, run: RunConfig, batch_size: int, size: int,
+                      generator: Any) -> dict: ...                # a random training batch (benchmarks)
+
+
+#: what a kind's model (a GANModel) implements over the base (which raises NotImplementedError)
+MODEL_METHODS = ("generate", "generator_loss", "discriminator_loss", "preview", "config_dict")
 
 
 @dataclass(frozen=True)
 class Kind:
     name: str
-    model: type
+    model: type[ModelConfig]
     data: type
     #: the training module of the kind: job(run) -> Job builds a run, new_model(run) its model,
     #: example_batch(run, batch_size, size, generator) a random batch (benchmarks)
@@ -48,9 +87,28 @@ class Kind:
         return {**values, **self.defaults}
 
     @property
-    def training(self) -> ModuleType:
+    def training(self) -> KindTraining:
         """The kind's training module (see ``module``)."""
-        return importlib.import_module(self.module)
+        return cast(KindTraining, importlib.import_module(self.module))
+
+
+def contract_gaps(k: Kind, run: RunConfig | None = None) -> list[str]:
+    """What kind ``k`` lacks of the contract (empty: none). With ``run`` (a resolved run of the
+    kind), its model is built and checked too."""
+    gaps = [f"model config {k.model.__name__} lacks {name}" for name in ("from_dict", "validate")
+            if not callable(getattr(k.model, name, None))]
+    module: ModuleType = importlib.import_module(k.module)
+    gaps += [f"{k.module} lacks {name}()" for name in ("job", "new_model", "example_batch")
+             if not callable(getattr(module, name, None))]
+    if run is not None:
+        model = k.training.new_model(run)
+        if not isinstance(model, GANModel):
+            return [*gaps, f"{k.module}.new_model returns a {type(model).__name__}, not a GANModel"]
+        gaps += [f"{type(model).__name__} does not implement {name}" for name in MODEL_METHODS
+                 if getattr(type(model), name, None) is getattr(GANModel, name, None)]
+        if not isinstance(model.generators, nn.ModuleDict) or not isinstance(model.discriminators, nn.ModuleDict):
+            gaps.append(f"{type(model).__name__} must set generators and discriminators (nn.ModuleDicts)")
+    return gaps
 
 
 def _image_rules(given: dict, values: dict) -> dict:
@@ -72,6 +130,8 @@ KINDS: dict[str, Kind] = {
     **{mode: Kind(mode, CUTConfig, UnpairedDataConfig, "cyclegan.training.cyclegan",
                   defaults={**settings, "model": mode}, presets=_flat_presets(CUT_PRESETS[mode]), adjust=_image_rules)
        for mode, settings in MODES.items()},
+    "pix2pix": Kind("pix2pix", Pix2PixConfig, pix2pix_training.PairedDataConfig, "cyclegan.training.pix2pix",
+                    presets=_flat_presets(PIX2PIX_PRESETS), adjust=pix2pix_training.adjust),
     "mnist": Kind("mnist", MnistGANConfig, mnist_training.MnistDataConfig, "cyclegan.training.mnist",
                   evaluate=mnist_training.MnistEvalConfig,
                   defaults={**mnist_training.LOOP_DEFAULTS, **mnist_training.SCHEDULE_DEFAULTS},
