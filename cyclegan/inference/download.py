@@ -188,10 +188,21 @@ def _check_weights(path: Path, name: str, arch: Mapping | None = None) -> None:
     # the shapes, finite weights and finite outputs on a probe: what every loader checks
     from cyclegan.inference.loading import GeneratorSpec, checked_generator, infer_spec
 
+    spec = infer_spec(state) if arch is None else _spec_of(state, arch)
     try:
-        checked_generator(GeneratorSpec(**infer_spec(state)), dict(state), path, name)
+        checked_generator(GeneratorSpec(**spec), dict(state), path, name)
     except CheckpointError as e:
         raise DownloadError(f"{e}; it was not kept") from None
+
+
+def _spec_of(state: Mapping, arch: Mapping) -> dict:
+    """The architecture ``arch`` a release publishes (the pix2pix U-Net), at the width and input
+    channels of the file's first convolution (its names do not depend on them)."""
+    first = state.get("model.model.0.weight")
+    spec = dict(arch)
+    if first is not None and first.dim() == 4:
+        spec.update(ngf=int(first.shape[0]), input_nc=int(first.shape[1]))
+    return spec
 
 
 #: size of each published CycleGAN generator's file: ResNet-9 at ngf 64, RGB, 11,378,179 float32 parameters
