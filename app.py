@@ -9,6 +9,10 @@ page's events.
     python app.py --port 8000 --model runs/horse2zebra
     python app.py --host 0.0.0.0 --concurrency 2   # serve the network, two model calls at once
     python app.py --help                           # every flag (also: cyclegan app --help)
+    python app.py --model hf:USER/REPO             # a model from the Hugging Face Hub
+
+As a Hugging Face Space (sdk: gradio) this file runs as it is: the Space sets the host and port,
+and the Space variable CYCLEGAN_MODEL (e.g. hf:USER/REPO) is the starting model (docs/hub.md).
 """
 
 # No `from __future__ import annotations`: gr.api reads the API functions' type hints at run time.

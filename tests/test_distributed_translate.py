@@ -53,6 +53,8 @@ def test_two_ranks_split_a_folder_and_report_once(tmp_path):
     assert "over 2 processes" in summaries[0]
     assert first.stderr.count("failed: ") == 1 and "broken.png" in first.stderr
     assert first.stderr.count("2 processes, rank 0 on cpu") == 1  # one voice: rank 0's
+    bars = re.findall(r"translate \(2 processes\): +(\d+)%\|.*?\| (\d+)/(\d+)", first.stderr)
+    assert bars and bars[-1][1:] == ("10", "10")  # one bar, counting both ranks' images to the end
     assert (out / "index.html").is_file()
     one = Translator.from_pretrained(model, device="cpu")
     for i in range(9):

@@ -214,7 +214,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     fid.set_defaults(func=_cmd_fid)
 
     cyc = kinds.add_parser("cycle", help="mean L1 between images and their round trip through both generators")
-    cyc.add_argument("--model", "-m", required=True, help="run folder, checkpoint, export, or .pth (with --reverse)")
+    cyc.add_argument("--model", "-m", required=True, help="run folder, checkpoint, export, hf:USER/REPO[@REV], or .pth (with --reverse)")
     cyc.add_argument("--input", "-i", required=True, help="folder of images of the source domain")
     cyc.add_argument("--direction", choices=DIRECTIONS, default=None,
                      help="AtoB: A -> G_A -> G_B -> A (input is domain A); BtoA the other way [AtoB]")
@@ -262,7 +262,8 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     dom = kinds.add_parser("domains", help="hit rate, FID/KID and cycle L1 of both directions, judged by a domain "
                                            "classifier trained on the data set",
                            description=domains_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    dom.add_argument("--model", "-m", required=True, help="run folder, checkpoint or generators.safetensors")
+    dom.add_argument("--model", "-m", required=True,
+                     help="run folder, checkpoint, generators.safetensors or hf:USER/REPO[@REV]")
     classifier_args(dom)
     dom.add_argument("--classifier", help="a domain classifier file instead of the cached one "
                                           "(`cyclegan eval domain-classifier`)")

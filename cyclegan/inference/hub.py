@@ -82,14 +82,14 @@ def _fetch(repo: str, filename: str, revision: str | None, flag: str) -> Path | 
     except RevisionNotFoundError:
         raise HubError(f"{flag} {where}: the repo has no revision {revision!r}; give a branch, tag or commit "
                        "it has, or leave @REVISION out for main") from None
-    except RemoteEntryNotFoundError:
-        return None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
         offline = isinstance(e, OfflineModeIsEnabled) or _offline()
         why = ("HF_HUB_OFFLINE is set and the cache holds no copy of it; download it once online"
                if offline else "the Hub cannot be reached and the cache holds no copy of it; check the network "
                                "or HF_ENDPOINT")
         raise HubError(f"{flag} {where}: {filename}: {why}") from None
+    except RemoteEntryNotFoundError:  # the repo has no such file (a missing cache copy is handled above)
+        return None
     except HfHubHTTPError as e:
         status = e.response.status_code if getattr(e, "response", None) is not None else "?"
         raise HubError(f"{flag} {where}: the Hub answered HTTP {status} for {filename}; try again later") from None

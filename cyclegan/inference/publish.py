@@ -88,6 +88,13 @@ def _run_record(run: Path) -> dict[str, Any]:
     return {"settings": run_settings(state), "counters": dict(state.get("counters") or {})}
 
 
+def _run_dir(run: Path) -> Path:
+    """The run folder of ``run``: itself, or the folder of its checkpoint or export."""
+    if run.is_dir():
+        return run
+    return run.parent.parent if run.parent.name == "checkpoints" else run.parent
+
+
 def _eval_figures(run: Path) -> dict[str, dict]:
     """The evaluation JSON files saved in the run folder (``eval*.json``): {file name: numbers}."""
     figures: dict[str, dict] = {}
@@ -166,19 +173,19 @@ def _card(repo: str, config: dict, meta: dict, record: dict, figures: dict, samp
             f"{config.get('input_nc', '?')} input / {config.get('output_nc', '?')} output channels")
     data = settings.get("dataroot") or settings.get("domain_a")
     data_line = (f"`{Path(str(data)).name}` (unpaired folders A and B: `{data}` when trained)" if data
-                 else "not recorded in the files pushed (the run's checkpoint was not included)")
+                 else "not recorded (no training checkpoint beside the weights)")
     if counters:
         planned = (settings.get("n_epochs") or 0) + (settings.get("n_epochs_decay") or 0)
         how_long = (f"{counters.get('iteration', 0)} iterations, epoch {counters.get('epoch', 0)}"
                     + (f" of {planned}" if planned else "")
                     + (f", batch size {settings['batch_size']}" if settings.get("batch_size") else ""))
     else:
-        how_long = "not recorded in the files pushed"
+        how_long = "not recorded (no training checkpoint beside the weights)"
     lines = [
         "---", f"library_name: {LIBRARY}", "pipeline_tag: image-to-image",
         "tags:", "- image-to-image", "- gan", f"- {kind}", "---", "",
         f"# {name}", "",
-        f"A {kind} image-to-image model trained with [cyclegan](https://github.com/) "
+        f"A {kind} image-to-image model trained with the cyclegan project "
         f"({', '.join(directions)}{', ' + str(size) + ' px' if size else ''}).", "",
         "## What was trained", "",
         f"- model: {kind}, {arch}",
@@ -200,10 +207,11 @@ def _card(repo: str, config: dict, meta: dict, record: dict, figures: dict, samp
     lines.append(f"![inputs (top) and {directions[0]} translations (bottom)]({SAMPLES_NAME})" if samples
                  else "No sample images were at hand when this card was written (`cyclegan push --samples DIR`).")
     lines += [
-        "", "## Use it", "", "```bash", "pip install cyclegan",
+        "", "## Use it", "", "With the cyclegan project installed (the files are read with safetensors: no code runs):",
+        "", "```bash",
         f"cyclegan translate --model hf:{repo} --input photos/ --output translated/",
-        f"cyclegan app --model hf:{repo}", "```", "", "```python", "from cyclegan import Translator",
-        f'translator = Translator.from_pretrained("{repo}")', 'translated = translator(PIL.Image.open("in.jpg"))',
+        f"cyclegan app --model hf:{repo}", "```", "", "```python", "from PIL import Image", "from cyclegan import Translator",
+        f'translator = Translator.from_pretrained("{repo}")', 'translated = translator(Image.open("in.jpg"))',
         "```", ""]
     return "\n".join(lines)
 
@@ -227,6 +235,7 @@ def hub_folder(run: str | os.PathLike, repo: str, out: str | os.PathLike, *, sam
                   "directions": list(directions), "size": meta.get("size"), "name": meta.get("name"),
                   "model_config": config}
     (out / CONFIG_NAME).write_text(json.dumps(hub_config, indent=2) + "\n", encoding="utf-8")
+    run_dir = _run_dir(run)
     inputs = _sample_inputs(Path(samples) if samples is not None else None, record.get("settings", {}),
                             int(config.get("input_nc", 3)), count)
     if samples is not None and not inputs:
@@ -235,7 +244,7 @@ def hub_folder(run: str | os.PathLike, repo: str, out: str | os.PathLike, *, sam
     has_samples = _sample_strip(weights, inputs, strip, directions[0])
     if not has_samples:
         strip.unlink(missing_ok=True)
-    (out / CARD_NAME).write_text(_card(repo, config, meta, record, _eval_figures(run), has_samples), encoding="utf-8")
+    (out / CARD_NAME).write_text(_card(repo, config, meta, record, _eval_figures(run_dir), has_samples), encoding="utf-8")
     return out
 
 
@@ -251,7 +260,7 @@ def push_to_hub(run: str | os.PathLike, repo: str, *, folder: str | os.PathLike 
 
     run = Path(run)
     if folder is None:
-        folder = (run if run.is_dir() else run.parent) / "hub"
+        folder = _run_dir(run) / "hub"
     token = token or get_token()
     if not dry_run and not token:
         raise HubError("push: no Hugging Face token; log in with `hf auth login` or set HF_TOKEN "

@@ -21,8 +21,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 from cyclegan.core.distributed import DistInfo, broadcast_object, gather_objects, shared_counter
@@ -40,6 +42,18 @@ def share_of(items: list, rank: int, world_size: int) -> list:
     return items[rank::world_size]
 
 
+def _missing(jobs: list[TranslateJob]) -> list[int]:
+    """Indices of the jobs whose output does not exist yet: one listing per output folder rather
+    than a stat per file (millions of files on a network file system, while the other ranks wait)."""
+    present: dict[Path, set[str]] = {}
+    for folder in {job.output.parent for job in jobs}:
+        try:
+            present[folder] = {e.name for e in os.scandir(folder)}
+        except OSError:  # not created yet: nothing in it
+            present[folder] = set()
+    return [i for i, job in enumerate(jobs) if job.output.name not in present[job.output.parent]]
+
+
 def translate_sharded(translator: Translator, jobs: list[TranslateJob], me: DistInfo, *, batch_size: int = 4,
                       workers: int = 4, fmt: str | None = None, quality: int = 95, side_by_side: bool = False,
                       overwrite: bool = False, progress: bool = True) -> TranslateSummary:
@@ -48,7 +62,7 @@ def translate_sharded(translator: Translator, jobs: list[TranslateJob], me: Dist
     from tqdm import tqdm
 
     start = time.perf_counter()
-    todo = [i for i, job in enumerate(jobs) if overwrite or not job.output.exists()] if me.is_main else None
+    todo = (list(range(len(jobs))) if overwrite else _missing(jobs)) if me.is_main else None
     todo = broadcast_object(todo, me.world_size)
     share = [jobs[i] for i in share_of(todo, me.rank, me.world_size)]
 
