@@ -102,6 +102,11 @@ def test_paper_preset_and_direction_flag():
     assert (run.optim.lr, run.optim.beta1, run.schedule.n_epochs, run.schedule.n_epochs_decay) == (2e-4, 0.5, 100, 100)
     assert resolve("pix2pix", {"direction": "BtoA", "size": 64}).model.netG == "unet_64"
     assert resolve("pix2pix", {"size": 64, "netG": "unet_32"}).model.netG == "unet_32"
+    assert resolve("pix2pix", {"size": 320}).model.netG == "unet_64"  # the deepest U-Net that divides it
+    from cyclegan.training.pix2pix import check_size
+
+    with pytest.raises(DataError, match="--size 48 does not suit --netG unet_256"):
+        check_size(resolve("pix2pix", {"size": 48}).model.netG, 48)
     from cyclegan.cli.main import build_parser
     from cyclegan.cli.train import train_config
 
