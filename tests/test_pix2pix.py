@@ -102,6 +102,11 @@ def test_paper_preset_and_direction_flag():
     assert (run.optim.lr, run.optim.beta1, run.schedule.n_epochs, run.schedule.n_epochs_decay) == (2e-4, 0.5, 100, 100)
     assert resolve("pix2pix", {"direction": "BtoA", "size": 64}).model.netG == "unet_64"
     assert resolve("pix2pix", {"size": 64, "netG": "unet_32"}).model.netG == "unet_32"
+    assert resolve("pix2pix", {"size": 320}).model.netG == "unet_64"  # the deepest U-Net that divides it
+    from cyclegan.training.pix2pix import check_size
+
+    with pytest.raises(DataError, match="--size 48 does not suit --netG unet_256"):
+        check_size(resolve("pix2pix", {"size": 48}).model.netG, 48)
     from cyclegan.cli.main import build_parser
     from cyclegan.cli.train import train_config
 
@@ -183,12 +188,15 @@ def test_bad_pairs_are_skipped_with_the_file_named(tmp_path, caplog):
 # -- training ----------------------------------------------------------------------------------
 
 
-def test_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("planned", [False, True], ids=["ordinary", "step-graph-dry-run"])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, planned):
     make_aligned(tmp_path / "data" / "train", 3, negate=False)
+    if planned:  # the whole-step graph's planned step in the real loop, every step checked for host reads
+        monkeypatch.setenv("CYCLEGAN_STEP_GRAPH_DRY", "1")
 
     def run(folder, iters, resume=False):
         return run_training(tiny_run(tmp_path / "data", tmp_path / folder, max_iters=iters, save_every=0,
-                                     ema_decay=0.9), resume=resume)
+                                     ema_decay=0.9, step_graph=planned), resume=resume)
 
     straight = run("straight", 5)
     run("resumed", 2)
@@ -198,6 +206,8 @@ def test_resume_is_bit_identical(tmp_path):
     assert any(k.endswith("running_mean") for k in a)  # batch norm statistics resume too
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    if planned:
+        assert "step_graph: dry" in (tmp_path / "straight" / "t" / "config.yaml").read_text()
 
 
 def test_pix2pix_through_the_commands(tmp_path):
@@ -277,3 +287,23 @@ def test_pix2pix_under_torchrun_two_ranks(tmp_path):
     assert "statistics stay per process" in r.stderr  # batch norm on CPU: said, not hidden
     state = load_checkpoint(tmp_path / "runs" / "d" / "checkpoints" / "latest.pt")
     assert len(state["per_rank"]) == 2 and state["counters"]["epoch_samples"] == 2
+
+
+def test_the_planned_step_equals_the_ordinary_step_and_reads_nothing_on_the_host():
+    """No host decision in a pix2pix step (no pool, no drawn augmentation; dropout draws on the
+    device's generator): the whole-step graph's planned step is the ordinary one, bit for bit."""
+    from cyclegan.training.step_graph import StepGraph
+
+    ordinary, planned = tiny(ema_decay=0.9), tiny(ema_decay=0.9)
+    for model in (ordinary, planned):
+        model.use_fused_optimizers(force=True)
+    assert planned.step_graph_unsupported() is None
+    graph = StepGraph(planned, capture=False, warmup=1, forbid_host_reads=True)
+    for i, batch in enumerate([images(10 + i) for i in range(5)] + [images(20, n=1)]):
+        torch.manual_seed(i)  # dropout's draws, alike for both
+        expected = ordinary.train_step(batch)
+        torch.manual_seed(i)
+        got = graph.step(batch)
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), i
+    for (name, x), (_, y) in zip(ordinary.state_dict().items(), planned.state_dict().items()):
+        assert torch.equal(x, y), name

@@ -163,3 +163,15 @@ def test_truncated_tar_is_refused(server, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["download", "dataset", "pix2pix_maps", "--base-url", server.url, "--no-progress"]) == 2
     assert "not an intact tar.gz" in capsys.readouterr().err
+
+
+def test_a_published_pix2pix_model_translates_a_video(tmp_path, monkeypatch):
+    from test_video import frames_of, write_clip
+
+    _published_file(tmp_path / "checkpoints")
+    write_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["translate", "clip.mp4", "--model", "pix2pix_facades_label2photo", "--ngf", "4", "--output",
+                 "out.mp4", "--no-progress"]) == 0
+    out = frames_of(tmp_path / "out.mp4")
+    assert len(out) == 4 and out[0].shape == (40, 48, 3)

@@ -17,7 +17,8 @@ from cyclegan.cli.help import use_everywhere
 #: adds its parser, as "module:function"). A command's module (and torch with it) is imported only when
 #: that command is used, so ``cyclegan --help`` answers at once.
 COMMANDS = {
-    "train": ("train a CycleGAN on two unpaired image folders", "cyclegan.cli.train:add_train_parser"),
+    "train": ("train a CycleGAN on two unpaired image folders (or CUT, or pix2pix on pairs)",
+              "cyclegan.cli.train:add_train_parser"),
     "export": ("write a run's generators to safetensors (config inside), ONNX or TorchScript",
                "cyclegan.cli.main:_add_export"),
     "bench": ("measure training speed, memory and FLOPs on synthetic data", "cyclegan.cli.main:_add_bench"),

@@ -84,7 +84,10 @@ def add_train_parser(sub) -> None:
                                    "256 px, 70x70 PatchGAN, batch 1, Adam 2e-4, 100 + 100 epochs, cycle 10, "
                                    "identity 0.5, pool 50) with two changes that measured better "
                                    "(docs/quality.md): the hinge loss instead of LSGAN and an EMA of the "
-                                   "generators for inference. --preset paper is the original recipe exactly.",
+                                   "generators for inference. --preset paper is the original recipe exactly. "
+                                   "--model cut/fastcut train one direction on the same folders; --model pix2pix "
+                                   "trains on paired images (aligned A|B files or trainA/trainB by file name) "
+                                   "with the pix2pix paper's recipe as its defaults.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = KINDS["cyclegan"].defaults_flat()
     data = p.add_argument_group("data and run")

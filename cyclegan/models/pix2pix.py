@@ -134,6 +134,9 @@ class Pix2Pix(GANModel):
         loss = 0.5 * loss
         return loss, {"D": loss}
 
+    def step_graph_unsupported(self) -> str | None:
+        return None  # no host decision in the step: no pool, no drawn augmentation; dropout draws on the device
+
     @torch.no_grad()
     def preview(self, batch: dict) -> Tensor:
         """Rows of input, translation (by the EMA generator when on) and ground truth, in [0, 1],

@@ -18,9 +18,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import MISSING, dataclass, field, fields
 from types import ModuleType
+from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 from torch import nn
-from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 from cyclegan.models.cut import MODES, CUTConfig
 from cyclegan.models.cut import PRESETS as CUT_PRESETS
@@ -30,8 +30,8 @@ from cyclegan.models.mnist import MnistGANConfig
 from cyclegan.models.pix2pix import PRESETS as PIX2PIX_PRESETS, Pix2PixConfig
 from cyclegan.training import mnist as mnist_training
 from cyclegan.training.config import ConfigError, LoopConfig, OptimConfig, RunConfig, ScheduleConfig
-from cyclegan.training.cyclegan import UnpairedDataConfig
 from cyclegan.training import pix2pix as pix2pix_training
+from cyclegan.training.cyclegan import UnpairedDataConfig
 
 
 @runtime_checkable

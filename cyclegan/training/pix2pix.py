@@ -69,12 +69,17 @@ def job(run: RunConfig) -> Job:
                data_summary=dataset.summary(), describe=lambda trainer: describe_run(trainer, run))
 
 
+UNET_SIDES = (256, 128, 64, 32)
+
+
 def adjust(given: dict, values: dict) -> dict:
-    """B has A's channel count unless ``output_nc`` is given; below 256 px a U-Net deep enough for
-    the crop but no deeper (unet_128 / unet_64 / unet_32) unless a generator is given."""
+    """B has A's channel count unless ``output_nc`` is given; unless a generator is given, the deepest
+    U-Net (unet_256 / 128 / 64 / 32) whose side divides the crop size (the paper's unet_256 at 256 px)."""
     values = {**values, "output_nc": given.get("output_nc", values["input_nc"])}
-    if "netG" not in given and values["size"] < 256:
-        values["netG"] = next(f"unet_{s}" for s in (128, 64, 32) if values["size"] >= s or s == 32)
+    if "netG" not in given:
+        side = next((n for n in UNET_SIDES if n <= values["size"] and values["size"] % n == 0), None)
+        if side is not None:
+            values["netG"] = f"unet_{side}"
     return values
 
 
@@ -83,4 +88,5 @@ def check_size(netG: str, size: int) -> None:
     if netG.startswith("unet_"):
         side = int(netG.split("_")[1])
         if size % side:
-            raise DataError(f"--size {size} does not suit --netG {netG}, which needs a multiple of {side}")
+            raise DataError(f"--size {size} does not suit --netG {netG}, which needs a multiple of {side}; "
+                            "pix2pix's U-Nets take multiples of 32 (unet_32), 64, 128 or 256")
