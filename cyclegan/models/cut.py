@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.models.cyclegan import PAPER_TRAIN, CycleGAN, CycleGANConfig
-from cyclegan.models.gan import GANModel, write_plan
+from cyclegan.models.gan import GANModel, preview_row, write_plan
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 from cyclegan.models.pix2pix import Pix2Pix, Pix2PixConfig
@@ -93,23 +93,14 @@ class CUTConfig:
     def validate(self) -> None:
         if self.model not in MODES:
             raise ValueError(f"unknown CUT model {self.model!r}; choose one of: {', '.join(MODES)}")
-        if self.direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"--direction must be AtoB or BtoA, got {self.direction!r}")
         if not self.netG.startswith("resnet_"):
             raise ValueError(f"--model {self.model} takes PatchNCE features from a ResNet generator's encoder; "
                              f"use --netG resnet_9blocks or resnet_6blocks (got {self.netG})")
-        if self.netD not in networks.DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {self.netD!r}; choose one of: {', '.join(networks.DISCRIMINATORS)}")
-        make_loss(self.gan_mode)
-        for name in ("lambda_GAN", "lambda_NCE"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        networks.check_image_model(self, ("lambda_GAN", "lambda_NCE"))
         if self.nce_T <= 0 or self.num_patches < 1 or self.netF_nc < 1:
             raise ValueError("nce_T must be > 0 and num_patches, netF_nc >= 1")
         if self.nce_idt and self.input_nc != self.output_nc:
             raise ValueError("the identity PatchNCE term needs as many input as output channels; pass --no-nce-idt")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
 
 
 def resolve_preset(kind: str, preset: str | None, model_given: dict, train_given: dict) -> tuple[dict, dict]:
@@ -363,20 +354,11 @@ class CUT(GANModel):
         return [torch.randperm(n, generator=self.rng)[:min(self.cfg.num_patches, n)] for n in self._feature_sizes]
 
     # -- previews and state --------------------------------------------------------------------
-    @torch.no_grad()
     def preview(self, batch: dict) -> Tensor:
         """Rows of source image and its translation (by the EMA generator when on), in [0, 1],
         (N, 3, H, 2W)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with self.precision.autocast():
-                fake = self.generate(batch, self.inference_generators())["fake"]
-        finally:
-            self.train(was_training)
-        cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3]
-                for c in (batch[self.src], fake)]
-        return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
+        fake = self.generate_for_preview(batch)["fake"]
+        return preview_row((batch[self.src], fake))
 
     def rank_generators(self) -> list[torch.Generator]:
         return [*super().rank_generators(), self.rng]

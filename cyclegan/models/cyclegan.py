@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import augment
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel, write_plan
+from cyclegan.models.gan import GANModel, preview_row, write_plan
 from cyclegan.models.image_pool import ImagePool
 from cyclegan.models.losses import gradient_penalty, make_loss, r1_penalty
 from cyclegan.models.init import init_weights
@@ -64,21 +64,12 @@ class CycleGANConfig:
                       **{k: v for k, v in d.items() if k in names}})
 
     def validate(self) -> None:
-        if self.netG not in networks.GENERATORS:
-            raise ValueError(f"unknown generator {self.netG!r}; choose one of: {', '.join(networks.GENERATORS)}")
-        if self.netD not in networks.DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {self.netD!r}; choose one of: {', '.join(networks.DISCRIMINATORS)}")
+        networks.check_image_model(self, ("lambda_A", "lambda_B", "lambda_identity", "r1_gamma"))
         if self.lambda_identity > 0 and self.input_nc != self.output_nc:
             raise ValueError(
                 f"the identity loss needs as many input as output channels (got {self.input_nc} and "
                 f"{self.output_nc}); pass --lambda-identity 0")
-        make_loss(self.gan_mode)
         augment.parse_policy(self.diffaug)
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "r1_gamma"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
 
 
 #: The original release's recipe (Zhu et al. 2017, and its train options): what ``--preset paper``
@@ -231,21 +222,13 @@ class CycleGAN(GANModel):
         self._aug_params = (self.step_count, self._aug_plans[n])
 
     # -- previews and state --------------------------------------------------------------------
-    @torch.no_grad()
     def preview(self, batch: dict) -> Tensor:
         """Rows of A, G_A(A), G_B(G_A(A)), B, G_B(B), G_A(G_B(B)) for each image of ``batch``,
         in [0, 1], as one (N, C, H, 6W) tensor, by the generators inference uses (the EMA when
         on). Grayscale is shown as RGB."""
-        was_training = self.training
-        self.eval()
-        try:
-            with self.precision.autocast():
-                out = self.generate(batch, self.inference_generators())
-        finally:
-            self.train(was_training)
+        out = self.generate_for_preview(batch)
         cols = [batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"]]
-        cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3] for c in cols]
-        return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
+        return preview_row(cols)
 
     def rank_generators(self) -> list[torch.Generator]:
         return [*super().rank_generators(), self.diffaug.rng]

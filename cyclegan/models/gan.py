@@ -321,6 +321,18 @@ class GANModel(nn.Module):
         """The generators inference should use: the EMA copy when there is one."""
         return self.ema_generators if self.ema_generators is not None else self.generators
 
+    @torch.no_grad()
+    def generate_for_preview(self, batch: dict) -> dict:
+        """``generate`` by the generators inference uses, in eval mode, under the run's autocast:
+        what the previews show (the training mode is restored after)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with self.precision.autocast():
+                return self.generate(batch, self.inference_generators())
+        finally:
+            self.train(was_training)
+
     def _update(self, which: str, loss: Tensor) -> None:
         opt = self.optimizers[which]
         opt.zero_grad(set_to_none=True)
@@ -407,6 +419,12 @@ class GANModel(nn.Module):
     def load_extra_state(self, state: Mapping) -> None:
         self.step_count = int(state["step_count"])
         self.ema_updates = int(state.get("ema_updates", 0))
+
+
+def preview_row(columns: Iterable[Tensor]) -> Tensor:
+    """Image batches side by side, one row per sample, as RGB in [0, 1] (grayscale shown as RGB)."""
+    cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3] for c in columns]
+    return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
 
 
 def all_reduce_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> None:

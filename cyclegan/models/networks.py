@@ -163,3 +163,23 @@ def build_latent_discriminator(name: str, channels: int, image_size: int, ndf: i
     if name not in LATENT_DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {name!r}; choose one of {', '.join(LATENT_DISCRIMINATORS)}")
     return LATENT_DISCRIMINATORS[name](channels, image_size, ndf=ndf, norm=norm)
+
+
+def check_image_model(cfg, nonnegative: tuple[str, ...] = ()) -> None:
+    """The checks every image-translation config shares (CycleGAN, CUT, pix2pix): its direction
+    where it has one, the network names, the GAN loss, weights that must not be negative, the EMA
+    decay. ValueError naming the field."""
+    from cyclegan.models.losses import make_loss
+
+    if getattr(cfg, "direction", "AtoB") not in ("AtoB", "BtoA"):
+        raise ValueError(f"--direction must be AtoB or BtoA, got {cfg.direction!r}")
+    if cfg.netG not in GENERATORS:
+        raise ValueError(f"unknown generator {cfg.netG!r}; choose one of: {', '.join(GENERATORS)}")
+    if cfg.netD not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator {cfg.netD!r}; choose one of: {', '.join(DISCRIMINATORS)}")
+    make_loss(cfg.gan_mode)
+    for name in nonnegative:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {cfg.ema_decay}")

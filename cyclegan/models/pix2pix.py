@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel
+from cyclegan.models.gan import GANModel, preview_row
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 
@@ -69,18 +69,7 @@ class Pix2PixConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
-        if self.direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"--direction must be AtoB or BtoA, got {self.direction!r}")
-        if self.netG not in networks.GENERATORS:
-            raise ValueError(f"unknown generator {self.netG!r}; choose one of: {', '.join(networks.GENERATORS)}")
-        if self.netD not in networks.DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {self.netD!r}; choose one of: {', '.join(networks.DISCRIMINATORS)}")
-        make_loss(self.gan_mode)
-        for name in ("lambda_GAN", "lambda_L1"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
+        networks.check_image_model(self, ("lambda_GAN", "lambda_L1"))
 
 
 class Pix2Pix(GANModel):
@@ -137,20 +126,11 @@ class Pix2Pix(GANModel):
     def step_graph_unsupported(self) -> str | None:
         return None  # no host decision in the step: no pool, no drawn augmentation; dropout draws on the device
 
-    @torch.no_grad()
     def preview(self, batch: dict) -> Tensor:
         """Rows of input, translation (by the EMA generator when on) and ground truth, in [0, 1],
         (N, 3, H, 3W)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with self.precision.autocast():
-                fake = self.generate(batch, self.inference_generators())["fake"]
-        finally:
-            self.train(was_training)
-        cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3]
-                for c in (batch[self.src], fake, batch[self.dst])]
-        return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
+        fake = self.generate_for_preview(batch)["fake"]
+        return preview_row((batch[self.src], fake, batch[self.dst]))
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
