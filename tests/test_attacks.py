@@ -524,3 +524,21 @@ def test_a_symlink_to_itself_is_one_failed_image_not_a_stopped_run(tmp_path):
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "b.png" in r.stderr, r.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
+
+
+# -- 7. the app's exit status after a signal ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_the_app_exits_128_plus_the_signal(tmp_path, sig, status):
+    import signal as signals
+
+    from loopback import free_port
+    from test_app_server import running_app
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    env = {**ENV, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_app(tmp_path, env, free_port()) as (url, proc):
+        proc.send_signal(getattr(signals, sig))
+        assert proc.wait(timeout=60) == status
