@@ -542,3 +542,49 @@ def test_the_app_exits_128_plus_the_signal(tmp_path, sig, status):
     with running_app(tmp_path, env, free_port()) as (url, proc):
         proc.send_signal(getattr(signals, sig))
         assert proc.wait(timeout=60) == status
+
+
+# -- 6. the video writer owns its frame cache --------------------------------------------------------------
+
+
+def test_frames_of_another_model_or_clip_are_never_reused(tmp_path):
+    pytest.importorskip("av")
+    from PIL import Image
+
+    from cyclegan.data.images import DataError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import frames_folder, translate_video
+    from test_video import frames_of, write_clip
+    from tiny_models import tiny_export
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    out = tmp_path / "out.mp4"
+    a = Translator(load_generator(tiny_export(tmp_path / "runs" / "a", seed=0)), device="cpu", full_res=True)
+    b = Translator(load_generator(tiny_export(tmp_path / "runs" / "b", seed=1)), device="cpu", full_res=True)
+    # a killed run of model a left all its frames (simulated: red frames, the manifest of model a)
+    cache = frames_folder(out)
+    translate_video(a, clip, out, progress=False)
+    expected_a = frames_of(out)
+    out.unlink()
+    from cyclegan.inference.video import _cache_key, _own_cache
+    _own_cache(cache, _cache_key(a, clip))
+    for i in range(4):
+        Image.new("RGB", (48, 40), (255, 0, 0)).save(cache / f"{i:06d}.png")
+    summary = translate_video(b, clip, out, progress=False)  # another model: nothing reused
+    assert summary.reused == 0
+    assert all(f[..., 0].mean() < 250 or f[..., 1].mean() > 5 for f in frames_of(out))
+    out.unlink()
+    _own_cache(cache, _cache_key(a, clip))  # the same model and clip: a resume reuses them
+    for i in range(4):
+        Image.new("RGB", (48, 40), (255, 0, 0)).save(cache / f"{i:06d}.png")
+    assert translate_video(a, clip, out, progress=False).reused == 4
+    out.unlink()
+    # a folder as the output, a file where the frame cache goes
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(DataError, match="dir.mp4 is a folder"):
+        translate_video(a, clip, tmp_path / "dir.mp4", progress=False)
+    frames_folder(tmp_path / "f.mp4").write_text("x")
+    with pytest.raises(DataError, match="is not a folder"):
+        translate_video(a, clip, tmp_path / "f.mp4", progress=False)
+    assert len(expected_a) == 4

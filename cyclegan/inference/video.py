@@ -117,7 +117,47 @@ def _frame_path(folder: Path, index: int) -> Path:
     return folder / f"{index:06d}.png"
 
 
+_MANIFEST = "cache.json"
+
+
+def _file_id(path: Path) -> list:
+    st = path.stat()
+    return [os.path.realpath(path), st.st_size, st.st_mtime_ns]
+
+
+def _cache_key(translator: Translator, source: Path) -> dict:
+    """What the cached frames depend on: the input clip, the model file and direction, and how
+    it translates. A frame folder whose manifest says anything else is not this run's."""
+    gen = translator.generator
+    model = _file_id(gen.source) if Path(gen.source).is_file() else [str(gen.source)]
+    return {"format": 1, "source": _file_id(source), "model": model, "direction": gen.direction,
+            "size": translator.size, "full_res": translator.full_res, "channels": translator.input_channels}
+
+
+def _own_cache(folder: Path, key: dict) -> None:
+    """Make ``folder`` this run's frame cache: kept when its manifest names this input, model and
+    settings (a killed run of the same job: its frames are reused), else emptied first (another
+    model's or another clip's frames are never mixed in), then the manifest is written."""
+    import json
+
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--output: {folder} (where the translated frames wait) exists and is not a folder; "
+                        "move it away")
+    manifest = folder / _MANIFEST
+    try:
+        same = json.loads(manifest.read_text()) == key
+    except (OSError, ValueError, RecursionError):
+        same = False
+    if not same and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not same:
+        atomic_write(manifest, lambda f: f.write(json.dumps(key).encode()))
+
+
 def _check_paths(source: Path, output: Path) -> None:
+    if output.is_dir():
+        raise DataError(f"--output {output} is a folder; a video needs a file name ({', '.join(VIDEO_EXTENSIONS)})")
     if not is_video(output):
         raise DataError(f"--output {output}: a video needs a video file name "
                         f"({', '.join(VIDEO_EXTENSIONS)})")
@@ -148,6 +188,7 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     folder = frames_folder(output)
     if overwrite:
         shutil.rmtree(folder, ignore_errors=True)
+    _own_cache(folder, _cache_key(translator, source))
     start = time.perf_counter()
     summary.frames, summary.reused = _translate_frames(translator, source, info, folder, batch_size, progress,
                                                        on_progress, max_frames, max_pixels)
