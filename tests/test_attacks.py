@@ -588,3 +588,69 @@ def test_frames_of_another_model_or_clip_are_never_reused(tmp_path):
     with pytest.raises(DataError, match="is not a folder"):
         translate_video(a, clip, tmp_path / "f.mp4", progress=False)
     assert len(expected_a) == 4
+
+
+def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path):
+    av = pytest.importorskip("av")
+    import numpy as np
+    from fractions import Fraction
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    times = [0, 0.1, 0.2, 0.3, 1.5, 1.6, 2.5, 2.6, 2.7, 3.0]
+    clip = tmp_path / "vfr.mp4"
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 20, np.uint8), format="rgb24")
+            f.pts, f.time_base = int(t * 1000), Fraction(1, 1000)
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        got = [float(f.time) for f in c.decode(video=0)]
+    assert len(got) == len(times)
+    assert max(abs((g - got[0]) - t) for g, t in zip(got, times)) < 0.02, got
+
+
+@pytest.mark.parametrize("source_audio, suffix", [("aac", ".webm"), ("pcm_s16le", ".mp4")])
+def test_audio_the_output_container_does_not_take_is_reencoded(tmp_path, source_audio, suffix):
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    clip = tmp_path / ("src.mp4" if source_audio == "aac" else "src.mkv")
+    rate = 16000
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("libx264", rate=8)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream(source_audio, rate=rate)
+        a.layout = "mono"
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 40, np.uint8), format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        tone = (0.3 * np.sin(np.arange(rate // 2) / 10)).astype(np.float32)[None]
+        fmt = "fltp" if source_audio == "aac" else "s16"
+        data = tone if fmt == "fltp" else (tone * 32767).astype(np.int16)
+        for k in range(0, data.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, k:k + 1024]), format=fmt, layout="mono")
+            af.sample_rate, af.pts = rate, k
+            c.mux(a.encode(af))
+        c.mux(a.encode(None))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    out = tmp_path / f"out{suffix}"
+    translate_video(translator, clip, out, progress=False)
+    with av.open(str(out)) as c:
+        assert c.streams.audio and len(list(c.decode(video=0))) == 4
