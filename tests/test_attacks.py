@@ -654,3 +654,17 @@ def test_audio_the_output_container_does_not_take_is_reencoded(tmp_path, source_
     translate_video(translator, clip, out, progress=False)
     with av.open(str(out)) as c:
         assert c.streams.audio and len(list(c.decode(video=0))) == 4
+
+
+# -- 9. --preprocess none with domains of different sizes: the preview ---------------------------------------
+
+
+def test_the_preview_shows_domains_of_different_sizes(tmp_path):
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 2, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 2, 1, (48, 40))
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--num-workers", "0", "--preprocess", "none",
+                "--batch-size", "1", "--preview-every", "1", "--max-iters", "2", *TINY_MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list((tmp_path / "runs" / "x").rglob("iter_*.png"))

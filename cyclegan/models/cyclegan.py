@@ -245,6 +245,10 @@ class CycleGAN(GANModel):
             self.train(was_training)
         cols = [batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"]]
         cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3] for c in cols]
+        size = cols[0].shape[2:]
+        # --preprocess none keeps each image's size: B's side is shown at A's size in the grid
+        cols = [c if c.shape[2:] == size else F.interpolate(c, size=tuple(size), mode="bilinear", align_corners=False)
+                for c in cols]
         return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
 
     def rank_generators(self) -> list[torch.Generator]:
