@@ -668,3 +668,112 @@ def test_the_preview_shows_domains_of_different_sizes(tmp_path):
                 "--batch-size", "1", "--preview-every", "1", "--max-iters", "2", *TINY_MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert list((tmp_path / "runs" / "x").rglob("iter_*.png"))
+
+
+# -- 8, 12. downloads: progress, a dripping server, two at once, folders in the way ---------------------------
+
+
+class _SlowServer:
+    """A server that sends ``body`` with a Content-Length, ``per`` bytes every ``delay`` seconds."""
+
+    def __init__(self, body: bytes, per: int, delay: float) -> None:
+        import time
+        from http.server import BaseHTTPRequestHandler
+
+        from loopback import LoopbackHTTP
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), per):
+                        self.wfile.write(body[i:i + per])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = LoopbackHTTP()
+        self.server.start(Handler)
+        self.url = self.server.url + "/file.bin"
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_progress_is_counted_with_the_bar_off(tmp_path):
+    from cyclegan.inference.http_download import download_file
+
+    server = _SlowServer(b"x" * 50_000, 10_000, 0.01)
+    seen = []
+    try:
+        download_file(server.url, tmp_path / "f.bin", progress=False, on_progress=lambda n, t: seen.append((n, t)))
+    finally:
+        server.close()
+    assert seen and seen[-1] == (50_000, 50_000) and all(n > 0 for n, _ in seen)
+
+
+def test_a_dripping_server_is_given_up_on(tmp_path, monkeypatch):
+    import time
+
+    from cyclegan.inference import http_download
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    monkeypatch.setattr(http_download, "_STALL_S", 1.0)
+    server = _SlowServer(b"x" * 1000, 1, 0.2)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match="stalled"):
+            download_file(server.url, tmp_path / "f.bin", progress=False, retries=1)
+    finally:
+        server.close()
+    assert time.monotonic() - t0 < 20
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_two_downloads_of_one_file_at_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cyclegan.inference.http_download import download_file
+
+    body = bytes(range(256)) * 400
+    server = _SlowServer(body, 20_000, 0.05)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = [f.result() for f in [pool.submit(download_file, server.url, tmp_path / "f.bin", progress=False)
+                                            for _ in range(2)]]
+    finally:
+        server.close()
+    assert results == [tmp_path / "f.bin"] * 2 and (tmp_path / "f.bin").read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_a_folder_where_the_partial_download_goes(tmp_path):
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    (tmp_path / "f.bin.part").mkdir()
+    with pytest.raises(DownloadError, match="f.bin.part is a folder"):
+        download_file("http://127.0.0.1:9/f.bin", tmp_path / "f.bin", progress=False)
+
+
+from test_faults import tmpfs  # noqa: E402,F401  (the fixture)
+
+
+def test_a_full_disk_during_a_download_is_one_line_and_keeps_nothing(tmpfs):
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    disk = tmpfs("256k")
+    server = _SlowServer(b"y" * 1_000_000, 100_000, 0)
+    try:
+        with pytest.raises(DownloadError, match="no space left on device; nothing was kept"):
+            download_file(server.url, disk / "big.bin", progress=False)
+    finally:
+        server.close()
+    assert list(disk.iterdir()) == []
