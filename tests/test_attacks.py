@@ -777,3 +777,19 @@ def test_a_full_disk_during_a_download_is_one_line_and_keeps_nothing(tmpfs):
     finally:
         server.close()
     assert list(disk.iterdir()) == []
+
+
+def test_a_member_name_too_long_for_the_file_system(tmp_path):
+    from test_faults import RawServer, _zip
+
+    server = RawServer()
+    try:
+        server.files["/datasets/facades.zip"] = _zip({"facades/trainA/" + "a" * 300 + ".png": b"x",
+                                                       "facades/trainB/b.png": b"y"})
+        r = run_cli("download", "dataset", "facades", "--base-url", server.url, "--no-progress", cwd=tmp_path)
+    finally:
+        server.close()
+    one_error_line(r, 2, "facades.zip", "too long")
+    assert not (tmp_path / "datasets" / "facades").exists()
+    assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".")] \
+        if (tmp_path / "datasets").exists() else True
