@@ -793,3 +793,20 @@ def test_a_member_name_too_long_for_the_file_system(tmp_path):
     assert not (tmp_path / "datasets" / "facades").exists()
     assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".")] \
         if (tmp_path / "datasets").exists() else True
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"AtoB": 5}', "\xff\xfe", '{"AtoB": {"translated": []}}'])
+def test_a_garbled_eval_domains_json_is_only_not_shown(tmp_path, text):
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.published import model_info
+    from cyclegan.app.settings import AppSettings
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    (tmp_path / "runs" / "tiny" / "eval").mkdir()
+    (tmp_path / "runs" / "tiny" / "eval" / "domains.json").write_bytes(text.encode("utf-8", "surrogateescape")
+                                                                         if text != "\xff\xfe" else b"\xff\xfe")
+    app = AppBackend(AppSettings(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "none", bundled=False,
+                                 device="cpu", output_dir=tmp_path / "out"))
+    choice = app.catalog().translate[0]
+    assert "no evaluation saved" in model_info(app, choice.id)
