@@ -810,3 +810,16 @@ def test_a_garbled_eval_domains_json_is_only_not_shown(tmp_path, text):
                                  device="cpu", output_dir=tmp_path / "out"))
     choice = app.catalog().translate[0]
     assert "no evaluation saved" in model_info(app, choice.id)
+
+
+def test_a_gzip_bomb_named_like_an_idx_file_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from cyclegan.data import mnist
+    from cyclegan.data.images import DataError
+
+    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1 << 20)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + b"\0" * (8 << 20)))
+    with pytest.raises(DataError, match="gzip bomb"):
+        mnist.read_idx(bomb)
