@@ -823,3 +823,21 @@ def test_a_gzip_bomb_named_like_an_idx_file_is_refused(tmp_path, monkeypatch):
     bomb.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + b"\0" * (8 << 20)))
     with pytest.raises(DataError, match="gzip bomb"):
         mnist.read_idx(bomb)
+
+
+def test_a_torch_zip_claiming_more_than_it_holds_is_refused(tmp_path):
+    import zipfile
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    with zipfile.ZipFile(ckpt) as z:
+        entries = {i.filename: z.read(i) for i in z.infolist()}
+    name = next(n for n in entries if "/data/" in n)
+    entries[name] = b"\0" * (64 << 20)  # compresses to almost nothing
+    with zipfile.ZipFile(ckpt, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, data in entries.items():
+            z.writestr(n, data)
+    with pytest.raises(CheckpointError, match="claim"):
+        load_checkpoint(ckpt)
