@@ -109,26 +109,35 @@ def _exclusive(dest: Path) -> Iterator[None]:
     """One download of ``dest`` at a time (two clicks of the app's button, two commands): the
     second waits for the first, then finds the file there. A lock file beside it (flock; where
     the file system has none, no lock)."""
-    lock = dest.with_name(f".{dest.name}.lock")
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
         yield
         return
-    try:
+    lock = dest.with_name(f".{dest.name}.lock")
+    while True:
         try:
-            import fcntl
-
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            yield
+            return
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            pass
+            # the holder before us removes the file while it holds the lock: then ours is a lock
+            # on a removed file, and the next one must be taken on a new file
+            if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except OSError:
+            break  # a file system without locks: go on without one
+        os.close(fd)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock; the (empty) lock file is removed by whoever holds none
         try:
-            os.unlink(lock)
+            os.unlink(lock)  # while still holding it (see above), so no litter is left
         except OSError:
             pass
+        os.close(fd)
 
 
 @contextlib.contextmanager
