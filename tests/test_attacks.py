@@ -841,3 +841,21 @@ def test_a_torch_zip_claiming_more_than_it_holds_is_refused(tmp_path):
             z.writestr(n, data)
     with pytest.raises(CheckpointError, match="claim"):
         load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("config", [{"ngf": "64"}, {"netG": ["x"]}, {"lambda_A": [1]}])
+def test_resume_from_a_checkpoint_with_a_wrong_typed_config_is_one_line(tmp_path, config):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.training.config import ConfigError
+    from cyclegan.training.run import prepare_run
+    from cyclegan.training.kinds import resolve
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state["model_config"] = {**state["model_config"], **config}
+    save_checkpoint(state, ckpt)
+    run = resolve("cyclegan", {"name": "x", "runs_dir": str(tmp_path / "runs"), "dataroot": str(tmp_path)})
+    with pytest.raises((CheckpointError, ConfigError, ValueError)) as e:
+        prepare_run(run, resume=True)
+    assert "latest.pt" in str(e.value) or "ngf" in str(e.value) or "netG" in str(e.value) or "lambda" in str(e.value)

@@ -64,9 +64,17 @@ class CycleGANConfig:
                       **{k: v for k, v in d.items() if k in names}})
 
     def validate(self) -> None:
-        if self.netG not in networks.GENERATORS:
+        # numbers stored in a file (a resumed checkpoint) have the types the flags give: "64" or
+        # [64] for ngf is refused here, not a TypeError deep in a network's constructor
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if type(default) in (int, float) and (isinstance(value, bool) or not isinstance(
+                    value, (int,) if type(default) is int else (int, float))):
+                raise ValueError(f"{f.name} must be {'an integer' if type(default) is int else 'a number'}, "
+                                 f"got {repr(value)[:40]}")
+        if not isinstance(self.netG, str) or self.netG not in networks.GENERATORS:
             raise ValueError(f"unknown generator {self.netG!r}; choose one of: {', '.join(networks.GENERATORS)}")
-        if self.netD not in networks.DISCRIMINATORS:
+        if not isinstance(self.netD, str) or self.netD not in networks.DISCRIMINATORS:
             raise ValueError(f"unknown discriminator {self.netD!r}; choose one of: {', '.join(networks.DISCRIMINATORS)}")
         if self.lambda_identity > 0 and self.input_nc != self.output_nc:
             raise ValueError(
