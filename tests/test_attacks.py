@@ -859,3 +859,13 @@ def test_resume_from_a_checkpoint_with_a_wrong_typed_config_is_one_line(tmp_path
     with pytest.raises((CheckpointError, ConfigError, ValueError)) as e:
         prepare_run(run, resume=True)
     assert "latest.pt" in str(e.value) or "ngf" in str(e.value) or "netG" in str(e.value) or "lambda" in str(e.value)
+
+
+def test_an_mnist_export_given_to_translate_says_what_it_is():
+    from cyclegan.core.checkpoint import CheckpointError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.sources import ASSETS
+
+    path = ASSETS / "fashion_mnist_dcgan.safetensors"
+    with pytest.raises(CheckpointError, match="is an MNIST GAN export .*cyclegan mnist sample"):
+        load_generator(path)

@@ -25,7 +25,9 @@ from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFin
                                      load_export, load_torch_file, state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
-from cyclegan.inference.sources import BUNDLED_MODELS, PUBLISHED_GENERATORS, PUBLISHED_SIZE, published_name, resolve
+from cyclegan.inference.mnist_sampler import EXPORT_KIND
+from cyclegan.inference.sources import (BUNDLED_MODELS, EXPORT_NAME, PUBLISHED_GENERATORS, PUBLISHED_SIZE,
+                                        published_name, resolve)
 
 __all__ = ["BUNDLED_MODELS", "DIRECTIONS", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "GeneratorSpec", "LoadedGenerator",
            "OneDirectionError", "load_generator", "size_multiple"]
@@ -202,7 +204,7 @@ def _run_files(folder: Path, tried: Path) -> list[Path]:
     checkpoint, then its numbered checkpoints, newest first."""
     ckpts = folder / "checkpoints"
     numbered = sorted(ckpts.glob("iter_*.pt"), key=lambda p: p.name, reverse=True) if ckpts.is_dir() else []
-    files = [folder / "generators.safetensors", ckpts / "latest.pt", *numbered]
+    files = [folder / EXPORT_NAME, ckpts / "latest.pt", *numbered]
     return [p for p in files if p.is_file() and p != tried]
 
 
@@ -272,7 +274,7 @@ def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path
 
 def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     states, config, extra = load_export(path)
-    if extra.get("kind") == "mnist-gan" or "z_dim" in config:
+    if extra.get("kind") == EXPORT_KIND or "z_dim" in config:
         raise CheckpointError(f"{path} is an MNIST GAN export (noise -> image), which draws new images rather than "
                               f"translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)
