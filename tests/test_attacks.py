@@ -869,3 +869,32 @@ def test_an_mnist_export_given_to_translate_says_what_it_is():
     path = ASSETS / "fashion_mnist_dcgan.safetensors"
     with pytest.raises(CheckpointError, match="is an MNIST GAN export .*cyclegan mnist sample"):
         load_generator(path)
+
+
+def test_a_frame_size_that_changes_mid_stream_is_scaled_to_the_streams(tmp_path):
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    def segment(path: Path, w: int, h: int, start: int) -> bytes:
+        with av.open(str(path), "w", format="mpegts") as c:
+            v = c.add_stream("libx264", rate=8)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), (start + i) * 30, np.uint8), format="rgb24")
+                f.pts = start + i
+                c.mux(v.encode(f))
+            c.mux(v.encode(None))
+        return path.read_bytes()
+
+    clip = tmp_path / "changing.mkv"  # MPEG-TS inside: FFmpeg probes the content
+    clip.write_bytes(segment(tmp_path / "a.ts", 48, 40, 0) + segment(tmp_path / "b.ts", 64, 32, 3))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        sizes = [(f.width, f.height) for f in c.decode(video=0)]
+    assert sizes == [(48, 40)] * 6
