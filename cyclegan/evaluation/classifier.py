@@ -24,8 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from typing import Any
-
 from cyclegan.core.checkpoint import (CheckpointError, atomic_write, check_usable, code_version, metadata_json,
                                      read_safetensors, state_dict_misfit)
 from cyclegan.core.readers import BadFileError, bounded_int

@@ -20,9 +20,8 @@ from torch import Tensor, nn
 from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_checkpoint_fields,
-                                     check_finite, check_usable,
-                                     run_settings,
-                                     load_export, load_torch_file, state_dict_misfit)
+                                     check_finite, check_usable, load_export, load_torch_file, run_settings,
+                                     state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
 from cyclegan.inference.mnist_sampler import EXPORT_KIND
