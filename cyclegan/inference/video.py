@@ -173,7 +173,8 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     The output keeps the source's frame size (frames translated at the training size are resized
     back), frame rate and audio. An existing output is left alone unless ``overwrite``; a clip
     with more than ``max_frames`` frames is refused (a DataError) when the count is reached, a
-    frame over ``max_pixels`` before it is converted."""
+    frame over ``max_pixels`` (default: the decompression-bomb limit images have, PIL's) before it
+    is converted."""
     source, output = Path(source), Path(output)
     _check_paths(source, output)
     if not 0.0 <= smoothing < 1.0:
@@ -181,6 +182,8 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     if not 0 <= crf <= 51:
         raise ValueError(f"--crf {crf}: must be between 0 and 51")
     info = probe(source)
+    if max_pixels is None and Image.MAX_IMAGE_PIXELS:  # the limit every decoded image has (PIL's bomb guard)
+        max_pixels = 2 * int(Image.MAX_IMAGE_PIXELS)
     summary = VideoSummary(output)
     if output.exists() and not overwrite:
         summary.skipped = True
