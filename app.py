@@ -460,7 +460,14 @@ def serve(settings: logic.AppSettings, *, block: bool = True) -> gr.Blocks:
     return demo
 
 
+#: the signal that stopped the app: gradio's block_thread swallows the KeyboardInterrupt and
+#: returns, so the exit status is taken from here (130 for SIGINT, 143 for SIGTERM, as training
+#: and translation give), not from how serve() returned
+_stopped_by: list[int] = []
+
+
 def _stop(signum: int, frame: Any) -> None:
+    _stopped_by.append(signum)
     raise KeyboardInterrupt  # SIGTERM: close the server and delete temporary files, as Ctrl-C does
 
 
@@ -468,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes
     settings = logic.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _stopped_by.clear()
     try:
         install.check()
         serve(settings)
@@ -482,9 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: {e} (choose another --port, or set GRADIO_SERVER_PORT)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return 128 + (_stopped_by[0] if _stopped_by else signal.SIGINT)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if _stopped_by:
+        return 128 + _stopped_by[0]
     return 0
 
 

@@ -524,3 +524,377 @@ def test_a_symlink_to_itself_is_one_failed_image_not_a_stopped_run(tmp_path):
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "b.png" in r.stderr, r.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
+
+
+# -- 7. the app's exit status after a signal ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_the_app_exits_128_plus_the_signal(tmp_path, sig, status):
+    import signal as signals
+
+    from loopback import free_port
+    from test_app_server import running_app
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    env = {**ENV, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_app(tmp_path, env, free_port()) as (url, proc):
+        proc.send_signal(getattr(signals, sig))
+        assert proc.wait(timeout=60) == status
+
+
+# -- 6. the video writer owns its frame cache --------------------------------------------------------------
+
+
+def test_frames_of_another_model_or_clip_are_never_reused(tmp_path):
+    pytest.importorskip("av")
+    from PIL import Image
+
+    from cyclegan.data.images import DataError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import frames_folder, translate_video
+    from test_video import frames_of, write_clip
+    from tiny_models import tiny_export
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    out = tmp_path / "out.mp4"
+    a = Translator(load_generator(tiny_export(tmp_path / "runs" / "a", seed=0)), device="cpu", full_res=True)
+    b = Translator(load_generator(tiny_export(tmp_path / "runs" / "b", seed=1)), device="cpu", full_res=True)
+    # a killed run of model a left all its frames (simulated: red frames, the manifest of model a)
+    cache = frames_folder(out)
+    translate_video(a, clip, out, progress=False)
+    expected_a = frames_of(out)
+    out.unlink()
+    from cyclegan.inference.video import _cache_key, _own_cache
+    _own_cache(cache, _cache_key(a, clip))
+    for i in range(4):
+        Image.new("RGB", (48, 40), (255, 0, 0)).save(cache / f"{i:06d}.png")
+    summary = translate_video(b, clip, out, progress=False)  # another model: nothing reused
+    assert summary.reused == 0
+    assert all(f[..., 0].mean() < 250 or f[..., 1].mean() > 5 for f in frames_of(out))
+    out.unlink()
+    _own_cache(cache, _cache_key(a, clip))  # the same model and clip: a resume reuses them
+    for i in range(4):
+        Image.new("RGB", (48, 40), (255, 0, 0)).save(cache / f"{i:06d}.png")
+    assert translate_video(a, clip, out, progress=False).reused == 4
+    out.unlink()
+    # a folder as the output, a file where the frame cache goes
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(DataError, match="dir.mp4 is a folder"):
+        translate_video(a, clip, tmp_path / "dir.mp4", progress=False)
+    frames_folder(tmp_path / "f.mp4").write_text("x")
+    with pytest.raises(DataError, match="is not a folder"):
+        translate_video(a, clip, tmp_path / "f.mp4", progress=False)
+    assert len(expected_a) == 4
+
+
+def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path):
+    av = pytest.importorskip("av")
+    import numpy as np
+    from fractions import Fraction
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    times = [0, 0.1, 0.2, 0.3, 1.5, 1.6, 2.5, 2.6, 2.7, 3.0]
+    clip = tmp_path / "vfr.mp4"
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 20, np.uint8), format="rgb24")
+            f.pts, f.time_base = int(t * 1000), Fraction(1, 1000)
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        got = [float(f.time) for f in c.decode(video=0)]
+    assert len(got) == len(times)
+    assert max(abs((g - got[0]) - t) for g, t in zip(got, times)) < 0.02, got
+
+
+@pytest.mark.parametrize("source_audio, suffix", [("aac", ".webm"), ("pcm_s16le", ".mp4")])
+def test_audio_the_output_container_does_not_take_is_reencoded(tmp_path, source_audio, suffix):
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    clip = tmp_path / ("src.mp4" if source_audio == "aac" else "src.mkv")
+    rate = 16000
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("libx264", rate=8)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream(source_audio, rate=rate)
+        a.layout = "mono"
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 40, np.uint8), format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        tone = (0.3 * np.sin(np.arange(rate // 2) / 10)).astype(np.float32)[None]
+        fmt = "fltp" if source_audio == "aac" else "s16"
+        data = tone if fmt == "fltp" else (tone * 32767).astype(np.int16)
+        for k in range(0, data.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, k:k + 1024]), format=fmt, layout="mono")
+            af.sample_rate, af.pts = rate, k
+            c.mux(a.encode(af))
+        c.mux(a.encode(None))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    out = tmp_path / f"out{suffix}"
+    translate_video(translator, clip, out, progress=False)
+    with av.open(str(out)) as c:
+        assert c.streams.audio and len(list(c.decode(video=0))) == 4
+
+
+# -- 9. --preprocess none with domains of different sizes: the preview ---------------------------------------
+
+
+def test_the_preview_shows_domains_of_different_sizes(tmp_path):
+    from test_train import TINY_MODEL, make_domain
+
+    make_domain(tmp_path / "data" / "trainA", 2, 0, (36, 44))
+    make_domain(tmp_path / "data" / "trainB", 2, 1, (48, 40))
+    r = run_cli("train", "--dataroot", "data", "--name", "x", "--num-workers", "0", "--preprocess", "none",
+                "--batch-size", "1", "--preview-every", "1", "--max-iters", "2", *TINY_MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert list((tmp_path / "runs" / "x").rglob("iter_*.png"))
+
+
+# -- 8, 12. downloads: progress, a dripping server, two at once, folders in the way ---------------------------
+
+
+class _SlowServer:
+    """A server that sends ``body`` with a Content-Length, ``per`` bytes every ``delay`` seconds."""
+
+    def __init__(self, body: bytes, per: int, delay: float) -> None:
+        import time
+        from http.server import BaseHTTPRequestHandler
+
+        from loopback import LoopbackHTTP
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), per):
+                        self.wfile.write(body[i:i + per])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = LoopbackHTTP()
+        self.server.start(Handler)
+        self.url = self.server.url + "/file.bin"
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_progress_is_counted_with_the_bar_off(tmp_path):
+    from cyclegan.inference.http_download import download_file
+
+    server = _SlowServer(b"x" * 50_000, 10_000, 0.01)
+    seen = []
+    try:
+        download_file(server.url, tmp_path / "f.bin", progress=False, on_progress=lambda n, t: seen.append((n, t)))
+    finally:
+        server.close()
+    assert seen and seen[-1] == (50_000, 50_000) and all(n > 0 for n, _ in seen)
+
+
+def test_a_dripping_server_is_given_up_on(tmp_path, monkeypatch):
+    import time
+
+    from cyclegan.inference import http_download
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    monkeypatch.setattr(http_download, "_STALL_S", 1.0)
+    server = _SlowServer(b"x" * 1000, 1, 0.2)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match="stalled"):
+            download_file(server.url, tmp_path / "f.bin", progress=False, retries=1)
+    finally:
+        server.close()
+    assert time.monotonic() - t0 < 20
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_two_downloads_of_one_file_at_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cyclegan.inference.http_download import download_file
+
+    body = bytes(range(256)) * 400
+    server = _SlowServer(body, 20_000, 0.05)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = [f.result() for f in [pool.submit(download_file, server.url, tmp_path / "f.bin", progress=False)
+                                            for _ in range(2)]]
+    finally:
+        server.close()
+    assert results == [tmp_path / "f.bin"] * 2 and (tmp_path / "f.bin").read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_a_folder_where_the_partial_download_goes(tmp_path):
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    (tmp_path / "f.bin.part").mkdir()
+    with pytest.raises(DownloadError, match="f.bin.part is a folder"):
+        download_file("http://127.0.0.1:9/f.bin", tmp_path / "f.bin", progress=False)
+
+
+from test_faults import tmpfs  # noqa: E402,F401  (the fixture)
+
+
+def test_a_full_disk_during_a_download_is_one_line_and_keeps_nothing(tmpfs):
+    from cyclegan.inference.http_download import DownloadError, download_file
+
+    disk = tmpfs("256k")
+    server = _SlowServer(b"y" * 1_000_000, 100_000, 0)
+    try:
+        with pytest.raises(DownloadError, match="no space left on device; nothing was kept"):
+            download_file(server.url, disk / "big.bin", progress=False)
+    finally:
+        server.close()
+    assert list(disk.iterdir()) == []
+
+
+def test_a_member_name_too_long_for_the_file_system(tmp_path):
+    from test_faults import RawServer, _zip
+
+    server = RawServer()
+    try:
+        server.files["/datasets/facades.zip"] = _zip({"facades/trainA/" + "a" * 300 + ".png": b"x",
+                                                       "facades/trainB/b.png": b"y"})
+        r = run_cli("download", "dataset", "facades", "--base-url", server.url, "--no-progress", cwd=tmp_path)
+    finally:
+        server.close()
+    one_error_line(r, 2, "facades.zip", "too long")
+    assert not (tmp_path / "datasets" / "facades").exists()
+    assert not [p for p in (tmp_path / "datasets").iterdir() if p.name.startswith(".")] \
+        if (tmp_path / "datasets").exists() else True
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"AtoB": 5}', "\xff\xfe", '{"AtoB": {"translated": []}}'])
+def test_a_garbled_eval_domains_json_is_only_not_shown(tmp_path, text):
+    from cyclegan.app.actions import AppBackend
+    from cyclegan.app.published import model_info
+    from cyclegan.app.settings import AppSettings
+    from tiny_models import tiny_export
+
+    tiny_export(tmp_path / "runs" / "tiny")
+    (tmp_path / "runs" / "tiny" / "eval").mkdir()
+    (tmp_path / "runs" / "tiny" / "eval" / "domains.json").write_bytes(text.encode("utf-8", "surrogateescape")
+                                                                         if text != "\xff\xfe" else b"\xff\xfe")
+    app = AppBackend(AppSettings(runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path / "none", bundled=False,
+                                 device="cpu", output_dir=tmp_path / "out"))
+    choice = app.catalog().translate[0]
+    assert "no evaluation saved" in model_info(app, choice.id)
+
+
+def test_a_gzip_bomb_named_like_an_idx_file_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from cyclegan.data import mnist
+    from cyclegan.data.images import DataError
+
+    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1 << 20)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + b"\0" * (8 << 20)))
+    with pytest.raises(DataError, match="gzip bomb"):
+        mnist.read_idx(bomb)
+
+
+def test_a_torch_zip_claiming_more_than_it_holds_is_refused(tmp_path):
+    import zipfile
+
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    with zipfile.ZipFile(ckpt) as z:
+        entries = {i.filename: z.read(i) for i in z.infolist()}
+    name = next(n for n in entries if "/data/" in n)
+    entries[name] = b"\0" * (64 << 20)  # compresses to almost nothing
+    with zipfile.ZipFile(ckpt, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, data in entries.items():
+            z.writestr(n, data)
+    with pytest.raises(CheckpointError, match="claim"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("config", [{"ngf": "64"}, {"netG": ["x"]}, {"lambda_A": [1]}])
+def test_resume_from_a_checkpoint_with_a_wrong_typed_config_is_one_line(tmp_path, config):
+    from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from cyclegan.training.config import ConfigError
+    from cyclegan.training.run import prepare_run
+    from cyclegan.training.kinds import resolve
+    from tiny_models import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "runs" / "x")
+    state = load_checkpoint(ckpt)
+    state["model_config"] = {**state["model_config"], **config}
+    save_checkpoint(state, ckpt)
+    run = resolve("cyclegan", {"name": "x", "runs_dir": str(tmp_path / "runs"), "dataroot": str(tmp_path)})
+    with pytest.raises((CheckpointError, ConfigError, ValueError)) as e:
+        prepare_run(run, resume=True)
+    assert "latest.pt" in str(e.value) or "ngf" in str(e.value) or "netG" in str(e.value) or "lambda" in str(e.value)
+
+
+def test_an_mnist_export_given_to_translate_says_what_it_is():
+    from cyclegan.core.checkpoint import CheckpointError
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.sources import ASSETS
+
+    path = ASSETS / "fashion_mnist_dcgan.safetensors"
+    with pytest.raises(CheckpointError, match="is an MNIST GAN export .*cyclegan mnist sample"):
+        load_generator(path)
+
+
+def test_a_frame_size_that_changes_mid_stream_is_scaled_to_the_streams(tmp_path):
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from cyclegan.inference.loading import load_generator
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import translate_video
+    from tiny_models import tiny_export
+
+    def segment(path: Path, w: int, h: int, start: int) -> bytes:
+        with av.open(str(path), "w", format="mpegts") as c:
+            v = c.add_stream("libx264", rate=8)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), (start + i) * 30, np.uint8), format="rgb24")
+                f.pts = start + i
+                c.mux(v.encode(f))
+            c.mux(v.encode(None))
+        return path.read_bytes()
+
+    clip = tmp_path / "changing.mkv"  # MPEG-TS inside: FFmpeg probes the content
+    clip.write_bytes(segment(tmp_path / "a.ts", 48, 40, 0) + segment(tmp_path / "b.ts", 64, 32, 3))
+    translator = Translator(load_generator(tiny_export(tmp_path / "runs" / "t")), device="cpu", full_res=True)
+    translate_video(translator, clip, tmp_path / "out.mp4", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        sizes = [(f.width, f.height) for f in c.decode(video=0)]
+    assert sizes == [(48, 40)] * 6

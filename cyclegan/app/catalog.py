@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.core.checkpoint import EXPORT_FORMAT
-from cyclegan.core.readers import BadFileError, parse_json
+from cyclegan.core.readers import MAX_JSON_BYTES, BadFileError, parse_json
 from cyclegan.models.cut import config_directions
 from cyclegan.inference.mnist_sampler import EXPORT_KIND
 from cyclegan.inference.sources import BUNDLED_MODELS, published_kind, published_name
@@ -184,7 +184,11 @@ def run_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
     # A config.yaml that cannot be read, is not UTF-8, nests past the recursion limit or is not
     # what training writes says nothing: the run is listed, and loading its checkpoint decides.
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_bytes().decode("utf-8"))
+        with open(folder / "config.yaml", "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)  # bounded: training writes a few KB
+        if len(data) > MAX_JSON_BYTES:
+            raise ValueError("too large")
+        config = yaml.safe_load(data.decode("utf-8"))
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return "cyclegan", ("AtoB", "BtoA")
     model = config.get("model") if isinstance(config, dict) else None

@@ -219,6 +219,11 @@ def zip_damage(path: str | os.PathLike) -> str | None:
             if f.read(4) != b"PK\x03\x04":
                 return None
         with zipfile.ZipFile(path) as z:
+            # torch.save stores members uncompressed: members claiming more than the file holds
+            # are a crafted zip (a bomb for torch's reader), refused before anything is read
+            claimed = sum(info.file_size for info in z.infolist())
+            if claimed > 2 * os.path.getsize(path) + (1 << 20):
+                return f"its members claim {claimed:,} bytes, more than the file holds (not written by torch.save)"
             bad = z.testzip()
     except zipfile.BadZipFile as e:
         return f"not an intact zip file: {e}"

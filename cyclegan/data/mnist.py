@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
 import socket
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+#: the most an IDX file may hold once decompressed
+MAX_IDX_BYTES = 2 << 30
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -65,10 +69,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise DataError(f"cannot read IDX file {path}: {e.strerror or e}") from e
     if blob[:2] == _GZIP_MAGIC:
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        try:  # bounded: a crafted .gz can expand a thousandfold (MNIST's largest file is 47 MB)
+            with gzip.GzipFile(fileobj=io.BytesIO(blob)) as gz:
+                blob = gz.read(MAX_IDX_BYTES + 1)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise DataError(f"{path} is a damaged gzip file ({e}); download it again") from e
+        if len(blob) > MAX_IDX_BYTES:
+            raise DataError(f"{path} expands to more than {MAX_IDX_BYTES >> 30} GiB; it is not an MNIST-like IDX "
+                            "file (a gzip bomb?)")
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
         raise DataError(f"{path} is not an IDX file (it should start with two zero bytes, a type "
                         "byte and a dimension count, like MNIST's train-images-idx3-ubyte)")

@@ -19,12 +19,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from typing import Any
 
 from cyclegan.core.checkpoint import (CheckpointError, atomic_write, check_usable, code_version, metadata_json,
                                      read_safetensors, state_dict_misfit)

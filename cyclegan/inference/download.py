@@ -132,6 +132,12 @@ def download_dataset(name: str, root: str | os.PathLike = "datasets", *, base: s
                             max_bytes=(max_mb or MAX_DATASET_MB) << 20, check=check)
     staging = root / f".{name}.extracting"
     shutil.rmtree(staging, ignore_errors=True)
+    if staging.exists() or staging.is_symlink():  # a file (not a folder) of that name: rmtree leaves it
+        try:
+            staging.unlink()
+        except OSError as e:
+            raise DownloadError(f"{staging} is in the way of the extraction and cannot be removed ({e.strerror}); "
+                                "move it away and run the command again") from None
     try:
         extract(archive, staging)
         entries = [p for p in staging.iterdir() if not p.name.startswith("__MACOSX")]

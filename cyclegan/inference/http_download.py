@@ -7,6 +7,7 @@ weights of FID."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import logging
@@ -31,6 +32,11 @@ log = logging.getLogger("cyclegan.download")
 _RETRIES = 3           # automatic resumes of one interrupted download
 _TIMEOUT_S = 30        # per connection attempt and read; a firewalled network fails in seconds, not minutes
 CHUNK = 1 << 20        # bytes per read and write
+#: a connection that brings fewer than _STALL_BYTES in _STALL_S seconds is treated as dropped (and
+#: resumed, within the retries), as curl's --speed-limit/--speed-time do: a server that drips a
+#: byte every 20 s never trips the per-read timeout, and would otherwise keep a download forever
+_STALL_S = 60.0
+_STALL_BYTES = 1024
 
 
 class DownloadError(DataError):
@@ -78,9 +84,60 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
     place, and more than ``max_bytes`` (announced or received) is refused. A failed check
     deletes the partial file."""
     dest = Path(dest)
-    with _removed_if_empty_on_error(dest.parent):
-        return _download(url, dest, sha256, sha256_prefix, progress, retries, timeout, offline_hint, max_bytes, check,
-                         on_progress)
+    part = dest.with_name(dest.name + ".part")
+    for path, what in ((dest, "the downloaded file"), (part, "its partial download")):
+        if path.is_dir():
+            raise DownloadError(f"{path} is a folder, where {what} goes; move it away and run the command again")
+    existed = dest.exists()
+    with _removed_if_empty_on_error(dest.parent), _exclusive(dest):
+        if dest.exists() and not existed:  # another download of the same file finished while this one waited
+            return dest
+        try:
+            return _download(url, dest, sha256, sha256_prefix, progress, retries, timeout, offline_hint, max_bytes,
+                             check, on_progress)
+        except OSError as e:  # the disk is full, out of inodes, read-only: nothing half-written is kept
+            if isinstance(e, (urllib.error.URLError,)):
+                raise
+            part.unlink(missing_ok=True)
+            reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise DownloadError(f"cannot write {e.filename or part}: {reason}; nothing was kept. Free some space "
+                                "(or pass another --root) and run the command again") from None
+
+
+@contextlib.contextmanager
+def _exclusive(dest: Path) -> Iterator[None]:
+    """One download of ``dest`` at a time (two clicks of the app's button, two commands): the
+    second waits for the first, then finds the file there. A lock file beside it (flock; where
+    the file system has none, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    lock = dest.with_name(f".{dest.name}.lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # the holder before us removes the file while it holds the lock: then ours is a lock
+            # on a removed file, and the next one must be taken on a new file
+            if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except OSError:
+            break  # a file system without locks: go on without one
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)  # while still holding it (see above), so no litter is left
+        except OSError:
+            pass
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -151,6 +208,8 @@ def _download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | Non
                 raise _too_big(url, max_bytes, part)
             bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                        desc=dest.name, file=sys.stderr, disable=not progress, dynamic_ncols=True, mininterval=0.5)
+            received = start  # counted here: a disabled bar (the app's) does not count
+            window, window_bytes = time.monotonic(), 0
             try:
                 with open(part, "ab" if resumed else "wb") as f:
                     while True:
@@ -159,14 +218,24 @@ def _download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | Non
                             break
                         f.write(block)
                         bar.update(len(block))
+                        received += len(block)
                         if on_progress is not None:
-                            on_progress(bar.n, total)
+                            on_progress(received, total)
                         if max_bytes is not None and f.tell() > max_bytes:  # an endless body
                             break
+                        window_bytes += len(block)
+                        if time.monotonic() - window >= _STALL_S:
+                            if window_bytes < _STALL_BYTES:
+                                raise TimeoutError(f"fewer than {_STALL_BYTES} bytes in {_STALL_S:g} s")
+                            window, window_bytes = time.monotonic(), 0
                     f.flush()
                     os.fsync(f.fileno())
             except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
                 log.debug("connection dropped: %s", e)
+                stalled = isinstance(e, TimeoutError) and "bytes in" in str(e)
+                if stalled and (total is None or part.stat().st_size < total) and attempt >= retries:
+                    raise DownloadError(f"download of {url} stalled ({e}) {retries + 1} times; {part} is kept: run "
+                                        "the same command again to resume") from None
             finally:
                 bar.close()
         size = part.stat().st_size

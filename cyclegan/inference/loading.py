@@ -20,13 +20,14 @@ from torch import Tensor, nn
 from cyclegan.core.readers import BadFileError, bounded_int
 from cyclegan.models import networks
 from cyclegan.core.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteError, check_checkpoint_fields,
-                                     check_finite, check_usable,
-                                     run_settings,
-                                     load_export, load_torch_file, state_dict_misfit)
+                                     check_finite, check_usable, load_export, load_torch_file, run_settings,
+                                     state_dict_misfit)
 from cyclegan.models.cut import config_directions
 from cyclegan.models.cyclegan import CycleGANConfig
-from cyclegan.inference.sources import (BUNDLED_MODELS, PIX2PIX_ARCH, PIX2PIX_TEST_MODE, PUBLISHED_GENERATORS,
-                                        PUBLISHED_PIX2PIX, PUBLISHED_SIZE, TEST_MODES, published_name, resolve)
+from cyclegan.inference.mnist_sampler import EXPORT_KIND
+from cyclegan.inference.sources import (BUNDLED_MODELS, EXPORT_NAME, PIX2PIX_ARCH, PIX2PIX_TEST_MODE,
+                                        PUBLISHED_GENERATORS, PUBLISHED_PIX2PIX, PUBLISHED_SIZE, TEST_MODES,
+                                        published_name, resolve)
 
 __all__ = ["BUNDLED_MODELS", "DIRECTIONS", "TEST_MODES", "set_test_mode", "PUBLISHED_GENERATORS", "PUBLISHED_SIZE", "GeneratorSpec", "LoadedGenerator",
            "OneDirectionError", "load_generator", "size_multiple"]
@@ -225,7 +226,7 @@ def _run_files(folder: Path, tried: Path) -> list[Path]:
     checkpoint, then its numbered checkpoints, newest first."""
     ckpts = folder / "checkpoints"
     numbered = sorted(ckpts.glob("iter_*.pt"), key=lambda p: p.name, reverse=True) if ckpts.is_dir() else []
-    files = [folder / "generators.safetensors", ckpts / "latest.pt", *numbered]
+    files = [folder / EXPORT_NAME, ckpts / "latest.pt", *numbered]
     return [p for p in files if p.is_file() and p != tried]
 
 
@@ -295,7 +296,7 @@ def _pick_direction(config: Mapping[str, Any], direction: str | None, path: Path
 
 def _from_export(path: Path, direction: str | None) -> LoadedGenerator:
     states, config, extra = load_export(path)
-    if extra.get("kind") == "mnist-gan" or "z_dim" in config:
+    if extra.get("kind") == EXPORT_KIND or "z_dim" in config:
         raise CheckpointError(f"{path} is an MNIST GAN export (noise -> image), which draws new images rather than "
                               f"translating them; sample from it with `cyclegan mnist sample --model {path}`")
     direction = _pick_direction(config, direction, path)

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from cyclegan.core.checkpoint import CheckpointError, load_checkpoint, load_export, run_settings, state_dict_misfit
+from cyclegan.core.checkpoint import (CheckpointError, check_usable, load_checkpoint, load_export, run_settings,
+                                     state_dict_misfit)
 from cyclegan.models.mnist import MnistGANConfig, build_generator, sample_noise
 from cyclegan.inference.sources import ASSETS, BUNDLED_MODELS, EXPORT_NAME, resolve  # noqa: F401  (EXPORT_NAME re-exported)
 from cyclegan.core.install import import_torchvision
@@ -93,6 +94,8 @@ class LatentSampler:
             raise CheckpointError(f"{path}: weights do not fit the stored config ({misfit})")
         generator = build_generator(cfg)
         generator.load_state_dict(weights, strict=True)
+        # finite weights that give NaN images are refused, as for every other model
+        check_usable(generator, sample_noise(2, cfg.z_dim, cfg.noise, torch.Generator().manual_seed(0)), str(path))
         sampler = cls(generator, cfg, meta, device)
         sampler.path = path
         return sampler

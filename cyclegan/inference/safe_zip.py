@@ -5,6 +5,7 @@ pix2pix release publishes (:func:`check_tar`, :func:`safe_extract_tar`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import gzip
 import re
@@ -111,12 +112,17 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
             target = dest.joinpath(*rel.parts)
             if root not in target.resolve().parents:  # belt and braces after the name checks
                 raise DownloadError(f"{archive}: member {info.filename!r} would land outside {dest}")
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, CHUNK)
             except zipfile.BadZipFile as e:  # CRC mismatch: a corrupt download
                 raise DownloadError(f"{archive} is corrupt ({e}); delete it and download again") from e
+            except OSError as e:  # a name too long for this file system, a full disk, no inodes left
+                reason = {errno.ENAMETOOLONG: "the name is too long for this file system",
+                          errno.ENOSPC: "no space (or no inodes) left on device"}.get(e.errno, e.strerror or str(e))
+                raise DownloadError(f"cannot extract {info.filename[:200]!r} from {archive}: {reason}; nothing "
+                                    "was kept") from None
             written.append(target)
     return written
 

@@ -117,7 +117,47 @@ def _frame_path(folder: Path, index: int) -> Path:
     return folder / f"{index:06d}.png"
 
 
+_MANIFEST = "cache.json"
+
+
+def _file_id(path: Path) -> list:
+    st = path.stat()
+    return [os.path.realpath(path), st.st_size, st.st_mtime_ns]
+
+
+def _cache_key(translator: Translator, source: Path) -> dict:
+    """What the cached frames depend on: the input clip, the model file and direction, and how
+    it translates. A frame folder whose manifest says anything else is not this run's."""
+    gen = translator.generator
+    model = _file_id(gen.source) if Path(gen.source).is_file() else [str(gen.source)]
+    return {"format": 1, "source": _file_id(source), "model": model, "direction": gen.direction,
+            "size": translator.size, "full_res": translator.full_res, "channels": translator.input_channels}
+
+
+def _own_cache(folder: Path, key: dict) -> None:
+    """Make ``folder`` this run's frame cache: kept when its manifest names this input, model and
+    settings (a killed run of the same job: its frames are reused), else emptied first (another
+    model's or another clip's frames are never mixed in), then the manifest is written."""
+    import json
+
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--output: {folder} (where the translated frames wait) exists and is not a folder; "
+                        "move it away")
+    manifest = folder / _MANIFEST
+    try:
+        same = json.loads(manifest.read_text()) == key
+    except (OSError, ValueError, RecursionError):
+        same = False
+    if not same and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not same:
+        atomic_write(manifest, lambda f: f.write(json.dumps(key).encode()))
+
+
 def _check_paths(source: Path, output: Path) -> None:
+    if output.is_dir():
+        raise DataError(f"--output {output} is a folder; a video needs a file name ({', '.join(VIDEO_EXTENSIONS)})")
     if not is_video(output):
         raise DataError(f"--output {output}: a video needs a video file name "
                         f"({', '.join(VIDEO_EXTENSIONS)})")
@@ -133,7 +173,8 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     The output keeps the source's frame size (frames translated at the training size are resized
     back), frame rate and audio. An existing output is left alone unless ``overwrite``; a clip
     with more than ``max_frames`` frames is refused (a DataError) when the count is reached, a
-    frame over ``max_pixels`` before it is converted."""
+    frame over ``max_pixels`` (default: the decompression-bomb limit images have, PIL's) before it
+    is converted."""
     source, output = Path(source), Path(output)
     _check_paths(source, output)
     if not 0.0 <= smoothing < 1.0:
@@ -141,27 +182,32 @@ def translate_video(translator: Translator, source: str | os.PathLike, output: s
     if not 0 <= crf <= 51:
         raise ValueError(f"--crf {crf}: must be between 0 and 51")
     info = probe(source)
+    if max_pixels is None and Image.MAX_IMAGE_PIXELS:  # the limit every decoded image has (PIL's bomb guard)
+        max_pixels = 2 * int(Image.MAX_IMAGE_PIXELS)
     summary = VideoSummary(output)
     if output.exists() and not overwrite:
         summary.skipped = True
         return summary
+    _check_encoders(output, info)
     folder = frames_folder(output)
     if overwrite:
         shutil.rmtree(folder, ignore_errors=True)
+    _own_cache(folder, _cache_key(translator, source))
     start = time.perf_counter()
-    summary.frames, summary.reused = _translate_frames(translator, source, info, folder, batch_size, progress,
-                                                       on_progress, max_frames, max_pixels)
+    summary.frames, summary.reused, times = _translate_frames(translator, source, info, folder, batch_size,
+                                                              progress, on_progress, max_frames, max_pixels)
     if summary.frames == 0:
         raise DataError(f"--input {source}: no frame could be decoded")
-    _encode(folder, summary.frames, info, source, output, smoothing, crf)
+    _encode(folder, summary.frames, info, source, output, smoothing, crf, times)
     shutil.rmtree(folder, ignore_errors=True)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _decoded_frames(source: Path, channels: int, size: tuple[int, int],
-                    max_pixels: int | None = None) -> Iterator[np.ndarray]:
-    """The video's frames in order, as uint8 HxWxC (C = ``channels``) of ``size`` (W, H): a frame
+                    max_pixels: int | None = None) -> Iterator[tuple[float | None, np.ndarray]]:
+    """The video's frames in order, (time in seconds or None, uint8 HxWxC (C = ``channels``) of
+    ``size`` (W, H)): a frame
     whose size changes mid-stream is scaled to the stream's (one output has one frame size), as
     ffmpeg does. A frame over ``max_pixels`` or one that cannot be decoded is a DataError naming
     the file, checked before the frame is converted."""
@@ -181,7 +227,8 @@ def _decoded_frames(source: Path, channels: int, size: tuple[int, int],
                     image = frame.reformat(width=size[0], height=size[1], format=fmt).to_ndarray()
                 else:
                     image = frame.to_ndarray(format=fmt)
-                yield image[:, :, None] if image.ndim == 2 else image
+                yield (float(frame.time) if frame.time is not None else None,
+                       image[:, :, None] if image.ndim == 2 else image)
     except av.FFmpegError as e:
         raise DataError(f"--input {source}: cannot decode the video after frame {index} ({e}); the file is "
                         "damaged") from None
@@ -189,8 +236,9 @@ def _decoded_frames(source: Path, channels: int, size: tuple[int, int],
 
 def _translate_frames(translator: Translator, source: Path, info: VideoInfo, folder: Path, batch_size: int,
                       progress: bool, on_progress: Progress | None, max_frames: int | None,
-                      max_pixels: int | None = None) -> tuple[int, int]:
-    """Pass 1: translate each frame not in ``folder`` yet. Returns (frames, frames reused)."""
+                      max_pixels: int | None = None) -> tuple[int, int, list[float | None]]:
+    """Pass 1: translate each frame not in ``folder`` yet. Returns (frames, frames reused, the
+    frames' times: every frame is decoded, reused or not, so a resumed run knows them all)."""
     from tqdm import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -223,7 +271,9 @@ def _translate_frames(translator: Translator, source: Path, info: VideoInfo, fol
             batch.clear()
 
         index = -1
-        for index, image in enumerate(_decoded_frames(source, translator.input_channels, size, max_pixels)):
+        times: list[float | None] = []
+        for index, (when, image) in enumerate(_decoded_frames(source, translator.input_channels, size, max_pixels)):
+            times.append(when)
             if max_frames is not None and index >= max_frames:
                 raise DataError(f"--input {source} has more than {max_frames} frames")
             if _frame_path(folder, index).is_file():
@@ -238,7 +288,7 @@ def _translate_frames(translator: Translator, source: Path, info: VideoInfo, fol
         for w in writes:
             w.result()  # a full disk: raise, with the frames written so far kept for the next run
     bar.close()
-    return index + 1, reused
+    return index + 1, reused, times
 
 
 def _even(image: np.ndarray) -> np.ndarray:
@@ -247,8 +297,23 @@ def _even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else image
 
 
+def _frame_times(times: list[float | None], frames: int, fps: Fraction) -> list[float] | None:
+    """The frames' times from the first, when the clip's frame rate varies (a phone's clip, a
+    screen recording): then each frame keeps its time, so the output lasts as long as the input.
+    None for a constant rate (or unknown times): frame i at i / fps, as before."""
+    if len(times) != frames or any(t is None for t in times):
+        return None
+    t0 = times[0]
+    rel = [t - t0 for t in times]  # type: ignore[operator]
+    if any(b <= a for a, b in zip(rel, rel[1:])):
+        return None
+    if all(abs(t - i / fps) < 0.5 / fps for i, t in enumerate(rel)):
+        return None
+    return rel
+
+
 def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Path, smoothing: float,
-            crf: int) -> None:
+            crf: int, times: list[float | None] | None = None) -> None:
     """Pass 2: the cached frames, smoothed, into ``output`` with the source's audio; written to a
     temporary file beside it and renamed, so an interrupted encode leaves no half video."""
     import av
@@ -261,8 +326,12 @@ def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Pa
             video.width, video.height = info.width + info.width % 2, info.height + info.height % 2
             video.pix_fmt = "yuv420p"
             video.options = {**options, "crf": str(crf)}
+            vfr = _frame_times(times or [], frames, info.fps)
+            if vfr is not None:  # millisecond timestamps: each frame at its own time
+                video.time_base = video.codec_context.time_base = Fraction(1, 1000)
             audio_in = src.streams.audio[0] if src.streams.audio else None
-            audio_out, reencode = _audio_stream(dst, audio_in, audio_codec) if audio_in else (None, False)
+            audio_out, reencode = _audio_stream(dst, audio_in, audio_codec, output.suffix) if audio_in \
+                else (None, False)
             audio = _audio_packets(src, audio_in, audio_out, reencode) if audio_in else iter(())
             pending = next(audio, None)
             smoothed: np.ndarray | None = None
@@ -275,10 +344,14 @@ def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Pa
                     smoothed = (1 - smoothing) * frame + smoothing * smoothed
                 rgb = _even(np.clip(np.rint(smoothed), 0, 255).astype(np.uint8))
                 out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                out.pts = i
+                if vfr is not None:
+                    out.pts, out.time_base = round(vfr[i] * 1000), Fraction(1, 1000)
+                else:
+                    out.pts = i
                 dst.mux(video.encode(out))
-                # interleave: the audio up to this frame's time
-                while pending is not None and pending[0] <= (i + 1) / info.fps:
+                # interleave: the audio up to the next frame's time
+                until = vfr[i + 1] if vfr is not None and i + 1 < frames else (i + 1) / info.fps
+                while pending is not None and pending[0] <= until:
                     dst.mux(pending[1])
                     pending = next(audio, None)
             dst.mux(video.encode(None))
@@ -294,13 +367,52 @@ def _encode(folder: Path, frames: int, info: VideoInfo, source: Path, output: Pa
         tmp.unlink(missing_ok=True)
 
 
-def _audio_stream(dst, audio_in, fallback_codec: str):
+#: audio codecs each output container takes as they are (copied, no loss); anything else is
+#: re-encoded (ffmpeg's muxers list more than the players and the muxers themselves accept:
+#: AAC "fits" WebM and PCM "fits" MP4 until the header is written, after every frame is done)
+_COPYABLE_AUDIO = {".webm": {"opus", "vorbis"}, ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+                   ".m4v": {"aac", "mp3", "ac3", "eac3", "alac"}, ".avi": {"mp3", "ac3", "pcm_s16le", "aac"},
+                   ".mov": {"aac", "mp3", "ac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"}}
+_OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
+
+
+def _copies_audio(suffix: str, codec: str) -> bool:
+    allowed = _COPYABLE_AUDIO.get(suffix.lower())
+    return allowed is None or codec in allowed  # .mkv takes any codec
+
+
+def _check_encoders(output: Path, info: VideoInfo) -> None:
+    """Fail before any frame is translated when an encoder the output needs is missing."""
+    import av
+
+    codec, _, audio_codec = _ENCODERS.get(output.suffix.lower(), _DEFAULT_ENCODER)
+    needed = [codec] + ([audio_codec] if info.audio and not _copies_audio(output.suffix, info.audio) else [])
+    for name in needed:
+        try:
+            av.codec.Codec(name, "w")
+        except Exception:
+            raise DataError(f"--output {output}: this FFmpeg build has no {name} encoder, which "
+                            f"{output.suffix} output needs; choose another suffix (.mp4, .mkv)") from None
+
+
+def _audio_stream(dst, audio_in, fallback_codec: str, suffix: str):
     """The output's audio stream: a copy of the source's (no re-encoding, so no loss) when the
-    output container takes that codec, else ``fallback_codec`` at the same rate and layout."""
-    if dst.supported_codecs and audio_in.codec_context.name in dst.supported_codecs:
+    output container takes that codec, else ``fallback_codec`` at the same layout and rate (48 kHz
+    for Opus where the source's rate is one Opus does not take)."""
+    if _copies_audio(suffix, audio_in.codec_context.name):
         return dst.add_stream_from_template(audio_in), False
-    stream = dst.add_stream(fallback_codec, rate=audio_in.codec_context.sample_rate)
-    stream.layout = audio_in.codec_context.layout
+    rate = audio_in.codec_context.sample_rate
+    if fallback_codec == "libopus" and rate not in _OPUS_RATES:
+        rate = 48000
+    stream = dst.add_stream(fallback_codec, rate=rate)
+    layout = audio_in.codec_context.layout
+    # a layout of "1 channels" (no channel order, as PCM in Matroska states it) is refused by the
+    # encoders: the standard layout of that many channels instead
+    channels = len(layout.channels)
+    stream.layout = layout if layout.name in ("mono", "stereo") or channels > 2 else ("mono", "stereo")[channels - 1]
+    formats = stream.codec_context.codec.audio_formats
+    if formats:  # the encoder's own sample format (AAC: fltp); frames are converted to it on encode
+        stream.format = formats[0].name
     return stream, True
 
 

@@ -422,8 +422,12 @@ class GANModel(nn.Module):
 
 
 def preview_row(columns: Iterable[Tensor]) -> Tensor:
-    """Image batches side by side, one row per sample, as RGB in [0, 1] (grayscale shown as RGB)."""
+    """Image batches side by side, one row per sample, as RGB in [0, 1] (grayscale shown as RGB).
+    Columns of another size (``--preprocess none`` keeps each image's) are shown at the first's."""
     cols = [c.float().expand(-1, 3, -1, -1) if c.shape[1] == 1 else c.float()[:, :3] for c in columns]
+    size = tuple(cols[0].shape[2:])
+    cols = [c if tuple(c.shape[2:]) == size else nn.functional.interpolate(c, size=size, mode="bilinear",
+                                                                           align_corners=False) for c in cols]
     return (torch.cat(cols, dim=3).clamp(-1, 1) + 1) / 2
 
 

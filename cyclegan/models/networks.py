@@ -169,13 +169,23 @@ def check_image_model(cfg, nonnegative: tuple[str, ...] = ()) -> None:
     """The checks every image-translation config shares (CycleGAN, CUT, pix2pix): its direction
     where it has one, the network names, the GAN loss, weights that must not be negative, the EMA
     decay. ValueError naming the field."""
+    from dataclasses import fields
+
     from cyclegan.models.losses import make_loss
 
+    # numbers stored in a file (a resumed checkpoint) have the types the flags give: "64" or
+    # [64] for ngf is refused here, not a TypeError deep in a network's constructor
+    for f in fields(cfg):
+        value, default = getattr(cfg, f.name), f.default
+        if type(default) in (int, float) and (isinstance(value, bool) or not isinstance(
+                value, (int,) if type(default) is int else (int, float))):
+            raise ValueError(f"{f.name} must be {'an integer' if type(default) is int else 'a number'}, "
+                             f"got {repr(value)[:40]}")
     if getattr(cfg, "direction", "AtoB") not in ("AtoB", "BtoA"):
         raise ValueError(f"--direction must be AtoB or BtoA, got {cfg.direction!r}")
-    if cfg.netG not in GENERATORS:
+    if not isinstance(cfg.netG, str) or cfg.netG not in GENERATORS:
         raise ValueError(f"unknown generator {cfg.netG!r}; choose one of: {', '.join(GENERATORS)}")
-    if cfg.netD not in DISCRIMINATORS:
+    if not isinstance(cfg.netD, str) or cfg.netD not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {cfg.netD!r}; choose one of: {', '.join(DISCRIMINATORS)}")
     make_loss(cfg.gan_mode)
     for name in nonnegative:

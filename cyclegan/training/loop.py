@@ -234,7 +234,7 @@ class Trainer:
             raise self._diverged(f"{len(bad)} tensor(s) of the model became NaN or infinite by iteration "
                                  f"{self.counters.iteration} ({', '.join(bad[:3])})")
         # Finite weights do not make finite outputs either (weights of 1e30 overflow every
-        # activation): the generators are run on one preview image first.
+        # activation): the generators and discriminators are run on one preview image first.
         broken = self._nonfinite_outputs()
         if broken:
             raise self._diverged(f"the outputs of the {broken} became NaN or infinite by iteration "

@@ -28,7 +28,13 @@ def prepare_run(run: RunConfig, resume: bool) -> tuple[dict | None, RunConfig]:
     if resume and (latest.exists() or any(latest.parent.glob("iter_*.pt"))):
         state, path = load_newest_intact(latest.parent)
         state["resumed_from"] = str(path)
-        stored = kinds.from_state(state)
+        try:
+            stored = kinds.from_state(state)
+            stored.validate()  # the stored values, checked as the flags' would be
+        except (TypeError, ValueError, KeyError, AttributeError) as e:  # a crafted or damaged stored config
+            raise CheckpointError(f"{path}: the stored run config is not usable ({type(e).__name__}: "
+                                  f"{str(e)[:200]}); the checkpoint is damaged or was not written by cyclegan "
+                                  "train") from None
         _warn_ignored(stored, run)
         return state, stored.with_runtime(run)
     if resume:
