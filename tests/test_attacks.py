@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_faults import error_line as one_error_line
 from tiny_models import ROOT, write_image
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -26,14 +27,6 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
-def one_error_line(r: subprocess.CompletedProcess, status: int, *needles: str) -> str:
-    assert r.returncode == status, (r.returncode, r.stderr[-3000:])
-    assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    lines = [l for l in r.stderr.splitlines() if "error:" in l]
-    assert len(lines) == 1, r.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 class RunsCode:
