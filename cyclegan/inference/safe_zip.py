@@ -95,15 +95,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
     with zf:
         members = [(info, _member_path(info, archive)) for info in zf.infolist()]
         _check_members(members, archive)
-        need = sum(info.file_size for info, _ in members)
-        if need > MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20):
-            raise DownloadError(f"{archive} would expand to {need / 2**30:,.1f} GiB from {archive.stat().st_size:,} "
-                                f"bytes (over {MAX_ZIP_RATIO}x: a zip bomb?); refusing to extract it")
-        dest.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(dest).free
-        if need > free:
-            raise DownloadError(f"extracting {archive} needs {need / 2**30:.1f} GiB but {dest} has "
-                                f"{free / 2**30:.1f} GiB free")
+        _check_room(archive, dest, sum(info.file_size for info, _ in members))
         root = dest.resolve()
         written = []
         for info, rel in members:
@@ -166,19 +158,26 @@ def check_tar(archive: str | os.PathLike, top: str | None = None) -> None:
                                 f"({outside[0] if outside else 'it is empty'}); is --base-url the right server?")
 
 
+def _check_room(archive: Path, dest: Path, need: int) -> None:
+    """Refuse an archive that would expand past :data:`MAX_ZIP_RATIO` times its size (a bomb) or
+    past ``dest``'s free space; make ``dest``."""
+    if need > MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20):
+        kind = "zip" if archive.suffix == ".zip" else "tar"
+        raise DownloadError(f"{archive} would expand to {need / 2**30:,.1f} GiB from {archive.stat().st_size:,} "
+                            f"bytes (over {MAX_ZIP_RATIO}x: a {kind} bomb?); refusing to extract it")
+    dest.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest).free
+    if need > free:
+        raise DownloadError(f"extracting {archive} needs {need / 2**30:.1f} GiB but {dest} has "
+                            f"{free / 2**30:.1f} GiB free")
+
+
 def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
     """Extract the tar.gz ``archive`` into ``dest`` after the checks of :func:`check_tar`, a bomb
     check (:data:`MAX_ZIP_RATIO`) and a free-space check; tarfile's ``data`` filter as a second guard."""
     archive, dest = Path(archive), Path(dest)
     members = _tar_members(archive)
-    need = sum(m.size for m in members)
-    if need > MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20):
-        raise DownloadError(f"{archive} would expand to {need / 2**30:,.1f} GiB from {archive.stat().st_size:,} "
-                            f"bytes (over {MAX_ZIP_RATIO}x: an archive bomb?); refusing to extract it")
-    dest.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(dest).free
-    if need > free:
-        raise DownloadError(f"extracting {archive} needs {need / 2**30:.1f} GiB but {dest} has {free / 2**30:.1f} GiB free")
+    _check_room(archive, dest, sum(m.size for m in members))
     try:
         with tarfile.open(archive, "r:gz") as tf:
             tf.extractall(dest, members=members, filter="data")
