@@ -63,7 +63,7 @@ def test_a_gradient_penalty_through_a_compiled_discriminator_fails_so_it_stays_e
     D = model.discriminators["D"]
     compiled = torch.compile(D, backend="aot_eager")
     real, fake = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
-    with pytest.raises(Exception, match="double backward"):
+    with pytest.raises(Exception, match="double backward|create_graph"):  # torch 2.14 | 2.9
         gradient_penalty(compiled, real, fake).backward()
 
     model = with_optimizers(MnistGAN(MnistGANConfig(gan_mode="wgangp", ngf=4, ndf=4, z_dim=8)))
@@ -110,7 +110,9 @@ def test_a_failure_inside_the_fast_step_goes_on_eagerly_from_the_same_state(data
         fast = run_training(tiny_run(dataroot, tmp_path / "fast", compile=True, **settings))
     warnings = [r for r in caplog.records if "going on eagerly" in r.getMessage()]
     assert len(warnings) == 1 and "at iteration 1" in warnings[0].getMessage()
-    assert "double backward" in warnings[0].getMessage() and warnings[0].exc_info is None
+    # torch 2.14 says "double backward", 2.9 "donated buffers ... create_graph=False": the guard
+    # matches no message, it catches whatever the compiled step raised
+    assert "RuntimeError" in warnings[0].getMessage() and warnings[0].exc_info is None
     assert "Traceback" not in caplog.text
     assert load_checkpoint(fast)["counters"]["iteration"] == 3
     for (name, a), (_, b) in zip(_weights(eager).items(), _weights(fast).items()):
