@@ -164,6 +164,9 @@ def test_a_published_button_says_its_size_and_offline_says_where_the_file_goes(p
 
 
 def test_tabs_model_name_and_examples_are_in_view_on_the_first_screen(page):
+    # the examples render after the model panel (what the page fixture waits for): wait for them too
+    page.wait_for_selector("#examples button", state="attached")
+    page.wait_for_selector("#model input", state="attached")
     seen = page.evaluate("""() => {
         const input = document.querySelector('#model input');
         const box = input.getBoundingClientRect();
