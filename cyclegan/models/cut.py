@@ -13,7 +13,7 @@ need nothing new: an A -> B model holds G_A (and D_A, which judges domain B), a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cyclegan.models import networks
 from cyclegan.models.cyclegan import PAPER_TRAIN, CycleGAN, CycleGANConfig
-from cyclegan.models.gan import GANModel, preview_row, write_plan
+from cyclegan.models.gan import GANModel, StoredConfig, preview_row, write_plan
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 from cyclegan.models.pix2pix import Pix2Pix, Pix2PixConfig
@@ -53,7 +53,7 @@ PRESETS = {
 
 
 @dataclass
-class CUTConfig:
+class CUTConfig(StoredConfig):
     """A CUT or FastCUT model and its objective; stored in checkpoints and exports like
     :class:`~cyclegan.cyclegan.CycleGANConfig`. Defaults are the project's (hinge loss and an EMA of
     the generator, as measured for CycleGAN in docs/quality.md); ``--preset paper`` is the
@@ -84,11 +84,6 @@ class CUTConfig:
     d_steps: int = 1
     ema_decay: float = 0.999
     spectral_norm: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CUTConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
         if self.model not in MODES:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Mapping
 
 import torch
@@ -26,6 +26,16 @@ def ema_decay_at(decay: float, updates: int) -> float:
     """The EMA decay used at the ``updates``-th update (0-based): ``decay``, ramped up from
     0.1 as (1 + t) / (10 + t) so that the average is not dominated by the random init early on."""
     return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+class StoredConfig:
+    """A model config dataclass that is stored in checkpoints and exports: ``from_dict`` reads one
+    back, dropping fields that no longer exist (older files keep loading)."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def write_plan(held: dict | None, drawn: dict, device: torch.device) -> dict:

@@ -16,13 +16,13 @@ with x a real image, z ~ N(0, I) or U(-1, 1)^z_dim. D is updated first, then G o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel, write_plan
+from cyclegan.models.gan import GANModel, StoredConfig, write_plan
 from cyclegan.models.losses import gradient_penalty, make_loss, penalty_weights
 from cyclegan.models.init import init_weights
 
@@ -44,7 +44,7 @@ def sample_noise(n: int, z_dim: int, distribution: str = "normal",
 
 
 @dataclass
-class MnistGANConfig:
+class MnistGANConfig(StoredConfig):
     """Everything that defines the noise -> image GAN and its objective.
 
     Stored in every checkpoint and export, so loading one needs no flags. Defaults: DCGAN
@@ -73,11 +73,6 @@ class MnistGANConfig:
             # BatchNorm mixes the samples of a batch, which breaks WGAN-GP's per-sample gradient
             # penalty; the paper's MLP discriminator has no normalisation either.
             self.d_norm = "none" if self.gan_mode == "wgangp" or self.netD == "mlp" else "batch"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MnistGANConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
         if self.netG not in networks.LATENT_GENERATORS:

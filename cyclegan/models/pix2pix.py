@@ -13,14 +13,14 @@ nothing new: an A -> B model holds G_A (and D_A), a B -> A model G_B (and D_B).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan.models import networks
-from cyclegan.models.gan import GANModel, preview_row
+from cyclegan.models.gan import GANModel, StoredConfig, preview_row
 from cyclegan.models.init import init_weights
 from cyclegan.models.losses import gradient_penalty, make_loss
 
@@ -36,7 +36,7 @@ PRESETS = {"paper": (PAPER_PIX2PIX, PAPER_PIX2PIX_TRAIN)}
 
 
 @dataclass
-class Pix2PixConfig:
+class Pix2PixConfig(StoredConfig):
     """A pix2pix model and its objective; stored in checkpoints and exports like
     :class:`~cyclegan.models.cyclegan.CycleGANConfig`. The defaults are the reference's recipe
     (:data:`PAPER_PIX2PIX`): the project's own choices (hinge loss, EMA) were measured better for
@@ -62,11 +62,6 @@ class Pix2PixConfig:
     d_steps: int = 1
     ema_decay: float = 0.0
     spectral_norm: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Pix2PixConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
         networks.check_image_model(self, ("lambda_GAN", "lambda_L1"))
